@@ -1,0 +1,78 @@
+"""zoo: a PyTorch model zoo with a pretrained-weight hub.
+
+The public API is re-exported here and imported lazily (PEP 562), so ``import zoo`` is cheap and
+torch-free pieces (``zoo.preprocess``) can be used where torch is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "create_model": "zoo.factory",
+    "load_pretrained": "zoo.factory",
+    "save_pretrained": "zoo.factory",
+    "list_models": "zoo.registry",
+    "model_info": "zoo.registry",
+    "register_model": "zoo.registry",
+    "register_weights": "zoo.registry",
+    "get_weights": "zoo.registry",
+    "Weights": "zoo.registry",
+    "ZooError": "zoo.errors",
+    "UnknownModelError": "zoo.errors",
+    "ConfigError": "zoo.errors",
+    "WeightsError": "zoo.errors",
+    "IncompatibleKeysError": "zoo.errors",
+    "HubError": "zoo.errors",
+    "summary": "zoo.analysis",
+}
+
+__all__ = [
+    "ConfigError",
+    "HubError",
+    "IncompatibleKeysError",
+    "UnknownModelError",
+    "Weights",
+    "WeightsError",
+    "ZooError",
+    "__version__",
+    "create_model",
+    "get_weights",
+    "list_models",
+    "load_pretrained",
+    "model_info",
+    "register_model",
+    "register_weights",
+    "save_pretrained",
+    "summary",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zoo' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from zoo.analysis import summary
+    from zoo.errors import (
+        ConfigError,
+        HubError,
+        IncompatibleKeysError,
+        UnknownModelError,
+        WeightsError,
+        ZooError,
+    )
+    from zoo.factory import create_model, load_pretrained, save_pretrained
+    from zoo.registry import Weights, get_weights, list_models, model_info, register_model, register_weights

@@ -1,0 +1,112 @@
+"""The `zoo` command line: list, info, summary, predict, plus the verbs other packages add.
+
+Each package owns its verbs: a module in `PLUGIN_MODULES` exposes ``add_commands(subparsers)``, and each
+verb sets ``func`` to a function taking the parsed arguments and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from zoo.errors import ZooError
+
+# Verbs defined outside this file (training in recipes/, export in export/).
+PLUGIN_MODULES: tuple[str, ...] = ()
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from zoo.registry import list_models
+
+    for name in list_models(args.pattern or "*", pretrained=args.pretrained, task=args.task):
+        print(name)
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from zoo.registry import model_info
+
+    print(json.dumps(model_info(args.name), indent=2))
+    return 0
+
+
+def _parse_input_size(text: str) -> tuple[int, ...]:
+    try:
+        size = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not CxHxW (e.g. 1x28x28)") from None
+    if not size or any(v <= 0 for v in size):
+        raise argparse.ArgumentTypeError(f"'{text}' must be positive sizes like 1x28x28")
+    return size
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from zoo.analysis import summary
+    from zoo.factory import create_model
+
+    model = create_model(args.name)
+    print(summary(model, input_size=args.input))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from zoo.predict import predict_files
+
+    for line in predict_files(args.name, args.files, k=args.topk, invert=args.invert, out_dir=args.out):
+        print(line)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from zoo import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="zoo", description="A PyTorch model zoo with a pretrained-weight hub."
+    )
+    parser.add_argument("--version", action="version", version=f"zoo {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list registered models, or published weights with --pretrained")
+    p.add_argument("pattern", nargs="?", help="shell wildcard, e.g. 'resnet*'")
+    p.add_argument("--pretrained", action="store_true", help="list arch.tag weights instead of architectures")
+    p.add_argument("--task", help="only this task, e.g. image-classification")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("info", help="what the registry knows about a model or a weight (JSON)")
+    p.add_argument("name", help="arch or arch.tag")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("summary", help="per-layer output shape, receptive field, parameters and FLOPs")
+    p.add_argument("name", help="arch or arch.tag")
+    p.add_argument("--input", type=_parse_input_size, default=None, help="input size CxHxW, e.g. 1x28x28")
+    p.set_defaults(func=_cmd_summary)
+
+    p = sub.add_parser("predict", help="run a published weight on image files (top-k with probabilities)")
+    p.add_argument("name", help="arch.tag, a weight folder, or hf-hub:org/repo")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--topk", type=int, default=3)
+    p.add_argument("--invert", action="store_true", help="invert intensities (dark digits on light paper)")
+    p.add_argument("--out", type=Path, default=None, help="where image outputs are written (non-classifiers)")
+    p.set_defaults(func=_cmd_predict)
+
+    for module in PLUGIN_MODULES:
+        importlib.import_module(module).add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ZooError as err:
+        print(f"zoo {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""`create_model` and `save_pretrained`: names, folders and hub repos in; strict, verified models out."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from zoo.errors import ConfigError, WeightsError
+from zoo.registry import Weights, get_entry, get_weights, parse_model_name
+from zoo.weights import (
+    CARD_NAME,
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    adapt_input_conv,
+    atomic_write_bytes,
+    check_json_serialisable,
+    load_state_dict,
+    load_state_dict_strict,
+    read_config,
+    save_state_dict,
+    write_json,
+)
+
+__all__ = ["create_model", "load_pretrained", "save_pretrained"]
+
+HF_PREFIX = "hf-hub:"
+# The two adaptations that work with pretrained weights; every other kwarg must agree with the weight.
+ADAPTABLE_KWARGS = ("num_classes", "in_chans")
+
+
+def create_model(
+    name: str, pretrained: bool = False, *, weights: str | None = None, **kwargs: Any
+) -> nn.Module:
+    """Build a registered model, optionally with its published weights.
+
+    ``name`` is one of:
+      - ``arch``: a fresh model (``pretrained=True`` loads the architecture's default weight);
+      - ``arch.tag``: that weight's configuration, loaded when ``pretrained=True`` (as in timm);
+      - ``hf-hub:org/repo[@revision]``: a Hugging Face repo in zoo layout, always loaded;
+      - a local folder in weight layout (``config.json`` + ``model.safetensors``), always loaded.
+
+    ``num_classes=`` re-initialises the classifier and ``in_chans=`` adapts the first convolution; every
+    other kwarg that contradicts the weight is refused. ``weights="tag"`` is the torch.hub spelling of
+    ``pretrained=True`` with a tag.
+    """
+    if name.startswith(HF_PREFIX):
+        from zoo.hub import download_repo
+
+        repo_id, _, revision = name[len(HF_PREFIX) :].partition("@")
+        if repo_id.count("/") != 1:
+            raise ConfigError(f"'{name}' is not 'hf-hub:org/repo[@revision]'")
+        return load_pretrained(download_repo(repo_id, revision or None), **kwargs)
+    if _looks_like_path(name):
+        return load_pretrained(name, **kwargs)
+
+    arch, tag = parse_model_name(name)
+    entry = get_entry(arch)
+    if weights is not None:
+        if tag is not None and tag != weights:
+            raise ConfigError(f"'{name}' names tag '{tag}' but weights='{weights}' names another; give one")
+        tag, pretrained = weights, True
+    if tag is None and pretrained:
+        tag = entry.default_tag
+        if tag is None:
+            raise WeightsError(
+                f"'{arch}' has no published weights; build it with pretrained=False, or pick one of "
+                "zoo.list_models(pretrained=True)."
+            )
+    if tag is None:
+        return entry.builder(**kwargs)
+    meta = get_weights(f"{arch}.{tag}")
+    if not pretrained:
+        return entry.builder(**_merge_args(meta, kwargs))
+    from zoo.hub import resolve_weight_folder
+
+    return load_pretrained(resolve_weight_folder(meta), expected=meta, **kwargs)
+
+
+def _looks_like_path(name: str) -> bool:
+    return os.sep in name or name.startswith(".") or Path(name).is_dir()
+
+
+def _merge_args(meta: Weights, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The weight's builder kwargs updated by the user's, refusing any that contradict the weight."""
+    trained = dict(meta.model_args)
+    for key, value in kwargs.items():
+        if key in ADAPTABLE_KWARGS or trained.get(key, _MISSING) == _normalise(value):
+            continue
+        was = f"was trained with {key}={trained[key]!r}" if key in trained else f"was trained without '{key}'"
+        raise ConfigError(
+            f"{key}={value!r} contradicts weight '{meta.name}', which {was}. Drop the argument, or build a "
+            f"fresh model with pretrained=False. Only {' and '.join(ADAPTABLE_KWARGS)} can be changed with "
+            "pretrained weights."
+        )
+    return {**trained, **kwargs}
+
+
+_MISSING = object()
+
+
+def _normalise(value: Any) -> Any:
+    # config.json stores tuples as lists; compare in that form.
+    if isinstance(value, tuple):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def load_pretrained(
+    folder: str | os.PathLike, *, expected: Weights | None = None, **kwargs: Any
+) -> nn.Module:
+    """Build the model a weight folder describes and load it strictly, after checking its sha256."""
+    folder = Path(folder)
+    config = read_config(folder)
+    meta = Weights.from_dict(config["weights"]) if config.get("weights") else None
+    arch = config["architecture"]
+    entry = get_entry(arch)
+    trained_args = config.get("model_args", {})
+    if meta is None:
+        meta = Weights(arch=arch, tag="local", task=entry.task, model_args=trained_args)
+    meta = meta.replace(model_args=trained_args)
+    # A pin declared in code (the registry) wins over the one stored beside the file.
+    sha256 = (expected.sha256 if expected and expected.sha256 else None) or meta.sha256
+    state_dict = load_state_dict(folder / WEIGHTS_NAME, expected_sha256=sha256)
+
+    args = _merge_args(meta, kwargs)
+    model = entry.builder(**args)
+    source = f"{folder / WEIGHTS_NAME}"
+    allow_missing: tuple[str, ...] = ()
+    if "num_classes" in kwargs and kwargs["num_classes"] != trained_args.get("num_classes", _MISSING):
+        head = _require_attr(model, "classifier", "num_classes", arch)
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(head + ".")}
+        allow_missing = (head + ".",)
+    if "in_chans" in kwargs and kwargs["in_chans"] != trained_args.get("in_chans", _MISSING):
+        stem = _require_attr(model, "first_conv", "in_chans", arch) + ".weight"
+        state_dict = dict(state_dict)
+        state_dict[stem] = adapt_input_conv(state_dict[stem], kwargs["in_chans"])
+    load_state_dict_strict(model, state_dict, source=source, allow_missing=allow_missing)
+    if allow_missing:  # a new head: the weight's labels and metrics no longer describe this model
+        meta = meta.replace(labels=(), metrics={}, sha256=None, description=f"adapted from {meta.name}")
+    model.pretrained_weights = meta
+    return model
+
+
+def _require_attr(model: nn.Module, attr: str, kwarg: str, arch: str) -> str:
+    path = getattr(model, attr, None)
+    if not path:
+        raise ConfigError(
+            f"'{arch}' has no {attr.replace('_', ' ')} to adapt, so {kwarg}= cannot change "
+            "with pretrained weights; use pretrained=False"
+        )
+    return path
+
+
+def save_pretrained(
+    model: nn.Module,
+    folder: str | os.PathLike,
+    weights: Weights | dict[str, Any] | None = None,
+) -> Path:
+    """Write a weight folder: ``model.safetensors``, ``config.json`` and a model card ``README.md``.
+
+    The model must come from a registered builder (it carries ``zoo_config``: architecture and builder
+    kwargs). ``weights`` carries the metadata (task, labels, metrics, recipe...); its sha256 and parameter
+    count are filled in from what is written. A kwarg that JSON cannot hold is an error, never dropped.
+    """
+    zoo_config = getattr(model, "zoo_config", None)
+    if not zoo_config:
+        raise ConfigError(
+            f"{type(model).__name__} was not built by the zoo (no zoo_config): save_pretrained needs the "
+            "architecture name and builder kwargs to rebuild it. Build it with zoo.create_model."
+        )
+    arch, model_args = zoo_config["architecture"], zoo_config["model_args"]
+    check_json_serialisable(model_args, "model_args")
+    entry = get_entry(arch)
+    if isinstance(weights, dict):
+        weights = Weights.from_dict({"arch": arch, "tag": "local", "task": entry.task, **weights})
+    if weights is None:
+        weights = _descriptive_only(getattr(model, "pretrained_weights", None), arch, entry.task)
+    check_json_serialisable(weights.to_dict(), "weights")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sha256 = save_state_dict(model.state_dict(), folder / WEIGHTS_NAME)
+    num_params = sum(p.numel() for p in model.parameters())
+    weights = weights.replace(
+        arch=arch,
+        model_args=_normalise_args(model_args),
+        sha256=sha256,
+        num_params=num_params,
+        input_size=weights.input_size or tuple(getattr(model, "input_size", ()) or ()) or None,
+    )
+    from zoo import __version__
+
+    config = {
+        "zoo_version": __version__,
+        "architecture": arch,
+        "model_args": weights.model_args,
+        "weights": weights.to_dict(),
+    }
+    write_json(folder / CONFIG_NAME, config)
+    from zoo.card import render_model_card
+
+    atomic_write_bytes(folder / CARD_NAME, render_model_card(config).encode())
+    return folder
+
+
+def _descriptive_only(meta: Weights | None, arch: str, task: str) -> Weights:
+    # A model saved without new metadata keeps what describes its inputs and outputs, but not the
+    # metrics, recipe or pins of the weight it started from: those were measured on other parameters.
+    fresh = Weights(arch=arch, tag="local", task=task)
+    if meta is None:
+        return fresh
+    return fresh.replace(
+        labels=meta.labels,
+        input_size=meta.input_size,
+        mean=meta.mean,
+        std=meta.std,
+        dataset=meta.dataset,
+        license=meta.license,
+        papers=meta.papers,
+        description=meta.description or f"derived from {meta.name}",
+    )
+
+
+def _normalise_args(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: _normalise(v) for k, v in args.items()}

@@ -1,0 +1,3 @@
+"""The model families. Importing a family module registers its builders; add new families here."""
+
+from zoo.models import resnet  # noqa: F401

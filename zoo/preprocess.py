@@ -1,0 +1,83 @@
+"""Image preprocessing from weight metadata, in numpy and PIL only.
+
+Shared by ``zoo predict`` (PyTorch) and the torch-free ONNX runtime, so both see identical inputs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["ImageInputError", "load_image", "preprocess_image", "softmax", "topk"]
+
+
+class ImageInputError(ValueError):
+    """An input that is not an image of the shape the model expects."""
+
+
+def load_image(path: str | os.PathLike, channels: int) -> np.ndarray:
+    """Read an image file as an (H, W, C) uint8 array with `channels` channels (1 = grey, 3 = RGB)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            mode = {1: "L", 3: "RGB"}.get(channels)
+            if mode is None:
+                raise ImageInputError(
+                    f"the model expects {channels} channels; images load as 1 (grey) or 3 (RGB)"
+                )
+            array = np.asarray(image.convert(mode))
+    except FileNotFoundError:
+        raise ImageInputError(f"{path}: no such file") from None
+    except UnidentifiedImageError:
+        raise ImageInputError(f"{path} is not an image file PIL can read (PNG, JPEG, BMP, ...)") from None
+    return array[..., None] if array.ndim == 2 else array
+
+
+def preprocess_image(
+    image: np.ndarray,
+    input_size: Sequence[int],
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    invert: bool = False,
+) -> np.ndarray:
+    """(H, W, C) uint8 -> (1, C, H', W') float32: resize to `input_size`, scale to [0, 1], normalise.
+
+    ``invert`` turns dark-on-light photos of digits into MNIST's light-on-dark convention.
+    """
+    from PIL import Image
+
+    if image.ndim != 3:
+        raise ImageInputError(f"expected an (H, W, C) image array, got shape {image.shape}")
+    channels, height, width = input_size
+    if image.shape[2] != channels:
+        raise ImageInputError(
+            f"image has {image.shape[2]} channels but the model expects {channels}; "
+            "convert it (grey: 1 channel, RGB: 3) before calling"
+        )
+    if image.shape[:2] != (height, width):
+        planes = [
+            np.asarray(Image.fromarray(image[..., c]).resize((width, height), Image.BILINEAR))
+            for c in range(channels)
+        ]
+        image = np.stack(planes, axis=-1)
+    x = image.astype(np.float32) / 255.0
+    if invert:
+        x = 1.0 - x
+    if mean is not None and std is not None:
+        x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    shifted = logits - logits.max(axis=axis, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def topk(probs: np.ndarray, k: int, labels: Sequence[str] = ()) -> list[tuple[str, float]]:
+    """The k most probable classes of one probability vector, as (label, probability)."""
+    order = np.argsort(-probs)[:k]
+    return [(labels[i] if i < len(labels) else str(int(i)), float(probs[i])) for i in order]
