@@ -53,3 +53,29 @@ def hub_dir(tmp_path, monkeypatch):
     folder.mkdir()
     monkeypatch.setenv("ZOO_HUB_DIR", str(folder))
     return folder
+
+
+@pytest.fixture
+def demo_weight(hub_dir):
+    """A small trained-looking weight, ``resnet8_small.demo``, declared in code and stored in `hub_dir`."""
+    import zoo
+    from zoo.registry import Weights, register_weights, unregister_weights
+
+    torch.manual_seed(0)
+    model = zoo.create_model("resnet8_small", in_chans=1, num_classes=10, img_size=28)
+    meta = Weights(
+        arch="resnet8_small",
+        tag="demo",
+        task="image-classification",
+        labels=tuple(str(i) for i in range(10)),
+        mean=(0.5,),
+        std=(0.25,),
+        dataset="synthetic",
+        split="none",
+        metrics={"top1": 0.25},
+    )
+    folder = zoo.save_pretrained(model, hub_dir / "resnet8_small.demo", meta)
+    written = zoo.load_pretrained(folder).pretrained_weights
+    register_weights(written.replace(tag="demo"))
+    yield "resnet8_small.demo"
+    unregister_weights("resnet8_small.demo")

@@ -106,6 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ZooError as err:
         print(f"zoo {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Output piped into `head` and closed early: not an error. Silence the flush at exit.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

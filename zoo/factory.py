@@ -158,12 +158,15 @@ def save_pretrained(
     model: nn.Module,
     folder: str | os.PathLike,
     weights: Weights | dict[str, Any] | None = None,
+    files: dict[str, str | os.PathLike] | None = None,
 ) -> Path:
     """Write a weight folder: ``model.safetensors``, ``config.json`` and a model card ``README.md``.
 
     The model must come from a registered builder (it carries ``zoo_config``: architecture and builder
     kwargs). ``weights`` carries the metadata (task, labels, metrics, recipe...); its sha256 and parameter
     count are filled in from what is written. A kwarg that JSON cannot hold is an error, never dropped.
+    ``files`` maps roles to extra files copied into the folder and named in config.json (e.g.
+    ``{"curves": "run/curves.png"}``, which the model card shows).
     """
     zoo_config = getattr(model, "zoo_config", None)
     if not zoo_config:
@@ -198,6 +201,14 @@ def save_pretrained(
         "model_args": weights.model_args,
         "weights": weights.to_dict(),
     }
+    if files:
+        config["files"] = {}
+        for role, source in files.items():
+            source = Path(source)
+            if not source.is_file():
+                raise ConfigError(f"extra file for '{role}' does not exist: {source}")
+            atomic_write_bytes(folder / source.name, source.read_bytes())
+            config["files"][role] = source.name
     write_json(folder / CONFIG_NAME, config)
     from zoo.card import render_model_card
 

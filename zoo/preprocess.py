@@ -10,10 +10,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from zoo.errors import ZooError
+
 __all__ = ["ImageInputError", "load_image", "preprocess_image", "softmax", "topk"]
 
 
-class ImageInputError(ValueError):
+class ImageInputError(ZooError, ValueError):
     """An input that is not an image of the shape the model expects."""
 
 

@@ -145,6 +145,8 @@ def register_model(
     """
 
     def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
+        # The zoo's own families register first, so a user's clashing name is the one refused.
+        _ensure_models_imported()
         arch = builder.__name__
         if arch in _MODELS:
             previous = _MODELS[arch].builder
