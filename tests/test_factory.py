@@ -89,3 +89,8 @@ def test_folder_without_config_is_a_clear_error(tmp_path):
     (tmp_path / "w").mkdir()
     with pytest.raises(WeightsError, match="config.json does not exist"):
         zoo.create_model(str(tmp_path / "w"))
+
+
+def test_argument_a_builder_does_not_take_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"'autoencoder' got an argument it does not take .*num_classes"):
+        zoo.create_model("autoencoder", num_classes=5)

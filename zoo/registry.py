@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import UnknownModelError, WeightsError
+from zoo.errors import ConfigError, UnknownModelError, WeightsError
 
 __all__ = [
     "ModelEntry",
@@ -157,7 +157,15 @@ def register_model(
 
         @functools.wraps(builder)
         def build(**kwargs: Any) -> Any:
-            model = builder(**kwargs)
+            try:
+                model = builder(**kwargs)
+            except TypeError as err:
+                if "unexpected keyword argument" not in str(err):
+                    raise
+                raise ConfigError(
+                    f"'{arch}' got an argument it does not take ({err}); see `zoo info {arch}` and the "
+                    f"docstring of {builder.__module__}.{builder.__qualname__} for its arguments"
+                ) from None
             # Stored beside the state_dict by save_pretrained, so a weight can always rebuild its model.
             model.zoo_config = {"architecture": arch, "model_args": dict(kwargs)}
             return model
