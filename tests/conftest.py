@@ -1,22 +1,44 @@
 """Test-session set-up: nothing may reach the network, and the HF client is pointed at local places.
 
-The Hugging Face client reads its endpoint and cache locations when it is imported, so they are set
-here, before any test module imports it.
+The Hugging Face client reads its endpoint when it is imported, so ``HF_ENDPOINT``, ``HF_HOME`` and
+``HF_TOKEN`` are set here, before any test module imports it. The endpoint is the test hub
+(`tests/hub_server.py`): its socket is bound now, so its port is known, but it only accepts connections
+once a test asks for the ``hub`` fixture; until then connecting to it is refused, as for any closed port.
+The token is made up for this session: a real one in the environment is never used or seen.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 import tempfile
 import time
 
+from tests.hub_server import HubServer
+
 _HF_HOME = tempfile.mkdtemp(prefix="zoo-test-hf-")
+HF_TOKEN = f"hf_zootest{secrets.token_hex(16)}"
+HUB_SERVER = HubServer(tokens={HF_TOKEN})
+# Bound and never listening: connections to it are refused for the whole session.
+_REFUSING = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+_REFUSING.bind(("127.0.0.1", 0))
+REFUSING_ENDPOINT = f"http://127.0.0.1:{_REFUSING.getsockname()[1]}"
+
+for _var in (
+    "HF_HUB_OFFLINE",
+    "HF_HUB_CACHE",
+    "HF_HUB_DISABLE_XET",  # the client's default path (hf_xet installed) is the one users run
+    "HUGGINGFACE_HUB_TOKEN",
+    "HF_OIDC_RESOURCE",
+    "HF_DEBUG",
+    "ZOO_HUB_DIR",
+):
+    os.environ.pop(_var, None)
 os.environ["HF_HOME"] = _HF_HOME
-os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: connections are refused
+os.environ["HF_ENDPOINT"] = HUB_SERVER.url
+os.environ["HF_TOKEN"] = HF_TOKEN
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["HF_HUB_DISABLE_XET"] = "1"
-os.environ.pop("HF_HUB_OFFLINE", None)
-os.environ.pop("ZOO_HUB_DIR", None)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -79,3 +101,54 @@ def demo_weight(hub_dir):
     register_weights(written.replace(tag="demo"))
     yield "resnet8_small.demo"
     unregister_weights("resnet8_small.demo")
+
+
+@pytest.fixture(scope="session")
+def hub_server():
+    """The test hub, accepting connections from the first test that asks for it to the end of the session."""
+    HUB_SERVER.start()
+    yield HUB_SERVER
+    HUB_SERVER.stop()
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """Point the HF client at a fresh, empty cache; calling the fixture's value switches to another one.
+
+    The client reads ``constants.HF_HUB_CACHE`` on each download, so this takes effect at once.
+    """
+    import huggingface_hub.constants as constants
+
+    count = iter(range(1000))
+
+    def fresh():
+        folder = tmp_path / f"hf-cache-{next(count)}"
+        folder.mkdir()
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(folder))
+        return folder
+
+    fresh.folder = fresh()
+    return fresh
+
+
+@pytest.fixture
+def hub(hub_server, hf_cache):
+    """The running test hub with a fresh HF cache; faults are cleared and server errors reported after."""
+    errors_before = len(hub_server.state.errors)
+    yield hub_server
+    hub_server.clear_faults()
+    assert hub_server.state.errors[errors_before:] == [], "the test hub failed while serving"
+
+
+@pytest.fixture
+def hub_unreachable(monkeypatch):
+    """Point the HF client at a port where connections are refused (the endpoint it read at import)."""
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", REFUSING_ENDPOINT)
+    monkeypatch.setattr(
+        constants,
+        "HUGGINGFACE_CO_URL_TEMPLATE",
+        REFUSING_ENDPOINT + "/{repo_id}/resolve/{revision}/{filename}",
+    )
+    return REFUSING_ENDPOINT

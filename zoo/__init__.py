@@ -28,6 +28,9 @@ _EXPORTS = {
     "IncompatibleKeysError": "zoo.errors",
     "HubError": "zoo.errors",
     "summary": "zoo.analysis",
+    "push_to_hub": "zoo.hub",
+    "pull": "zoo.hub",
+    "bundle": "zoo.hub",
 }
 
 __all__ = [
@@ -39,11 +42,14 @@ __all__ = [
     "WeightsError",
     "ZooError",
     "__version__",
+    "bundle",
     "create_model",
     "get_weights",
     "list_models",
     "load_pretrained",
     "model_info",
+    "pull",
+    "push_to_hub",
     "register_model",
     "register_weights",
     "save_pretrained",
@@ -75,4 +81,5 @@ if TYPE_CHECKING:
         ZooError,
     )
     from zoo.factory import create_model, load_pretrained, save_pretrained
+    from zoo.hub import bundle, pull, push_to_hub
     from zoo.registry import Weights, get_weights, list_models, model_info, register_model, register_weights

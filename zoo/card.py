@@ -2,7 +2,8 @@
 
 The layout follows Hugging Face model cards: YAML front matter (library, tags, license, datasets,
 pipeline tag and a ``model-index`` with the measured metrics), then usage for zoo, torch.hub and ONNX,
-the metrics table, how it was trained, and the recipe config.
+the metrics table, the training curves, how it was trained, and the recipe config. Everything shown is
+read from ``config.json``, so a card can always be rendered again and never disagrees with its weight.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["render_model_card"]
+__all__ = ["PIPELINE_TAGS", "render_model_card"]
 
 # Hugging Face pipeline tags for the zoo's tasks; a task without a close match keeps its own name.
 PIPELINE_TAGS = {
@@ -23,19 +24,21 @@ PIPELINE_TAGS = {
     "feature-extraction": "image-feature-extraction",
     "zero-shot-image-classification": "zero-shot-image-classification",
 }
+LOCAL_TAG = "local"  # the tag of a weight saved outside the registry (save_pretrained without metadata)
 
 
-def _front_matter(config: dict[str, Any]) -> str:
+def _front_matter(config: dict[str, Any], name: str) -> str:
     import yaml
 
     w = config.get("weights") or {}
-    name = f"{config['architecture']}.{w.get('tag', 'local')}"
     task = w.get("task") or "unknown"
+    pipeline_tag = PIPELINE_TAGS.get(task, task)
+    tags = ["zoo", "pytorch", "safetensors", "onnx", config["architecture"], task]
     data: dict[str, Any] = {
         "library_name": "zoo",
         "license": w.get("license") or "apache-2.0",
-        "tags": ["zoo", "pytorch", "safetensors", "onnx", config["architecture"], task],
-        "pipeline_tag": PIPELINE_TAGS.get(task, task),
+        "tags": list(dict.fromkeys(tags)),
+        "pipeline_tag": pipeline_tag,
     }
     if w.get("dataset"):
         data["datasets"] = [w["dataset"]]
@@ -46,7 +49,7 @@ def _front_matter(config: dict[str, Any]) -> str:
                 "name": name,
                 "results": [
                     {
-                        "task": {"type": PIPELINE_TAGS.get(task, task)},
+                        "task": {"type": pipeline_tag, "name": task},
                         "dataset": {
                             "name": w.get("dataset") or "unknown",
                             "type": w.get("dataset") or "unknown",
@@ -57,7 +60,7 @@ def _front_matter(config: dict[str, Any]) -> str:
                 ],
             }
         ]
-    return "---\n" + yaml.safe_dump(data, sort_keys=False) + "---\n"
+    return "---\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True) + "---\n"
 
 
 def _fmt(value: Any) -> str:
@@ -66,87 +69,148 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _cell(value: Any) -> str:
+    return _fmt(value).replace("|", "\\|")
+
+
+def _hf_name(w: dict[str, Any]) -> str | None:
+    if not w.get("hf_repo"):
+        return None
+    return f"hf-hub:{w['hf_repo']}" + (f"@{w['revision']}" if w.get("revision") else "")
+
+
+def _kwargs(args: dict[str, Any]) -> str:
+    return "".join(f", {k}={v!r}" for k, v in args.items())
+
+
+def _usage(config: dict[str, Any], name: str) -> list[str]:
+    arch = config["architecture"]
+    w = config.get("weights") or {}
+    tag = w.get("tag", LOCAL_TAG)
+    hf_name = _hf_name(w)
+    lines = ["## Usage", "", "```python", "import zoo", ""]
+    if tag != LOCAL_TAG:
+        lines.append(f'model = zoo.create_model("{name}", pretrained=True).eval()')
+    if hf_name:
+        lines.append(f'model = zoo.create_model("{hf_name}").eval()  # straight from the Hugging Face Hub')
+    lines.append('model = zoo.create_model("path/to/this/folder").eval()  # a downloaded copy of this repo')
+    lines += ["```", ""]
+    if w.get("hf_repo") and not w.get("revision"):
+        lines += [
+            f"For reproducible results pin the commit: `hf-hub:{w['hf_repo']}@<commit sha>`. Loading is strict "
+            "and the sha256 of `model.safetensors` is checked every time.",
+            "",
+        ]
+    lines += ["torch.hub, from a checkout of the zoo:", "", "```python", "import torch", ""]
+    if tag != LOCAL_TAG:
+        lines.append(f'model = torch.hub.load("path/to/zoo", "{arch}", source="local", weights="{tag}")')
+    else:
+        lines += [
+            "from safetensors.torch import load_file",
+            "",
+            f'model = torch.hub.load("path/to/zoo", "{arch}", source="local"{_kwargs(config.get("model_args") or {})})',
+            'model.load_state_dict(load_file("path/to/this/folder/model.safetensors"))',
+        ]
+    lines += ["```", ""]
+    source = name if tag != LOCAL_TAG else hf_name or "path/to/this/folder"
+    onnx_file = f"{name if tag != LOCAL_TAG else arch}.onnx"
+    lines += [
+        "ONNX, to deploy without torch:",
+        "",
+        "```bash",
+        f"zoo export {source} --out {onnx_file}",
+        f"zoo predict --onnx {onnx_file} image.png",
+        "```",
+        "",
+    ]
+    input_size = w.get("input_size")
+    if input_size:
+        shape = ", ".join(str(s) for s in (1, *input_size))
+        lines += ["```python", "import numpy as np", "import onnxruntime as ort", ""]
+        lines.append(f'session = ort.InferenceSession("{onnx_file}")')
+        if w.get("mean") and w.get("std"):
+            lines += [
+                f"image = np.zeros(({shape}), np.float32)  # pixel values 0-255, shape (N, C, H, W)",
+                f"mean = np.array({list(w['mean'])}, np.float32).reshape(1, -1, 1, 1)",
+                f"std = np.array({list(w['std'])}, np.float32).reshape(1, -1, 1, 1)",
+                "x = (image / 255 - mean) / std",
+            ]
+        else:
+            lines.append(f"x = np.zeros(({shape}), np.float32)  # the model's input, shape (N, C, H, W)")
+        lines.append("outputs = session.run(None, {session.get_inputs()[0].name: x})")
+        if w.get("labels"):
+            lines += [f"labels = {list(w['labels'])}", "print(labels[int(outputs[0][0].argmax())])"]
+        lines += ["```", ""]
+    return lines
+
+
+def _provenance(w: dict[str, Any]) -> list[str]:
+    details = []
+    if w.get("recipe"):
+        details.append(f"- recipe: `{w['recipe']}` — reproduce with `zoo train {w['recipe']}`")
+    for key, value in (w.get("training") or {}).items():
+        details.append(f"- {key.replace('_', ' ')}: {_fmt(value)}")
+    if w.get("dataset"):
+        details.append(
+            f"- dataset: {w['dataset']}" + (f", evaluation split: {w['split']}" if w.get("split") else "")
+        )
+    if w.get("input_size"):
+        details.append(f"- input size (C, H, W): {tuple(w['input_size'])}")
+    if w.get("mean") and w.get("std"):
+        details.append(
+            f"- normalisation: (x / 255 - mean) / std, mean {tuple(w['mean'])}, std {tuple(w['std'])}"
+        )
+    if w.get("labels"):
+        details.append(f"- labels ({len(w['labels'])}): {', '.join(map(str, w['labels']))}")
+    if w.get("num_params"):
+        details.append(f"- parameters: {w['num_params']:,}")
+    if w.get("sha256"):
+        details.append(f"- sha256 of model.safetensors: `{w['sha256']}`")
+    if w.get("hf_repo"):
+        details.append(f"- Hugging Face repo: `{w['hf_repo']}`")
+    if w.get("revision"):
+        details.append(f"- pinned revision: `{w['revision']}`")
+    return ["## Training and provenance", "", *details, ""] if details else []
+
+
 def render_model_card(config: dict[str, Any]) -> str:
     """The README.md of a weight folder, from its config.json content."""
     arch = config["architecture"]
     w = config.get("weights") or {}
-    tag = w.get("tag", "local")
-    name = f"{arch}.{tag}"
-    lines = [_front_matter(config), f"# {name}", ""]
+    name = f"{arch}.{w.get('tag', LOCAL_TAG)}"
+    lines = [_front_matter(config, name), f"# {name}", ""]
     if w.get("description"):
         lines += [w["description"], ""]
     lines += [
-        f"A `{arch}` model for **{w.get('task', 'unknown task')}**"
+        f"A `{arch}` model for **{w.get('task') or 'an unknown task'}**"
         + (f", trained on {w['dataset']}" if w.get("dataset") else "")
         + (f" ({w['num_params']:,} parameters)." if w.get("num_params") else "."),
         "",
-        "## Usage",
-        "",
-        "```python",
-        "import zoo",
-        f'model = zoo.create_model("{name}", pretrained=True).eval()'
-        if tag != "local"
-        else 'model = zoo.create_model("path/to/this/folder").eval()',
-    ]
-    if w.get("hf_repo"):
-        rev = f"@{w['revision']}" if w.get("revision") else ""
-        lines.append(f'model = zoo.create_model("hf-hub:{w["hf_repo"]}{rev}")  # straight from the Hub')
-    lines += [
-        "```",
-        "",
-        "torch.hub, from a checkout of the zoo:",
-        "",
-        "```python",
-        "import torch",
-        f'model = torch.hub.load("path/to/zoo", "{arch}", source="local", weights="{tag}")',
-        "```",
-        "",
-        "ONNX, deployed without torch:",
-        "",
-        "```bash",
-        f"zoo export {name} --out {name}.onnx",
-        f"zoo predict --onnx {name}.onnx image.png",
-        "```",
-        "",
+        *_usage(config, name),
     ]
     metrics = w.get("metrics") or {}
     if metrics:
         lines += [
             "## Metrics",
             "",
-            f"Measured on {w.get('dataset', '?')}, split: {w.get('split', '?')}.",
+            f"Measured on {w.get('dataset') or '?'}, split: {w.get('split') or '?'}.",
             "",
             "| metric | value |",
             "|---|---|",
+            *[f"| {_cell(k)} | {_cell(v)} |" for k, v in metrics.items()],
+            "",
         ]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics.items()]
-        lines.append("")
-    if (config.get("files") or {}).get("curves"):
-        lines += ["## Training curves", "", f"![training curves]({config['files']['curves']})", ""]
-    details = []
-    if w.get("recipe"):
-        details.append(f"- recipe: `{w['recipe']}` — reproduce with `zoo train {w['recipe']}`")
-    for key, value in (w.get("training") or {}).items():
-        details.append(f"- {key.replace('_', ' ')}: {_fmt(value)}")
-    if w.get("input_size"):
-        details.append(f"- input size (C, H, W): {tuple(w['input_size'])}")
-    if w.get("mean") and w.get("std"):
-        details.append(f"- normalisation: mean {tuple(w['mean'])}, std {tuple(w['std'])}")
-    if w.get("labels"):
-        details.append(f"- labels ({len(w['labels'])}): {', '.join(map(str, w['labels']))}")
-    if w.get("sha256"):
-        details.append(f"- sha256 of model.safetensors: `{w['sha256']}`")
-    if w.get("revision"):
-        details.append(f"- pinned revision: `{w['revision']}`")
-    if details:
-        lines += ["## Training and provenance", "", *details, ""]
+    curves = (config.get("files") or {}).get("curves")
+    if curves:
+        lines += ["## Training curves", "", f"![training curves]({curves})", ""]
+    lines += _provenance(w)
     if w.get("recipe_config"):
         lines += ["## Recipe config", "", "```json", json.dumps(w["recipe_config"], indent=2), "```", ""]
     lines += [
         "## Architecture arguments",
         "",
         "```json",
-        json.dumps(config.get("model_args", {}), indent=2),
+        json.dumps(config.get("model_args") or {}, indent=2),
         "```",
         "",
     ]

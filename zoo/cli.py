@@ -15,8 +15,8 @@ from pathlib import Path
 
 from zoo.errors import ZooError
 
-# Verbs defined outside this file (training in recipes/, export in export/).
-PLUGIN_MODULES: tuple[str, ...] = ()
+# Verbs defined outside this file (training and its toolbox in recipes/, export in export/).
+PLUGIN_MODULES: tuple[str, ...] = ("recipes.cli", "recipes.tools", "export.cli")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -49,15 +49,53 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     from zoo.factory import create_model
 
     model = create_model(args.name)
-    print(summary(model, input_size=args.input))
+    size, expected = args.input, getattr(model, "input_size", None)
+    # 1x28x28 asks for a one-channel model: rebuild it with the in_chans= adaptation (first conv).
+    adapt = size and expected and len(size) == len(expected) and size[0] != expected[0]
+    if adapt and getattr(model, "first_conv", None):
+        model = create_model(args.name, in_chans=size[0])
+    print(summary(model, input_size=size))
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    if args.onnx is not None:  # an exported file: onnxruntime, numpy and pillow only (no torch)
+        from export.runtime import predict_files as predict_onnx
+
+        files = [Path(args.name), *args.files]
+        for line in predict_onnx(args.onnx, files, k=args.topk, invert=args.invert, out_dir=args.out):
+            print(line)
+        return 0
+    if not args.files:
+        raise ZooError("give one or more image files after NAME (or --onnx PATH, then image files)")
     from zoo.predict import predict_files
 
     for line in predict_files(args.name, args.files, k=args.topk, invert=args.invert, out_dir=args.out):
         print(line)
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from zoo.hub import push_to_hub
+
+    print(push_to_hub(args.name, args.repo_id, revision=args.revision, private=args.private))
+    return 0
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from zoo.hub import pull
+
+    for name, folder in zip(args.names, pull(args.names)):
+        print(f"{name}: {folder} (sha256 verified)")
+    return 0
+
+
+def _cmd_bundle(args: argparse.Namespace) -> int:
+    from zoo.hub import bundle
+
+    for folder in bundle(args.names, args.out):
+        print(f"{folder} (sha256 verified)")
+    print(f"on the offline machine: ZOO_HUB_DIR={args.out.resolve()}")
     return 0
 
 
@@ -86,12 +124,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_summary)
 
     p = sub.add_parser("predict", help="run a published weight on image files (top-k with probabilities)")
-    p.add_argument("name", help="arch.tag, a weight folder, or hf-hub:org/repo")
-    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("name", help="arch.tag, a weight folder, or hf-hub:org/repo (with --onnx: an image file)")
+    p.add_argument("files", nargs="*", type=Path)
+    p.add_argument(
+        "--onnx", type=Path, default=None, metavar="PATH", help="run this exported file with onnxruntime (no torch)"
+    )
     p.add_argument("--topk", type=int, default=3)
     p.add_argument("--invert", action="store_true", help="invert intensities (dark digits on light paper)")
     p.add_argument("--out", type=Path, default=None, help="where image outputs are written (non-classifiers)")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("push", help="publish a weight folder to the Hugging Face Hub; prints the commit sha")
+    p.add_argument("name", help="arch.tag found in a hub folder, or a folder written by save_pretrained")
+    p.add_argument("--repo-id", required=True, help="ORG/NAME on the Hub (created if missing)")
+    p.add_argument("--revision", default=None, help="branch to push to (default: main)")
+    p.add_argument("--private", action="store_true", help="create the repo private (when it does not exist)")
+    p.set_defaults(func=_cmd_push)
+
+    p = sub.add_parser("pull", help="download weights into the HF cache at their pinned revision, verified")
+    p.add_argument("names", nargs="+", help="arch.tag or hf-hub:org/repo[@revision]")
+    p.set_defaults(func=_cmd_pull)
+
+    p = sub.add_parser("bundle", help="copy verified weights into a folder for ZOO_HUB_DIR (offline use)")
+    p.add_argument("names", nargs="+", help="arch.tag")
+    p.add_argument("--out", type=Path, required=True, help="bundle folder: one arch.tag folder per weight")
+    p.set_defaults(func=_cmd_bundle)
 
     for module in PLUGIN_MODULES:
         importlib.import_module(module).add_commands(sub)

@@ -52,7 +52,11 @@ def create_model(
         repo_id, _, revision = name[len(HF_PREFIX) :].partition("@")
         if repo_id.count("/") != 1:
             raise ConfigError(f"'{name}' is not 'hf-hub:org/repo[@revision]'")
-        return load_pretrained(download_repo(repo_id, revision or None), **kwargs)
+        folder = download_repo(repo_id, revision or None)
+        model = load_pretrained(folder, **kwargs)
+        # The snapshot folder is named by its commit: record exactly which one was loaded.
+        model.pretrained_weights = model.pretrained_weights.replace(hf_repo=repo_id, revision=folder.name)
+        return model
     if _looks_like_path(name):
         return load_pretrained(name, **kwargs)
 
@@ -121,6 +125,9 @@ def load_pretrained(
     if meta is None:
         meta = Weights(arch=arch, tag="local", task=entry.task, model_args=trained_args)
     meta = meta.replace(model_args=trained_args)
+    if expected is not None and expected.revision and not meta.revision:
+        # A pushed config.json cannot hold its own commit sha: the registry's pin names it.
+        meta = meta.replace(hf_repo=expected.hf_repo, revision=expected.revision)
     # A pin declared in code (the registry) wins over the one stored beside the file.
     sha256 = (expected.sha256 if expected and expected.sha256 else None) or meta.sha256
     state_dict = load_state_dict(folder / WEIGHTS_NAME, expected_sha256=sha256)

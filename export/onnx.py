@@ -1,0 +1,727 @@
+"""Export any registered model to ONNX, and validate it with onnxruntime against PyTorch.
+
+    from export import to_onnx
+    result = to_onnx("resnet8_small.mnist", "resnet8_small.onnx")   # exported, checked, validated
+    result.paths, result.exporters, result.report.max_abs
+
+Which graphs a model exports comes from its family's adapter (`export.adapters`); a tensor-in, tensor-out
+model gets one graph, ``model``. Each graph is exported with ``torch.onnx.export(dynamo=True)`` and, where
+that fails, with the TorchScript exporter (``dynamo=False``); the exporter used is recorded in the file.
+Validation is ``onnx.checker.check_model(full_check=True)`` and onnxruntime against PyTorch at batch 1 and
+batch 2 and, for dynamic sizes, at two sizes, within ``1e-4`` absolute (fp32) unless the adapter says why not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.adapters import GraphSpec, get_adapter
+from export.runtime import METADATA_PREFIX, ZooMetadata
+from zoo.errors import ConfigError, ZooError
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "ExportError",
+    "ExportResult",
+    "ExportValidationError",
+    "ExportedGraph",
+    "GraphReport",
+    "ParityCheck",
+    "QuantizationReport",
+    "ValidationReport",
+    "calibrate_batchnorm",
+    "flatten_outputs",
+    "graph_paths",
+    "quantize_int8",
+    "to_onnx",
+    "validate",
+    "weight_test_split",
+]
+
+# Opset 20: the dynamo exporter's default in torch 2.14, supported by onnxruntime >= 1.17 and by the
+# TorchScript exporter (its last opset), so both exporters write the same opset.
+DEFAULT_OPSET = 20
+# Traced batch of dynamic graphs: not 1 (the exporter would specialise it) and not a validated batch size,
+# so validating at 1 and 2 checks that nothing kept the traced value.
+EXPORT_BATCH = 3
+VALIDATION_BATCHES = (1, 2)
+# Random example inputs that measure a quantised copy when no real inputs are given.
+QUANTIZATION_SAMPLES = 32
+
+
+class ExportError(ZooError):
+    """A model that no exporter could turn into a loadable ONNX graph."""
+
+
+class ExportValidationError(ExportError):
+    """An exported graph that fails the checker or disagrees with PyTorch beyond its tolerance."""
+
+    def __init__(self, message: str, report: ValidationReport):
+        super().__init__(message)
+        self.report = report
+
+
+# --------------------------------------------------------------------------------------- reports
+@dataclass
+class ParityCheck:
+    """One output of one graph on one input: onnxruntime vs PyTorch."""
+
+    output: str
+    batch: int
+    variant: Any  # (H, W) for images, T for sequences: the adapter's size
+    max_abs: float
+    max_rel: float  # max |ort - torch| / max |torch|: the error relative to the output's scale
+    atol: float
+    shape_ok: bool = True
+
+    @property
+    def passed(self) -> bool:
+        return self.shape_ok and self.max_abs <= self.atol
+
+
+@dataclass
+class GraphReport:
+    graph: str
+    path: Path
+    checker_error: str | None = None  # onnx.checker's message, None when it passed
+    name_error: str | None = None  # inputs or outputs named otherwise than the spec
+    checks: list[ParityCheck] = field(default_factory=list)
+    tolerance_note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.checker_error is None and self.name_error is None and all(c.passed for c in self.checks)
+
+    @property
+    def max_abs(self) -> float:
+        return max((c.max_abs for c in self.checks), default=float("nan"))
+
+    @property
+    def max_rel(self) -> float:
+        return max((c.max_rel for c in self.checks), default=float("nan"))
+
+
+@dataclass
+class ValidationReport:
+    graphs: list[GraphReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(g.ok for g in self.graphs)
+
+    @property
+    def max_abs(self) -> float:
+        return max((g.max_abs for g in self.graphs), default=float("nan"))
+
+    @property
+    def max_rel(self) -> float:
+        return max((g.max_rel for g in self.graphs), default=float("nan"))
+
+    def summary(self) -> str:
+        lines = []
+        for g in self.graphs:
+            state = "ok" if g.ok else "FAILED"
+            lines.append(
+                f"{g.graph} ({g.path.name}): {state}, max abs {g.max_abs:.2e}, max rel {g.max_rel:.2e}"
+            )
+            if g.checker_error:
+                lines.append(f"  onnx.checker: {g.checker_error}")
+            if g.name_error:
+                lines.append(f"  names: {g.name_error}")
+            for c in g.checks:
+                if not c.passed:
+                    what = (
+                        "shape differs" if not c.shape_ok else f"max abs {c.max_abs:.3e} > atol {c.atol:.0e}"
+                    )
+                    lines.append(f"  {c.output} at batch {c.batch}, size {c.variant}: {what}")
+        return "\n".join(lines)
+
+
+@dataclass
+class QuantizationReport:
+    """What int8 dynamic quantisation changed, measured on given inputs (also stored in the file)."""
+
+    path: Path
+    samples: int
+    inputs: str  # where the inputs came from
+    max_abs_diff: float
+    top1_agreement: float | None = None  # classifiers: fraction of samples whose top-1 is unchanged
+    accuracy_fp32: float | None = None  # when targets were given
+    accuracy_int8: float | None = None
+    size_fp32: int = 0
+    size_int8: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "method": "onnxruntime.quantization.quantize_dynamic",
+            "weight_type": "int8",
+            "samples": self.samples,
+            "inputs": self.inputs,
+            "max_abs_diff": self.max_abs_diff,
+            "size_bytes_fp32": self.size_fp32,
+            "size_bytes_int8": self.size_int8,
+        }
+        for key in ("top1_agreement", "accuracy_fp32", "accuracy_int8"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
+@dataclass
+class ExportedGraph:
+    name: str
+    path: Path
+    exporter: str  # "dynamo" or "torchscript"
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    dynamic_axes: dict[str, dict[int, str]]
+    metadata: ZooMetadata
+    seconds: float  # wall time of the export (without validation)
+    fallback_reason: str | None = None  # why dynamo was not used
+    quantized: QuantizationReport | None = None
+
+
+@dataclass
+class ExportResult:
+    name: str
+    graphs: list[ExportedGraph]
+    report: ValidationReport | None = None
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        return {g.name: g.path for g in self.graphs}
+
+    @property
+    def path(self) -> Path:
+        """The main file: the ``model`` graph, else the first one."""
+        return self.paths.get("model", self.graphs[0].path)
+
+    @property
+    def exporters(self) -> dict[str, str]:
+        return {g.name: g.exporter for g in self.graphs}
+
+    def graph(self, name: str) -> ExportedGraph:
+        for g in self.graphs:
+            if g.name == name:
+                return g
+        raise KeyError(f"no graph '{name}'; exported: {', '.join(self.paths)}")
+
+
+# --------------------------------------------------------------------------------------- helpers
+def flatten_outputs(output: Any) -> list[torch.Tensor]:
+    """Every tensor of a model output (tensor, tuple/list or dict by sorted key), in a stable order."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        return [t for key in sorted(output) for t in flatten_outputs(output[key])]
+    if isinstance(output, (tuple, list)):
+        return [t for item in output for t in flatten_outputs(item)]
+    raise TypeError(f"cannot export an output of type {type(output).__name__}")
+
+
+def graph_paths(path: str | os.PathLike, graphs: Sequence[str]) -> dict[str, Path]:
+    """Where each graph goes: ``x.onnx`` holds ``model`` and ``x.<graph>.onnx`` the others; a folder
+    holds ``<graph>.onnx`` for every graph (``model.onnx``, ``encoder.onnx``, ``decoder.onnx``)."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        return {g: path if g == "model" else path.with_name(f"{path.stem}.{g}.onnx") for g in graphs}
+    return {g: path / f"{g}.onnx" for g in graphs}
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, batches: int = 4, batch_size: int = 16, seed: int = 0) -> nn.Module:
+    """Give BatchNorm layers the running statistics of example inputs (for randomly initialised models).
+
+    A fresh model's BatchNorm has mean 0, variance 1, so in eval mode it normalises nothing and deep nets
+    (random ResNet-152: logits ~1e7) reach magnitudes where fp32 rounding alone exceeds any absolute
+    tolerance. Averaging the statistics over a few example batches gives the activations the scale of a
+    trained network, so a parity check at 1e-4 means what it means for real weights. Returns `model`,
+    in eval mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    generator = torch.Generator().manual_seed(seed)
+    try:
+        for _ in range(batches):
+            model(*model.example_inputs(batch_size=batch_size, generator=generator))
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.eval()
+    return model
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporters' warnings and progress prints (their errors still propagate)."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
+def _session(path: Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # Idle onnxruntime workers spin by default, taking the cores from the PyTorch runs between ORT calls.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    # The dynamo exporter wraps the cause under "## Exception summary"; that part names the real problem.
+    if "## Exception summary" in text:
+        text = text.split("## Exception summary", 1)[1].strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"{type(err).__name__}: {' '.join(lines[:3])[:400]}" if lines else type(err).__name__
+
+
+# --------------------------------------------------------------------------------------- exporting
+def _resolve(name_or_model: str | nn.Module, pretrained: bool | None) -> nn.Module:
+    if isinstance(name_or_model, nn.Module):
+        model = name_or_model
+    else:
+        from zoo.factory import HF_PREFIX, _looks_like_path, create_model
+        from zoo.registry import get_entry, parse_model_name
+
+        name = str(name_or_model)
+        if name.startswith(HF_PREFIX) or _looks_like_path(name):
+            model = create_model(name)
+        else:
+            arch, tag = parse_model_name(name)
+            if pretrained is None:
+                pretrained = tag is not None or get_entry(arch).default_tag is not None
+            model = create_model(name, pretrained=pretrained)
+    if not getattr(model, "zoo_config", None):
+        raise ConfigError(
+            f"{type(model).__name__} was not built by the zoo (no zoo_config): an export records the zoo name, "
+            "task and builder arguments. Build it with zoo.create_model."
+        )
+    return model.eval()
+
+
+def _metadata(
+    model: nn.Module, spec: GraphSpec, input_size: Sequence[int], opset: int, exporter: str
+) -> ZooMetadata:
+    import zoo
+    from zoo.registry import get_entry
+
+    arch = model.zoo_config["architecture"]
+    entry = get_entry(arch)
+    weights = getattr(model, "pretrained_weights", None)
+    return ZooMetadata(
+        name=weights.name if weights else arch,
+        arch=arch,
+        task=weights.task if weights else entry.task,
+        tag=weights.tag if weights else None,
+        family=entry.family,
+        graph=spec.name,
+        labels=tuple(weights.labels) if weights else (),
+        input_size=tuple(int(v) for v in input_size),
+        mean=tuple(weights.mean) if weights and weights.mean else None,
+        std=tuple(weights.std) if weights and weights.std else None,
+        layout="NCHW",
+        dynamic=spec.dynamic,
+        pretrained=weights is not None,
+        weights_sha256=weights.sha256 if weights else None,
+        weights_revision=weights.revision if weights else None,
+        hf_repo=weights.hf_repo if weights else None,
+        model_args=json.loads(json.dumps(model.zoo_config.get("model_args", {}), default=list)),
+        opset=opset,
+        exporter=exporter,
+        version=zoo.__version__,
+        torch_version=torch.__version__,
+    )
+
+
+def write_metadata(path: Path, meta: ZooMetadata, note: str = "") -> None:
+    """Replace the ``zoo.*`` entries of a file's metadata_props (other tools' entries are kept)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    kept = [(p.key, p.value) for p in proto.metadata_props if not p.key.startswith(METADATA_PREFIX)]
+    del proto.metadata_props[:]
+    for key, value in [*kept, *meta.to_props().items()]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    if note:
+        proto.doc_string = note
+    onnx.save(proto, str(path))
+
+
+def _export_with(
+    exporter: str, spec: GraphSpec, inputs: tuple[torch.Tensor, ...], path: Path, opset: int
+) -> None:
+    common = dict(
+        input_names=list(spec.input_names), output_names=list(spec.output_names), opset_version=opset
+    )
+    with _quiet():
+        if exporter == "dynamo":
+            shapes = (
+                tuple(spec.dynamic_axes.get(n) or None for n in spec.input_names) if spec.dynamic else None
+            )
+            torch.onnx.export(
+                spec.module,
+                inputs,
+                str(path),
+                dynamo=True,
+                external_data=False,  # one self-contained file (dynamo writes .onnx.data beside it otherwise)
+                dynamic_shapes=shapes,
+                verbose=False,
+                **common,
+            )
+        else:
+            torch.onnx.export(
+                spec.module,
+                inputs,
+                str(path),
+                dynamo=False,
+                dynamic_axes=spec.dynamic_axes or None,
+                do_constant_folding=True,
+                **common,
+            )
+
+
+def _export_graph(spec: GraphSpec, path: Path, opset: int, exporter: str) -> tuple[str, str | None]:
+    """Export one graph; returns (exporter used, why dynamo was not used)."""
+    chosen = spec.exporter if exporter == "auto" else exporter
+    order = ("dynamo", "torchscript") if chosen == "auto" else (chosen,)
+    inputs = spec.make_inputs(EXPORT_BATCH if spec.dynamic else 1, spec.variants[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    for name in order:
+        for stale in (path, path.with_name(path.name + ".data")):
+            stale.unlink(missing_ok=True)
+        try:
+            _export_with(name, spec, inputs, path, opset)
+            _session(path, threads=1)  # a graph onnxruntime cannot load is an export failure, not a result
+        except Exception as err:
+            failures.append(f"{name}: {_first_line(err)}")
+            continue
+        if path.with_name(path.name + ".data").exists():
+            raise ExportError(
+                f"{path}: the exporter wrote external data; the zoo writes one self-contained file"
+            )
+        reason = None if name == "dynamo" else ("; ".join(failures) or f"the {name} exporter was requested")
+        return name, reason
+    raise ExportError(f"graph '{spec.name}' could not be exported:\n  " + "\n  ".join(failures))
+
+
+def to_onnx(
+    name_or_model: str | nn.Module,
+    path: str | os.PathLike,
+    *,
+    opset: int = DEFAULT_OPSET,
+    dynamic: bool = True,
+    input_size: Sequence[int] | None = None,
+    validate: bool = True,
+    exporter: str = "auto",
+    quantize: bool = False,
+    quantize_inputs: dict[str, np.ndarray] | None = None,
+    quantize_targets: np.ndarray | None = None,
+    pretrained: bool | None = None,
+) -> ExportResult:
+    """Export a registered model (a name, or a model built by ``zoo.create_model``) to ONNX.
+
+    - ``path``: ``x.onnx`` (extra graphs go to ``x.<graph>.onnx``) or a folder (``<graph>.onnx`` each).
+    - ``dynamic``: dynamic batch, and the spatial (or sequence) axes the model allows; False fixes batch 1
+      and the traced size.
+    - ``input_size``: (C, H, W) to trace and validate at, and recorded as the size the runtime resizes
+      images to (default: the weight's, else the model's).
+    - ``exporter``: "auto" (dynamo, then TorchScript where dynamo fails), "dynamo" or "torchscript".
+    - ``validate``: checker + onnxruntime vs PyTorch; raises `ExportValidationError` on failure (the
+      files stay for inspection).
+    - ``quantize``: also write ``<file>.int8.onnx`` per graph (int8 dynamic quantisation), with the change
+      measured on ``quantize_inputs`` (by input name; default: the graph's random example inputs) and
+      stored in its metadata; ``quantize_targets`` (class indices) adds accuracies.
+    - ``pretrained``: for names, whether to load weights (default: when the name has any).
+    """
+    if exporter not in ("auto", "dynamo", "torchscript"):
+        raise ConfigError(f"exporter must be 'auto', 'dynamo' or 'torchscript', got {exporter!r}")
+    model = _resolve(name_or_model, pretrained)
+    specs, size = _specs(model, input_size, dynamic)
+    paths = graph_paths(path, [s.name for s in specs])
+    graphs: list[ExportedGraph] = []
+    for spec in specs:
+        target = paths[spec.name]
+        start = time.perf_counter()
+        used, reason = _export_graph(spec, target, opset, exporter)
+        meta = _metadata(model, spec, size, opset, used)
+        if reason:
+            meta.extra["exporter_note"] = reason
+        if spec.tolerance_note:
+            meta.extra["tolerance"] = {"atol": spec.atol, "why": spec.tolerance_note}
+        write_metadata(target, meta, spec.note)
+        graphs.append(
+            ExportedGraph(
+                spec.name,
+                target,
+                used,
+                spec.input_names,
+                spec.output_names,
+                spec.dynamic_axes,
+                meta,
+                time.perf_counter() - start,
+                reason,
+            )
+        )
+    result = ExportResult(graphs[0].metadata.name, graphs)
+    if validate:
+        result.report = _validate_specs(specs, paths)
+        if not result.report.ok:
+            raise ExportValidationError(
+                f"{result.name}: the exported graphs fail validation:\n{result.report.summary()}",
+                result.report,
+            )
+    if quantize:
+        for spec, graph in zip(specs, graphs):
+            if quantize_inputs and all(n in quantize_inputs for n in spec.input_names):
+                inputs = {n: np.asarray(quantize_inputs[n]) for n in spec.input_names}
+                graph.quantized = quantize_int8(graph.path, inputs, targets=quantize_targets)
+            else:  # e.g. the decoder of an autoencoder whose images were given: its own example inputs
+                batch = QUANTIZATION_SAMPLES if spec.dynamic else 1
+                tensors = spec.make_inputs(batch, spec.variants[0])
+                inputs = {n: t.numpy() for n, t in zip(spec.input_names, tensors)}
+                graph.quantized = quantize_int8(graph.path, inputs, inputs_from="random example inputs")
+    return result
+
+
+def _specs(
+    model: nn.Module, input_size: Sequence[int] | None, dynamic: bool
+) -> tuple[list[GraphSpec], tuple]:
+    from zoo.registry import get_entry
+
+    weights = getattr(model, "pretrained_weights", None)
+    default = tuple((weights.input_size if weights and weights.input_size else None) or model.input_size)
+    size = tuple(int(v) for v in (input_size or default))
+    if len(size) != len(default) or size[0] != default[0]:
+        raise ConfigError(
+            f"input_size={size} must keep the model's channels and rank {default} (only H and W may change)"
+        )
+    if size != default and not getattr(model, "dynamic_size", False) and dynamic:
+        raise ConfigError(f"{model.zoo_config['architecture']} has a fixed input size {default}; got {size}")
+    entry = get_entry(model.zoo_config["architecture"])
+    task = weights.task if weights else entry.task
+    adapter = get_adapter(entry.family, task)
+    specs = adapter.graphs(model, input_size=size, dynamic=dynamic)
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names) or not names:
+        raise ExportError(f"adapter {adapter.name} returned graphs with missing or repeated names: {names}")
+    return specs, size
+
+
+def weight_test_split(name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """A published weight's test split, preprocessed as the runtime does it: (N, C, H, W) float32, labels.
+
+    The split is the one the weight records (``Weights.dataset``), loaded through ``recipes.data``; each
+    image goes through `zoo.preprocess.preprocess_image` with the weight's size, mean and std, exactly as
+    `export.runtime` and ``zoo predict`` feed it. None for a name without a published weight, or a dataset
+    that is not available offline.
+    """
+    from zoo.errors import ZooError
+    from zoo.preprocess import preprocess_image
+    from zoo.registry import get_entry, get_weights, parse_model_name
+
+    arch, tag = parse_model_name(name)
+    try:
+        tag = tag or get_entry(arch).default_tag
+        weights = get_weights(f"{arch}.{tag}") if tag else None
+    except ZooError:
+        return None
+    if weights is None or not weights.dataset:
+        return None
+    try:
+        from recipes.data import load_dataset
+
+        test = load_dataset(weights.dataset).test
+    except (ImportError, ZooError):
+        return None
+    if hasattr(test, "images"):
+        images, labels = test.images.numpy(), test.labels.numpy()
+    else:
+        pairs = [test[i] for i in range(len(test))]
+        images = np.stack([np.asarray(image) for image, _ in pairs])
+        labels = np.asarray([int(label) for _, label in pairs])
+    size = tuple(weights.input_size or images.shape[1:])
+    batch = [preprocess_image(image.transpose(1, 2, 0), size, weights.mean, weights.std) for image in images]
+    return np.concatenate(batch), labels.astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------- validation
+def validate(
+    name_or_model: str | nn.Module,
+    path: str | os.PathLike,
+    *,
+    pretrained: bool | None = None,
+    raise_on_failure: bool = True,
+) -> ValidationReport:
+    """Check exported files against the PyTorch model they came from.
+
+    The traced size and dynamic axes are read back from the main file's metadata, so the graphs are
+    rebuilt exactly as `to_onnx` exported them. Each graph: ``onnx.checker.check_model(full_check=True)``,
+    input and output names, and onnxruntime vs PyTorch at batch 1 and 2 and at every validation size.
+    """
+    from export.runtime import OnnxModel
+
+    model = _resolve(name_or_model, pretrained)
+    main = graph_paths(path, ["model"])["model"]
+    if not main.is_file():  # a model without a "model" graph: read the first file the folder holds
+        candidates = sorted(Path(path).glob("*.onnx")) if Path(path).is_dir() else []
+        if not candidates:
+            raise ConfigError(f"{path}: no exported file to validate")
+        main = candidates[0]
+    meta = OnnxModel(main).meta
+    specs, _ = _specs(model, meta.input_size, meta.dynamic)
+    report = _validate_specs(specs, graph_paths(path, [s.name for s in specs]))
+    if raise_on_failure and not report.ok:
+        raise ExportValidationError(f"{meta.name}: validation failed:\n{report.summary()}", report)
+    return report
+
+
+def _validate_specs(specs: Sequence[GraphSpec], paths: dict[str, Path]) -> ValidationReport:
+    return ValidationReport([_validate_graph(spec, paths[spec.name]) for spec in specs])
+
+
+@torch.no_grad()
+def _validate_graph(spec: GraphSpec, path: Path) -> GraphReport:
+    import onnx
+
+    report = GraphReport(spec.name, path, tolerance_note=spec.tolerance_note)
+    if not path.is_file():
+        report.checker_error = f"{path} does not exist"
+        return report
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as err:
+        report.checker_error = _first_line(err)
+    session = _session(path)
+    inputs_found = tuple(i.name for i in session.get_inputs())
+    outputs_found = tuple(o.name for o in session.get_outputs())
+    if inputs_found != spec.input_names or outputs_found != spec.output_names:
+        report.name_error = f"graph has inputs {inputs_found} -> outputs {outputs_found}; expected " + (
+            f"{spec.input_names} -> {spec.output_names}"
+        )
+        return report
+    variants = spec.variants if spec.dynamic else spec.variants[:1]
+    batches = VALIDATION_BATCHES if spec.dynamic else (1,)
+    for variant in variants:
+        for batch in batches:
+            inputs = spec.make_inputs(batch, variant)
+            expected = [t.float().numpy() for t in flatten_outputs(spec.module(*inputs))]
+            feeds = {n: t.numpy() for n, t in zip(spec.input_names, inputs)}
+            actual = session.run(list(spec.output_names), feeds)
+            for out, want, got in zip(spec.output_names, expected, actual):
+                shape_ok = want.shape == got.shape
+                diff = float(np.abs(got.astype(np.float64) - want).max()) if shape_ok and want.size else 0.0
+                scale = float(np.abs(want).max()) if want.size else 0.0
+                report.checks.append(
+                    ParityCheck(
+                        out,
+                        batch,
+                        variant,
+                        diff if shape_ok else float("inf"),
+                        diff / max(scale, 1e-12) if shape_ok else float("inf"),
+                        spec.atol,
+                        shape_ok,
+                    )
+                )
+    return report
+
+
+# --------------------------------------------------------------------------------------- quantisation
+class _DropQuantWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:  # the pre-processing advice, printed every call
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+def quantize_int8(
+    path: str | os.PathLike,
+    inputs: dict[str, np.ndarray] | np.ndarray,
+    out: str | os.PathLike | None = None,
+    *,
+    targets: np.ndarray | None = None,
+    inputs_from: str = "given inputs",
+) -> QuantizationReport:
+    """Write an int8 dynamically quantised copy of an exported file and measure what it changed.
+
+    Weights of the ops onnxruntime's dynamic quantisation supports (Conv, MatMul/Gemm, LSTM/GRU, ...)
+    become int8; activations are quantised at run time. Both files run on ``inputs``; the report
+    (max abs output change; for classifiers top-1 agreement, and accuracies when ``targets`` are class
+    indices) is stored in the copy's metadata under ``zoo.quantization`` with ``zoo.precision`` =
+    ``int8-dynamic``. Default output: ``<file>.int8.onnx``.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from export.runtime import OnnxModel
+
+    source = Path(path)
+    target = Path(out) if out is not None else source.with_name(f"{source.stem}.int8.onnx")
+    fp32 = OnnxModel(source, threads=torch.get_num_threads())
+    if not isinstance(inputs, dict):
+        inputs = {fp32.inputs[0].name: inputs}
+    samples = len(next(iter(inputs.values())))
+    root = logging.getLogger()
+    quiet = _DropQuantWarning()
+    root.addFilter(quiet)
+    try:
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+    finally:
+        root.removeFilter(quiet)
+    meta = dataclasses.replace(fp32.meta, precision="int8-dynamic", extra=dict(fp32.meta.extra))
+    write_metadata(target, meta)  # quantize_dynamic drops metadata_props; give the copy its description
+    int8 = OnnxModel(target, threads=torch.get_num_threads())
+
+    def run(model: OnnxModel) -> list[np.ndarray]:
+        chunks = [model.run({k: v[i : i + 64] for k, v in inputs.items()}) for i in range(0, samples, 64)]
+        return [np.concatenate([c[name] for c in chunks]) for name in model.output_names]
+
+    ref, got = run(fp32), run(int8)
+    report = QuantizationReport(
+        target,
+        samples,
+        inputs_from,
+        max_abs_diff=float(max(np.abs(a - b).max() for a, b in zip(ref, got))),
+        size_fp32=source.stat().st_size,
+        size_int8=target.stat().st_size,
+    )
+    if fp32.meta.is_classifier and len(ref) == 1:
+        report.top1_agreement = float((ref[0].argmax(-1) == got[0].argmax(-1)).mean())
+        if targets is not None:
+            targets = np.asarray(targets)
+            report.accuracy_fp32 = float((ref[0].argmax(-1) == targets).mean())
+            report.accuracy_int8 = float((got[0].argmax(-1) == targets).mean())
+    meta.extra["quantization"] = report.to_dict()
+    write_metadata(target, meta)
+    return report

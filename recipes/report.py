@@ -1,0 +1,57 @@
+"""The published-weights table for the README, generated from the hub folders' config.json (never typed).
+
+.venv/bin/python -m recipes.report            # markdown table of every in-tree weight
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from zoo.registry import IN_TREE_HUB
+
+# How each task's headline metrics are shown: (key, column title, format).
+COLUMNS = {
+    "image-classification": [("acc", "top-1", "{:.2%}")],
+    "autoencoding": [("mse", "MSE", "{:.4f}"), ("psnr", "PSNR (dB)", "{:.2f}")],
+}
+
+
+def _row(config: dict[str, Any]) -> dict[str, str]:
+    w = config["weights"]
+    training = w.get("training") or {}
+    metrics = w.get("metrics") or {}
+    shown = [
+        f"{title} {fmt.format(metrics[key])}"
+        for key, title, fmt in COLUMNS.get(w["task"], [])
+        if key in metrics
+    ]
+    load = (training.get("machine") or {}).get("load_avg_1m_at_start")
+    return {
+        "weight": f"`{w['arch']}.{w['tag']}`",
+        "task": w["task"],
+        "params": f"{w.get('num_params') or 0:,}",
+        "test metrics": ", ".join(shown) or "-",
+        "train time": f"{training.get('train_time_s', float('nan')):.0f} s, {training.get('epochs', '?')} epochs"
+        + (f" (load {load})" if load is not None else ""),
+        "recipe": f"`zoo train {w['recipe']}`" if w.get("recipe") else "-",
+    }
+
+
+def weights_table(hub: Path = IN_TREE_HUB) -> str:
+    rows = []
+    for config_path in sorted(hub.glob("*/config.json")):
+        config = json.loads(config_path.read_text())
+        if config.get("weights"):
+            rows.append(_row(config))
+    if not rows:
+        return "(no published weights)"
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(r[k] for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(weights_table())

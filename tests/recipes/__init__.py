@@ -1,0 +1,1 @@
+"""Tests of the training recipes: engine, data, objectives, CLI and published weights."""
