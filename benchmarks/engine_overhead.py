@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from recipes.data import BatchAugment, mnist_5k, normalise
-from recipes.engine import Trainer, _cpu_has_bf16, build_scheduler, resolve_config
+from recipes.engine import Trainer, _cpu_has_bf16, build_optimizer, build_scheduler, resolve_config
 
 
 def hand_written_loop(config, epochs: int) -> float:
@@ -39,16 +39,7 @@ def hand_written_loop(config, epochs: int) -> float:
     bf16 = config.precision == "bf16" or (config.precision == "auto" and _cpu_has_bf16())
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    rest = [p for p in model.parameters() if p.ndim <= 1]
-    o = config.optim
-    opt = torch.optim.SGD(
-        [{"params": decay}, {"params": rest, "weight_decay": 0.0}],
-        lr=o.lr,
-        momentum=o.momentum,
-        nesterov=o.nesterov,
-        weight_decay=o.weight_decay,
-    )
+    opt = build_optimizer(model.parameters(), config.optim)  # the same optimizer and param groups
     steps_per_epoch = len(images) // config.batch_size
     sched = build_scheduler(opt, config.schedule, steps_per_epoch * config.epochs, steps_per_epoch)
     augment = BatchAugment(config.degrees, config.translate, tuple(config.scale), config.shear)

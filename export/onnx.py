@@ -18,9 +18,10 @@ import dataclasses
 import json
 import logging
 import os
+import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ __all__ = [
     "calibrate_batchnorm",
     "flatten_outputs",
     "graph_paths",
+    "graph_specs",
     "quantize_int8",
     "to_onnx",
     "validate",
@@ -243,31 +245,34 @@ def graph_paths(path: str | os.PathLike, graphs: Sequence[str]) -> dict[str, Pat
 
 
 @torch.no_grad()
-def calibrate_batchnorm(model: nn.Module, batches: int = 4, batch_size: int = 16, seed: int = 0) -> nn.Module:
-    """Give BatchNorm layers the running statistics of example inputs (for randomly initialised models).
+def calibrate_batchnorm(model: nn.Module, batch_size: int = 4, seed: int = 0) -> nn.Module:
+    """Set BatchNorm running statistics from one batch of example inputs (for randomly initialised models).
 
     A fresh model's BatchNorm has mean 0, variance 1, so in eval mode it normalises nothing and deep nets
     (random ResNet-152: logits ~1e7) reach magnitudes where fp32 rounding alone exceeds any absolute
-    tolerance. Averaging the statistics over a few example batches gives the activations the scale of a
-    trained network, so a parity check at 1e-4 means what it means for real weights. Returns `model`,
-    in eval mode.
+    tolerance. Here each BatchNorm takes the mean and variance of its own input on a batch of
+    ``model.example_inputs`` at the model's native size, in eval mode and in forward order, so every layer
+    is normalised by statistics of inputs that the already-calibrated layers before it produced. The
+    activations then have a trained network's scale, and a 1e-4 parity check means what it means for real
+    weights. Returns `model`, in eval mode.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    model.eval()
     if not norms:
-        return model.eval()
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the calibration batches
-    model.train()
-    generator = torch.Generator().manual_seed(seed)
+        return model
+
+    def set_stats(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        x = args[0].detach().float()
+        dims = [0, *range(2, x.dim())]
+        module.running_mean.copy_(x.mean(dims))
+        module.running_var.copy_(x.var(dims, unbiased=True))
+
+    hooks = [m.register_forward_pre_hook(set_stats) for m in norms if m.track_running_stats]
     try:
-        for _ in range(batches):
-            model(*model.example_inputs(batch_size=batch_size, generator=generator))
+        model(*model.example_inputs(batch_size=batch_size, generator=torch.Generator().manual_seed(seed)))
     finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-        model.eval()
+        for hook in hooks:
+            hook.remove()
     return model
 
 
@@ -304,7 +309,7 @@ def _first_line(err: BaseException) -> str:
     # The dynamo exporter wraps the cause under "## Exception summary"; that part names the real problem.
     if "## Exception summary" in text:
         text = text.split("## Exception summary", 1)[1].strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "full stack trace" not in line]
     return f"{type(err).__name__}: {' '.join(lines[:3])[:400]}" if lines else type(err).__name__
 
 
@@ -382,7 +387,12 @@ def write_metadata(path: Path, meta: ZooMetadata, note: str = "") -> None:
 
 
 def _export_with(
-    exporter: str, spec: GraphSpec, inputs: tuple[torch.Tensor, ...], path: Path, opset: int
+    exporter: str,
+    spec: GraphSpec,
+    inputs: tuple[torch.Tensor, ...],
+    path: Path,
+    opset: int,
+    meta: ZooMetadata,
 ) -> None:
     common = dict(
         input_names=list(spec.input_names), output_names=list(spec.output_names), opset_version=opset
@@ -392,16 +402,15 @@ def _export_with(
             shapes = (
                 tuple(spec.dynamic_axes.get(n) or None for n in spec.input_names) if spec.dynamic else None
             )
-            torch.onnx.export(
-                spec.module,
-                inputs,
-                str(path),
-                dynamo=True,
-                external_data=False,  # one self-contained file (dynamo writes .onnx.data beside it otherwise)
-                dynamic_shapes=shapes,
-                verbose=False,
-                **common,
+            program = torch.onnx.export(
+                spec.module, inputs, dynamo=True, dynamic_shapes=shapes, verbose=False, **common
             )
+            # The metadata goes in before the one save (no load-and-save round trip of the weights).
+            program.model.metadata_props.update(meta.to_props())
+            if spec.note:
+                program.model.doc_string = spec.note
+            # One self-contained file: dynamo writes the weights to a .onnx.data file beside it otherwise.
+            program.save(str(path), external_data=False)
         else:
             torch.onnx.export(
                 spec.module,
@@ -412,10 +421,13 @@ def _export_with(
                 do_constant_folding=True,
                 **common,
             )
+            write_metadata(path, meta, spec.note)
 
 
-def _export_graph(spec: GraphSpec, path: Path, opset: int, exporter: str) -> tuple[str, str | None]:
-    """Export one graph; returns (exporter used, why dynamo was not used)."""
+def _export_graph(
+    spec: GraphSpec, path: Path, opset: int, exporter: str, describe: Callable[[str], ZooMetadata]
+) -> tuple[str, str | None, ZooMetadata]:
+    """Export one graph with its metadata; returns (exporter used, why dynamo was not used, metadata)."""
     chosen = spec.exporter if exporter == "auto" else exporter
     order = ("dynamo", "torchscript") if chosen == "auto" else (chosen,)
     inputs = spec.make_inputs(EXPORT_BATCH if spec.dynamic else 1, spec.variants[0])
@@ -424,8 +436,12 @@ def _export_graph(spec: GraphSpec, path: Path, opset: int, exporter: str) -> tup
     for name in order:
         for stale in (path, path.with_name(path.name + ".data")):
             stale.unlink(missing_ok=True)
+        reason = None if name == "dynamo" else ("; ".join(failures) or f"the {name} exporter was requested")
+        meta = describe(name)
+        if reason:
+            meta.extra["exporter_note"] = reason
         try:
-            _export_with(name, spec, inputs, path, opset)
+            _export_with(name, spec, inputs, path, opset, meta)
             _session(path, threads=1)  # a graph onnxruntime cannot load is an export failure, not a result
         except Exception as err:
             failures.append(f"{name}: {_first_line(err)}")
@@ -434,8 +450,7 @@ def _export_graph(spec: GraphSpec, path: Path, opset: int, exporter: str) -> tup
             raise ExportError(
                 f"{path}: the exporter wrote external data; the zoo writes one self-contained file"
             )
-        reason = None if name == "dynamo" else ("; ".join(failures) or f"the {name} exporter was requested")
-        return name, reason
+        return name, reason, meta
     raise ExportError(f"graph '{spec.name}' could not be exported:\n  " + "\n  ".join(failures))
 
 
@@ -471,19 +486,20 @@ def to_onnx(
     if exporter not in ("auto", "dynamo", "torchscript"):
         raise ConfigError(f"exporter must be 'auto', 'dynamo' or 'torchscript', got {exporter!r}")
     model = _resolve(name_or_model, pretrained)
-    specs, size = _specs(model, input_size, dynamic)
+    specs, size = graph_specs(model, input_size, dynamic)
     paths = graph_paths(path, [s.name for s in specs])
     graphs: list[ExportedGraph] = []
     for spec in specs:
         target = paths[spec.name]
         start = time.perf_counter()
-        used, reason = _export_graph(spec, target, opset, exporter)
-        meta = _metadata(model, spec, size, opset, used)
-        if reason:
-            meta.extra["exporter_note"] = reason
-        if spec.tolerance_note:
-            meta.extra["tolerance"] = {"atol": spec.atol, "why": spec.tolerance_note}
-        write_metadata(target, meta, spec.note)
+
+        def describe(used: str, spec: GraphSpec = spec) -> ZooMetadata:
+            meta = _metadata(model, spec, size, opset, used)
+            if spec.tolerance_note:
+                meta.extra["tolerance"] = {"atol": spec.atol, "why": spec.tolerance_note}
+            return meta
+
+        used, reason, meta = _export_graph(spec, target, opset, exporter, describe)
         graphs.append(
             ExportedGraph(
                 spec.name,
@@ -511,14 +527,13 @@ def to_onnx(
                 inputs = {n: np.asarray(quantize_inputs[n]) for n in spec.input_names}
                 graph.quantized = quantize_int8(graph.path, inputs, targets=quantize_targets)
             else:  # e.g. the decoder of an autoencoder whose images were given: its own example inputs
-                batch = QUANTIZATION_SAMPLES if spec.dynamic else 1
-                tensors = spec.make_inputs(batch, spec.variants[0])
+                tensors = spec.make_inputs(QUANTIZATION_SAMPLES, spec.variants[0])
                 inputs = {n: t.numpy() for n, t in zip(spec.input_names, tensors)}
                 graph.quantized = quantize_int8(graph.path, inputs, inputs_from="random example inputs")
     return result
 
 
-def _specs(
+def graph_specs(
     model: nn.Module, input_size: Sequence[int] | None, dynamic: bool
 ) -> tuple[list[GraphSpec], tuple]:
     from zoo.registry import get_entry
@@ -603,7 +618,7 @@ def validate(
             raise ConfigError(f"{path}: no exported file to validate")
         main = candidates[0]
     meta = OnnxModel(main).meta
-    specs, _ = _specs(model, meta.input_size, meta.dynamic)
+    specs, _ = graph_specs(model, meta.input_size, meta.dynamic)
     report = _validate_specs(specs, graph_paths(path, [s.name for s in specs]))
     if raise_on_failure and not report.ok:
         raise ExportValidationError(f"{meta.name}: validation failed:\n{report.summary()}", report)
@@ -683,6 +698,7 @@ def quantize_int8(
     ``int8-dynamic``. Default output: ``<file>.int8.onnx``.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from export.runtime import OnnxModel
 
@@ -695,16 +711,27 @@ def quantize_int8(
     root = logging.getLogger()
     quiet = _DropQuantWarning()
     root.addFilter(quiet)
-    try:
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8)
-    finally:
-        root.removeFilter(quiet)
+    with tempfile.TemporaryDirectory(prefix="zoo-quant-") as tmp:
+        # Fold constants first: the dynamo exporter reorders LSTM/GRU gate weights with Slice/Concat at run
+        # time, which hides them from quantize_dynamic (it quantises initializers only).
+        prepared = Path(tmp) / "prepared.onnx"
+        try:
+            quant_pre_process(source, prepared, skip_symbolic_shape=True)
+        except Exception:  # the pre-processing is an optimisation; quantise the file as it is
+            prepared = source
+        try:
+            quantize_dynamic(prepared, target, weight_type=QuantType.QInt8)
+        finally:
+            root.removeFilter(quiet)
     meta = dataclasses.replace(fp32.meta, precision="int8-dynamic", extra=dict(fp32.meta.extra))
     write_metadata(target, meta)  # quantize_dynamic drops metadata_props; give the copy its description
     int8 = OnnxModel(target, threads=torch.get_num_threads())
 
+    fixed = fp32.inputs[0].shape[0]
+    step = fixed if isinstance(fixed, int) else 64  # a static graph takes its own batch size only
+
     def run(model: OnnxModel) -> list[np.ndarray]:
-        chunks = [model.run({k: v[i : i + 64] for k, v in inputs.items()}) for i in range(0, samples, 64)]
+        chunks = [model.run({k: v[i : i + step] for k, v in inputs.items()}) for i in range(0, samples, step)]
         return [np.concatenate([c[name] for c in chunks]) for name in model.output_names]
 
     ref, got = run(fp32), run(int8)

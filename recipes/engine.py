@@ -9,7 +9,10 @@ An **objective** is three things, kept in ``recipes/<objective>.py``:
    reproduces a published weight is named like it (``resnet8_small.mnist``);
 3. an `Objective` subclass: ``build()`` returns every module of the run by name (all are checkpointed),
    ``optimizers()`` says which parameters each optimizer owns, ``data()`` returns the splits,
-   ``train_step(ctx, batch)`` computes losses and ``eval_step(ctx, batch)`` returns metric sums.
+   ``train_step(ctx, batch)`` computes losses and ``eval_step(ctx, batch)`` returns metric sums;
+   ``publish(model, data)`` returns the module saved as the weight and its metadata. Class attributes:
+   ``publish_model`` (which module is the weight, and is averaged by ``ema_decay``) and
+   ``frozen_modules`` (modules kept in eval mode while training, e.g. a fixed teacher).
 
 The step talks to the engine only through its `Context` ``ctx``:
 
@@ -225,6 +228,7 @@ class Objective:
     name: ClassVar[str] = ""  # e.g. "classification"
     Config: ClassVar[type[TrainConfig]] = TrainConfig
     publish_model: ClassVar[str] = "model"  # the module saved as the weight (and averaged by ema_decay)
+    frozen_modules: ClassVar[tuple[str, ...]] = ()  # kept in eval mode while training (a fixed teacher)
 
     def __init__(self, config: TrainConfig):
         self.config = config
@@ -696,6 +700,7 @@ class Trainer:
         self.in_training = False
         self.step_logs: dict[str, torch.Tensor] = {}
         self._is_setup = False
+        self._mode = ""
 
     # set-up -------------------------------------------------------------------------------------------
     def setup(self) -> Trainer:
@@ -739,6 +744,8 @@ class Trainer:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         self.models = {k: m.to(self.device) for k, m in self.objective.build(self.data).items()}
+        if self.world_size > 1:  # same initial weights everywhere, but each rank its own dropout masks
+            torch.manual_seed(cfg.seed + 7919 * self.rank)
         if self.channels_last:
             for m in self.models.values():
                 m.to(memory_format=torch.channels_last)
@@ -849,8 +856,10 @@ class Trainer:
     def train_batch(self, batch: Any, boundary: bool = True) -> dict[str, torch.Tensor]:
         """One micro-batch through the objective's step (backward, and the optimizer step at a boundary)."""
         self.in_training = True
-        for m in self.models.values():
-            m.train()
+        if self._mode != "train":  # set once, not every step: evaluation switches it back
+            for name, m in self.models.items():
+                m.train(name not in self.objective.frozen_modules)
+            self._mode = "train"
         ctx = self.ctx
         ctx._optimized, ctx._boundary = False, boundary
         with contextlib.ExitStack() as stack:
@@ -889,6 +898,7 @@ class Trainer:
         self.ctx.models = dict(models)
         for m in models.values():
             m.eval()
+        self._mode = "eval"
         sums: dict[str, list[float]] = {}
         try:
             batch_size = max(256, self.config.batch_size // self.world_size)

@@ -1,8 +1,9 @@
 """Export adapters: which graphs a model exports, and how the torch-free runtime reads their outputs.
 
 A model whose ``forward`` is tensor-in, tensor-out needs no adapter: `Adapter` itself (the default) exports
-one graph, ``model``, named from the model's task (``image`` -> ``logits`` for classifiers), with a dynamic
-batch axis and, when ``model.dynamic_size``, dynamic height and width. A family that needs more (several
+one graph, ``model``, named from the model's task (``image`` -> ``logits`` for classifiers; a model class
+may set ``onnx_output_names`` instead), with a dynamic batch axis and, when ``model.dynamic_size``,
+dynamic height and width. A family that needs more (several
 graphs, extra inputs, other dynamic axes, other post-processing) adds **one file** here::
 
     # export/adapters/<family>.py
@@ -138,14 +139,16 @@ class Adapter:
     # ---------------------------------------------------------------- export side (torch inside)
     def graphs(self, model: Any, *, input_size: Sequence[int], dynamic: bool) -> list[GraphSpec]:
         """The graphs to export for `model`, traced at `input_size` (C, H, W)."""
-        task = _task_of(model)
-        output = TASK_OUTPUT_NAMES.get(task)
-        if output is None:
-            count = _count_outputs(model, input_size)
-            outputs = ("output",) if count == 1 else tuple(f"output{i}" for i in range(count))
-        else:
-            outputs = (output,)
-        return [image_graph(model, input_size=input_size, dynamic=dynamic, output_names=outputs)]
+        outputs = getattr(model, "onnx_output_names", None)
+        if not outputs:
+            task = _task_of(model)
+            if task in TASK_OUTPUT_NAMES:
+                outputs = (TASK_OUTPUT_NAMES[task],)
+            else:  # named after the task ("semantic-segmentation" -> "semantic_segmentation"), never '1801'
+                slug = task.replace("-", "_")
+                count = _count_outputs(model, input_size)
+                outputs = (slug,) if count == 1 else tuple(f"{slug}_{i}" for i in range(count))
+        return [image_graph(model, input_size=input_size, dynamic=dynamic, output_names=tuple(outputs))]
 
     # ---------------------------------------------------------------- runtime side (numpy only)
     def postprocess(self, graph: str, outputs: dict[str, np.ndarray], meta: Any, **options: Any) -> list[Any]:
@@ -165,7 +168,7 @@ class Adapter:
         """One printable line per input file (the format of `zoo predict`)."""
         if isinstance(item, Classification):
             return f"{source}: " + ", ".join(f"{label} {p:.3f}" for label, p in item.topk(k))
-        shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in item.items())
+        shapes = ", ".join(f"{key} {tuple(value.shape)}" for key, value in item.items())
         return f"{source}: {shapes}"
 
 

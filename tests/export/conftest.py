@@ -84,8 +84,9 @@ class ExportCache:
 
     def get(self, name: str) -> Exported:
         if name not in self._done:
-            model = calibrate_batchnorm(build(name))
+            model = build(name)
             size = export_size(model)
+            calibrate_batchnorm(model)
             result = to_onnx(model, self.root / name / f"{name}.onnx", input_size=size)
             self._done[name] = Exported(name, model, result, size)
         return self._done[name]

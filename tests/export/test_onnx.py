@@ -133,7 +133,7 @@ def test_validate_rereads_the_export_and_catches_a_different_model(exports):
     again = validate(exported.model, exported.result.path)
     assert again.ok and again.max_abs <= DEFAULT_ATOL
     torch.manual_seed(123)
-    other = build("mlp_small").eval()  # same architecture, other parameters
+    other = zoo.create_model("mlp_small").eval()  # same architecture, other parameters
     with pytest.raises(ExportValidationError, match=r"max abs .* > atol 1e-04") as info:
         validate(other, exported.result.path)
     assert not info.value.report.ok and info.value.report.max_abs > 1e-3

@@ -122,7 +122,7 @@ class ConvAutoencoder(ZooModel):
         return self.decode(self.encode(x))
 
 
-@register_model(task="autoencoding")
+@register_model(task="autoencoding", weights=("mnist",))
 def autoencoder(**kwargs: Any) -> ConvAutoencoder:
     """Convolutional autoencoder for 28x28 grey images: 32-64 stride-2 encoder, 32-d latent, sigmoid output."""
     return ConvAutoencoder(**kwargs)

@@ -116,7 +116,7 @@ def _create(defaults: dict[str, Any], kwargs: dict[str, Any]) -> CNN:
     return CNN(**{**defaults, **kwargs})
 
 
-@register_model
+@register_model(weights=("mnist",))
 def cnn(**kwargs: Any) -> CNN:
     """Plain CNN: three conv-BN-ReLU stages (32-64-128) with 2x2 max pooling, for 28x28 grey digits."""
     return _create({"downsample": "max"}, kwargs)
@@ -128,7 +128,7 @@ def cnn_strided(**kwargs: Any) -> CNN:
     return _create({"downsample": "stride"}, kwargs)
 
 
-@register_model
+@register_model(weights=("mnist",))
 def cnn_dws(**kwargs: Any) -> CNN:
     """CNN of depthwise-separable convolutions (MobileNet-style) with stride-2 downsampling."""
     return _create({"downsample": "stride", "block": "dws"}, kwargs)

@@ -117,7 +117,7 @@ def _create(defaults: dict[str, Any], kwargs: dict[str, Any]) -> MLP:
     return MLP(**{**defaults, **kwargs})
 
 
-@register_model
+@register_model(weights=("mnist",))
 def mlp(**kwargs: Any) -> MLP:
     """MLP with two hidden layers of 512 ReLU units and dropout 0.1, for 28x28 grey digits."""
     return _create({"depth": 2, "width": 512, "dropout": 0.1}, kwargs)

@@ -134,7 +134,7 @@ def rnn(**kwargs: Any) -> RNNClassifier:
     return _create({"cell": "rnn"}, {"hidden_size": 128, "num_layers": 1}, kwargs)
 
 
-@register_model
+@register_model(weights=("mnist",))
 def lstm(**kwargs: Any) -> RNNClassifier:
     """Two stacked LSTM layers of 128 units over the 28 rows of a 28x28 grey image."""
     return _create({"cell": "lstm"}, {"hidden_size": 128, "num_layers": 2}, kwargs)

@@ -1,0 +1,132 @@
+"""Median inference latency: onnxruntime over PyTorch eager, both on 2 threads, at batch 1 and 32.
+
+    python benchmarks/onnx_latency.py                  # every published weight (else every classifier)
+    python benchmarks/onnx_latency.py resnet18 cnn     # these models (arch or arch.tag)
+    python benchmarks/onnx_latency.py --all            # every registered classifier, random init
+
+Each model is exported with `export.to_onnx` (validated: checker + parity at batch 1 and 2) and timed at
+its weight's (or its default) input size, eager and onnxruntime alternating in rounds so that load from
+other processes falls on both alike. Random-init models get `calibrate_batchnorm` first, so their
+activations and the parity numbers have a trained network's scale. The ratio column is ORT / eager: the
+goal is at most 0.6 for every convolutional model, with parity kept (max |ORT - eager| on the timed
+batch within the graph's tolerance). Prints measurements only; nothing here is written to docs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import zoo
+from export.onnx import calibrate_batchnorm, graph_specs, to_onnx
+from export.runtime import OnnxModel
+
+THREADS = 2
+GOAL = 0.6
+
+
+def timed_runs(fn, min_runs: int, budget_s: float) -> list[float]:
+    """Wall times of `fn` after one warm-up call: at least `min_runs` runs, more within the budget."""
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_runs or (time.perf_counter() - start < budget_s and len(times) < 200):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def targets(names: list[str], all_classifiers: bool) -> list[tuple[str, bool]]:
+    """(name, pretrained) pairs to benchmark."""
+    if names:
+        return [(n, "." in n) for n in names]
+    weights = zoo.list_models(pretrained=True)
+    if weights and not all_classifiers:
+        return [(w, True) for w in weights]
+    return [(m, False) for m in zoo.list_models(task="image-classification")]
+
+
+def bench(
+    name: str, pretrained: bool, batches: tuple[int, ...], budget_s: float, rounds: int, folder: Path
+) -> list[str]:
+    torch.manual_seed(0)
+    model = zoo.create_model(name, pretrained=pretrained).eval()
+    if not pretrained:
+        calibrate_batchnorm(model)
+    meta = getattr(model, "pretrained_weights", None)
+    size = tuple(meta.input_size if meta and meta.input_size else model.input_size)
+    result = to_onnx(model, folder / f"{name}.onnx")
+    (spec,) = [s for s in graph_specs(model, size, True)[0] if s.name == "model"]
+    is_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    rows = []
+    session = OnnxModel(result.path, threads=THREADS).session
+    for batch in batches:
+        (x,) = spec.make_inputs(batch, spec.variants[0])
+        runs = 2 if batch > 1 else 5
+        eager_times: list[float] = []
+        ort_times: list[float] = []
+        ort_run = functools.partial(session.run, [spec.output_names[0]], {"image": x.numpy()})
+        with torch.inference_mode():
+            eager_run = functools.partial(model, x)
+            # Alternate the two in rounds, so that load from other processes falls on both alike.
+            for _ in range(rounds):
+                eager_times += timed_runs(eager_run, runs, budget_s / rounds)
+                ort_times += timed_runs(ort_run, runs, budget_s / rounds)
+            expected = model(x).numpy()
+        (got,) = ort_run()
+        eager, ort = statistics.median(eager_times), statistics.median(ort_times)
+        diff = float(np.abs(got - expected).max())
+        parity = "ok" if diff <= spec.atol else f"FAIL (> {spec.atol:.0e})"
+        goal = ("ok" if ort / eager <= GOAL else "MISS") if is_conv else "-"
+        rows.append(
+            f"{name:<16} {'x'.join(map(str, size)):>9} {batch:>5} {eager * 1e3:>10.2f} {ort * 1e3:>10.2f} "
+            f"{ort / eager:>6.2f}  {goal:<5} {diff:>9.1e} {parity:<4} {result.exporters['model']}"
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help="models or weights (default: published weights)")
+    parser.add_argument("--all", action="store_true", help="every registered classifier, random init")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--budget", type=float, default=4.0, help="seconds of timed runs per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of eager and onnxruntime runs")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(THREADS)
+    todo = targets(args.names, args.all)
+    what = "published weights" if todo and todo[0][1] else "random-init classifiers (no published weights)"
+    print(f"onnxruntime vs PyTorch eager, {THREADS} threads each, medians; {what}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(
+        f"torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}; load average {load}"
+    )
+    header = f"{'model':<16} {'input':>9} {'batch':>5} {'eager ms':>10} {'ort ms':>10} {'ratio':>6}  goal  "
+    print(header + f"{'max|diff|':>9} par. exporter")
+    misses = 0
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
+        for name, pretrained in todo:
+            for row in bench(name, pretrained, tuple(args.batches), args.budget, args.rounds, Path(tmp)):
+                print(row, flush=True)
+                misses += " MISS " in row or "FAIL" in row
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"goal: ort/eager <= {GOAL} for convolutional models, parity kept; rows missing it: {misses}")
+    print(f"load average at the end: {load} (other processes on these cores slow eager PyTorch most)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
