@@ -11,6 +11,7 @@ demo: $(STAMP)
 	$(BIN)/zoo list
 	$(BIN)/zoo info resnet8_small
 	$(BIN)/zoo summary resnet8_small --input 1x28x28
+	$(BIN)/zoo predict resnet8_small.mnist recipes/samples/*.png --topk 2
 
 test: $(STAMP)
 	$(BIN)/ruff check .

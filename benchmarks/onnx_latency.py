@@ -92,7 +92,7 @@ def bench(
         parity = "ok" if diff <= spec.atol else f"FAIL (> {spec.atol:.0e})"
         goal = ("ok" if ort / eager <= GOAL else "MISS") if is_conv else "-"
         rows.append(
-            f"{name:<16} {'x'.join(map(str, size)):>9} {batch:>5} {eager * 1e3:>10.2f} {ort * 1e3:>10.2f} "
+            f"{name:<20} {'x'.join(map(str, size)):>9} {batch:>5} {eager * 1e3:>10.2f} {ort * 1e3:>10.2f} "
             f"{ort / eager:>6.2f}  {goal:<5} {diff:>9.1e} {parity:<4} {result.exporters['model']}"
         )
     return rows
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}; load average {load}"
     )
-    header = f"{'model':<16} {'input':>9} {'batch':>5} {'eager ms':>10} {'ort ms':>10} {'ratio':>6}  goal  "
+    header = f"{'model':<20} {'input':>9} {'batch':>5} {'eager ms':>10} {'ort ms':>10} {'ratio':>6}  goal  "
     print(header + f"{'max|diff|':>9} par. exporter")
     misses = 0
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:

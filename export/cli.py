@@ -68,6 +68,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 change += f", top-1 agreement {q.top1_agreement:.4f}"
             if q.accuracy_int8 is not None:
                 change += f", accuracy {q.accuracy_fp32:.4f} -> {q.accuracy_int8:.4f}"
+            if q.mse_int8 is not None:
+                change += f", reconstruction mse {q.mse_fp32:.3g} -> {q.mse_int8:.3g}"
             print(
                 f"  int8: {q.path} ({q.size_int8 / q.size_fp32:.2f}x the size; {change} on {q.samples} {q.inputs})"
             )

@@ -164,6 +164,8 @@ class QuantizationReport:
     top1_agreement: float | None = None  # classifiers: fraction of samples whose top-1 is unchanged
     accuracy_fp32: float | None = None  # when targets were given
     accuracy_int8: float | None = None
+    mse_fp32: float | None = None  # autoencoders: reconstruction error against the input images
+    mse_int8: float | None = None
     size_fp32: int = 0
     size_int8: int = 0
 
@@ -177,7 +179,7 @@ class QuantizationReport:
             "size_bytes_fp32": self.size_fp32,
             "size_bytes_int8": self.size_int8,
         }
-        for key in ("top1_agreement", "accuracy_fp32", "accuracy_int8"):
+        for key in ("top1_agreement", "accuracy_fp32", "accuracy_int8", "mse_fp32", "mse_int8"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -749,6 +751,12 @@ def quantize_int8(
             targets = np.asarray(targets)
             report.accuracy_fp32 = float((ref[0].argmax(-1) == targets).mean())
             report.accuracy_int8 = float((got[0].argmax(-1) == targets).mean())
+    images = inputs.get("image")
+    if "reconstruction" in int8.output_names and images is not None:
+        index = int8.output_names.index("reconstruction")
+        if ref[index].shape == images.shape:
+            report.mse_fp32 = float(np.square(ref[index] - images).mean())
+            report.mse_int8 = float(np.square(got[index] - images).mean())
     meta.extra["quantization"] = report.to_dict()
     write_metadata(target, meta)
     return report

@@ -29,9 +29,12 @@ def test_pretrained_loads_exactly_the_saved_parameters(demo_weight, hub_dir):
 
 
 def test_arch_pretrained_uses_default_tag_and_weights_kwarg(demo_weight):
+    # The default tag is the architecture's first published weight (hub/resnet8_small.mnist).
     a = zoo.create_model("resnet8_small", pretrained=True)
+    assert a.pretrained_weights.name == zoo.model_info("resnet8_small")["default_weight"]
     b = zoo.create_model("resnet8_small", weights="demo")
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    c = zoo.create_model(demo_weight, pretrained=True)
+    assert all(torch.equal(x, y) for x, y in zip(b.state_dict().values(), c.state_dict().values()))
     with pytest.raises(ConfigError, match="give one"):
         zoo.create_model("resnet8_small.demo", weights="other")
 

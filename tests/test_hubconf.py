@@ -39,8 +39,9 @@ def test_hub_load_local_builds_the_same_model():
 
 def test_hub_load_pretrained_equals_create_model(demo_weight):
     x = torch.rand(2, 1, 28, 28)
-    expected = zoo.create_model(demo_weight, pretrained=True).eval()(x)
-    for kwargs in ({"pretrained": True}, {"weights": "demo"}):
+    # pretrained=True loads the default (first published) weight; weights= names one.
+    for kwargs, name in (({"pretrained": True}, "resnet8_small"), ({"weights": "demo"}, demo_weight)):
+        expected = zoo.create_model(name, pretrained=True).eval()(x)
         model = torch.hub.load(str(REPO), "resnet8_small", source="local", **kwargs).eval()
         assert torch.equal(model(x), expected)
 

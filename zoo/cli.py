@@ -127,7 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="arch.tag, a weight folder, or hf-hub:org/repo (with --onnx: an image file)")
     p.add_argument("files", nargs="*", type=Path)
     p.add_argument(
-        "--onnx", type=Path, default=None, metavar="PATH", help="run this exported file with onnxruntime (no torch)"
+        "--onnx",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="run this exported file with onnxruntime (no torch)",
     )
     p.add_argument("--topk", type=int, default=3)
     p.add_argument("--invert", action="store_true", help="invert intensities (dark digits on light paper)")

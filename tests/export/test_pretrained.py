@@ -1,8 +1,10 @@
-"""Published weights: ONNX top-1 agrees with PyTorch on the weight's whole test split.
+"""Published weights: the exported file reproduces PyTorch, and the weight's metrics, on its test split.
 
 Parametrised over `zoo.list_models(pretrained=True)`: every weight that lands in ``hub/`` is covered. The
 split is the one the weight records, loaded through ``recipes.data`` and preprocessed as the runtime does
-(`export.onnx.weight_test_split`).
+(`export.onnx.weight_test_split`). Classifiers: ONNX top-1 agrees with PyTorch on every test image, and
+the ONNX accuracy is the one the weight records. Autoencoders: the ONNX reconstruction error is the one
+the weight records.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import pytest
 import torch
 
 import zoo
-from export.onnx import calibrate_batchnorm, to_onnx, weight_test_split
+from export.onnx import to_onnx, weight_test_split
 from export.runtime import OnnxModel
 
 WEIGHTS = zoo.list_models(pretrained=True)
@@ -38,35 +40,41 @@ def check_top1_agreement(name: str, folder) -> int:
     disagree = (torch_top1 != ort_top1) & ~near_tie
     assert not disagree.any(), f"{name}: {int(disagree.sum())} of {len(labels)} test images differ in top-1"
     assert len(labels) == len(inputs) > 0
+    recorded = meta.metrics.get("acc", meta.metrics.get("top1"))
+    if recorded is not None:  # the file reproduces the published number (to one image)
+        accuracy = float((ort_top1 == labels).mean())
+        assert abs(accuracy - recorded) <= 1 / len(labels) + 1e-6, f"{name}: ONNX {accuracy} vs {recorded}"
     return len(labels)
 
 
+def check_reconstruction(name: str, folder) -> float:
+    """An autoencoder's ONNX reconstructions of its test split: PyTorch's, and the recorded MSE."""
+    meta = zoo.get_weights(name)
+    split = weight_test_split(name)
+    assert split is not None, f"{name}: its test split ({meta.dataset}) could not be loaded offline"
+    inputs, _ = split
+    model = zoo.create_model(name, pretrained=True).eval()
+    result = to_onnx(model, folder / f"{name}.onnx")
+    onnx_model = OnnxModel(result.path)
+    chunks = range(0, len(inputs), 250)
+    with torch.no_grad():
+        expected = torch.cat([model(torch.from_numpy(inputs[i : i + 250])) for i in chunks]).numpy()
+    got = np.concatenate([onnx_model.run(inputs[i : i + 250])["reconstruction"] for i in chunks])
+    assert np.abs(got - expected).max() <= 1e-4
+    mse = float(np.square(got - inputs).mean())
+    if "mse" in meta.metrics:
+        assert abs(mse - meta.metrics["mse"]) <= 5e-6, (
+            f"{name}: ONNX mse {mse} vs recorded {meta.metrics['mse']}"
+        )
+    return mse
+
+
 @pytest.mark.parametrize("name", WEIGHTS)
-def test_onnx_top1_agrees_with_pytorch_on_the_test_split(name, tmp_path):
-    if zoo.get_weights(name).task != "image-classification":
-        pytest.skip(f"{name} is a {zoo.get_weights(name).task} weight: top-1 agreement is for classifiers")
-    check_top1_agreement(name, tmp_path)
-
-
-def test_the_check_runs_on_mnist_5k_with_a_stand_in_weight(hub_dir, tmp_path):
-    # Until the recipes publish weights, the same check runs on a stand-in weight that records the
-    # MNIST 5k split, so the split loading, preprocessing and comparison are exercised today.
-    from zoo.registry import Weights, register_weights, unregister_weights
-
-    torch.manual_seed(0)
-    model = calibrate_batchnorm(zoo.create_model("resnet8_small", in_chans=1, num_classes=10, img_size=28))
-    meta = Weights(
-        arch="resnet8_small",
-        tag="mnist5kdemo",
-        task="image-classification",
-        labels=tuple(str(d) for d in range(10)),
-        mean=(0.1307,),
-        std=(0.3081,),
-        dataset="mnist_5k",
-    )
-    folder = zoo.save_pretrained(model, hub_dir / "resnet8_small.mnist5kdemo", meta)
-    register_weights(zoo.load_pretrained(folder).pretrained_weights.replace(tag="mnist5kdemo"))
-    try:
-        assert check_top1_agreement("resnet8_small.mnist5kdemo", tmp_path) == 1000  # 100 of each digit
-    finally:
-        unregister_weights("resnet8_small.mnist5kdemo")
+def test_exported_weight_reproduces_pytorch_on_the_test_split(name, tmp_path):
+    task = zoo.get_weights(name).task
+    if task == "image-classification":
+        check_top1_agreement(name, tmp_path)
+    elif task == "autoencoding":
+        check_reconstruction(name, tmp_path)
+    else:
+        pytest.skip(f"no test-split check for task '{task}' yet")

@@ -49,11 +49,14 @@ def test_quantised_copy_records_its_accuracy_change(name, tmp_path):
     assert agree.mean() == pytest.approx(report.top1_agreement)
 
 
-def test_quantise_defaults_to_random_example_inputs(exports):
+def test_autoencoder_quantisation_measures_reconstruction_error(exports):
     exported = exports.get("autoencoder")
     x = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
-    report = quantize_int8(
-        exported.result.paths["encoder"], x, out=exported.result.paths["encoder"].with_suffix(".q.onnx")
-    )
-    assert report.top1_agreement is None and report.samples == 8  # not a classifier: output change only
-    assert OnnxModel(report.path).meta.graph == "encoder"
+    paths = exported.result.paths
+    report = quantize_int8(paths["model"], x, out=paths["model"].with_suffix(".q.onnx"))
+    assert report.top1_agreement is None and report.samples == 8  # not a classifier
+    assert report.mse_fp32 is not None and report.mse_int8 is not None and report.mse_int8 > 0
+    encoder = quantize_int8(paths["encoder"], x, out=paths["encoder"].with_suffix(".q.onnx"))
+    assert encoder.mse_int8 is None and encoder.max_abs_diff > 0  # latents: the output change only
+    stored = OnnxModel(report.path).meta
+    assert stored.graph == "model" and stored.extra["quantization"]["mse_int8"] == report.mse_int8
