@@ -108,7 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
     todo = targets(args.names, args.all)
-    what = "published weights" if todo and todo[0][1] else "random-init classifiers (no published weights)"
+    if args.names:
+        what = "named models (a name with a tag loads that weight; others are random-init)"
+    elif todo and todo[0][1]:
+        what = "published weights"
+    else:
+        what = "random-init classifiers" + ("" if args.all else " (no published weights)")
     print(f"onnxruntime vs PyTorch eager, {THREADS} threads each, medians; {what}")
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(
