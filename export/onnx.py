@@ -33,6 +33,7 @@ from torch import nn
 from export.adapters import GraphSpec, get_adapter
 from export.runtime import METADATA_PREFIX, ZooMetadata
 from zoo.errors import ConfigError, ZooError
+from zoo.models.base import flatten_outputs
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -226,17 +227,6 @@ class ExportResult:
 
 
 # --------------------------------------------------------------------------------------- helpers
-def flatten_outputs(output: Any) -> list[torch.Tensor]:
-    """Every tensor of a model output (tensor, tuple/list or dict by sorted key), in a stable order."""
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if isinstance(output, dict):
-        return [t for key in sorted(output) for t in flatten_outputs(output[key])]
-    if isinstance(output, (tuple, list)):
-        return [t for item in output for t in flatten_outputs(item)]
-    raise TypeError(f"cannot export an output of type {type(output).__name__}")
-
-
 def graph_paths(path: str | os.PathLike, graphs: Sequence[str]) -> dict[str, Path]:
     """Where each graph goes: ``x.onnx`` holds ``model`` and ``x.<graph>.onnx`` the others; a folder
     holds ``<graph>.onnx`` for every graph (``model.onnx``, ``encoder.onnx``, ``decoder.onnx``)."""

@@ -54,13 +54,8 @@ def _is_main() -> bool:
     return int(os.environ.get("RANK", 0)) == 0
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "train",
-        help="train a recipe preset (zoo train --list); the run folder ends with a weight in hub layout",
-        description="Train a recipe preset. Under `torchrun --nproc_per_node=N -m zoo train ...` it runs DDP.",
-    )
-    p.add_argument("recipe", nargs="?", help="a preset name, e.g. resnet8_small.mnist")
+def add_set_argument(p: argparse.ArgumentParser) -> None:
+    """The repeatable ``--set KEY=VALUE`` config override every recipe verb takes."""
     p.add_argument(
         "--set",
         action="append",
@@ -68,6 +63,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a config key (repeatable; dots reach nested keys: --set optim.lr=0.05)",
     )
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a recipe preset (zoo train --list); the run folder ends with a weight in hub layout",
+        description="Train a recipe preset. Under `torchrun --nproc_per_node=N -m zoo train ...` it runs DDP.",
+    )
+    p.add_argument("recipe", nargs="?", help="a preset name, e.g. resnet8_small.mnist")
+    add_set_argument(p)
     p.add_argument("--resume", type=Path, default=None, metavar="RUN", help="continue the run in this folder")
     p.add_argument(
         "--out", type=Path, default=None, metavar="DIR", help="run folder (default runs/RECIPE-TIME)"

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from recipes.cli import add_set_argument
 from zoo.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -1468,13 +1469,7 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="a preset name (zoo train --list)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable; dots reach nested keys: --set optim.lr=0.05)",
-    )
+    add_set_argument(p)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

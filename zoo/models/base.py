@@ -6,6 +6,8 @@ family gets them for free by subclassing it and setting the class attributes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -33,3 +35,19 @@ class ZooModel(nn.Module):
 
     def get_submodule_or_none(self, path: str | None) -> nn.Module | None:
         return None if path is None else self.get_submodule(path)
+
+
+def flatten_outputs(output: Any) -> list[torch.Tensor]:
+    """Every tensor of a model output (a tensor, a tuple/list, or a dict by sorted key), in a stable order.
+
+    Tests, export and analysis compare outputs of any family through this one order.
+    """
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        return [t for key in sorted(output) for t in flatten_outputs(output[key])]
+    if isinstance(output, (tuple, list)):
+        return [t for item in output for t in flatten_outputs(item)]
+    raise TypeError(
+        f"model output of type {type(output).__name__} is not a tensor, tuple/list or dict of tensors"
+    )
