@@ -6,7 +6,8 @@
 
 Each model is exported with `export.to_onnx` (validated: checker + parity at batch 1 and 2) and timed at
 its weight's (or its default) input size, eager and onnxruntime alternating in rounds so that load from
-other processes falls on both alike. Random-init models get `calibrate_batchnorm` first, so their
+other processes falls on both alike; an onnxruntime session (default options, as `export.runtime` makes
+it) exists only during its own runs, since its idle worker threads slow PyTorch in the same process. Random-init models get `calibrate_batchnorm` first, so their
 activations and the parity numbers have a trained network's scale. The ratio column is ORT / eager: the
 goal is at most 0.6 for every convolutional model, with parity kept (max |ORT - eager| on the timed
 batch within the graph's tolerance). Prints measurements only; nothing here is written to docs.
@@ -35,6 +36,9 @@ from export.runtime import OnnxModel
 
 THREADS = 2
 GOAL = 0.6
+# Pause between the eager and the onnxruntime runs, so that neither runtime's idle threads (PyTorch's
+# OpenMP pool spins briefly after a parallel region) take cores from the other's first runs.
+SETTLE_S = 0.2
 
 
 def timed_runs(fn, min_runs: int, budget_s: float) -> list[float]:
@@ -72,21 +76,28 @@ def bench(
     (spec,) = [s for s in graph_specs(model, size, True)[0] if s.name == "model"]
     is_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
     rows = []
-    session = OnnxModel(result.path, threads=THREADS).session
     for batch in batches:
         (x,) = spec.make_inputs(batch, spec.variants[0])
+        feeds = {"image": x.numpy()}
         runs = 2 if batch > 1 else 5
         eager_times: list[float] = []
         ort_times: list[float] = []
-        ort_run = functools.partial(session.run, [spec.output_names[0]], {"image": x.numpy()})
         with torch.inference_mode():
             eager_run = functools.partial(model, x)
-            # Alternate the two in rounds, so that load from other processes falls on both alike.
+            # Alternate the two in rounds, so that load from other processes falls on both alike. The
+            # session lives only for its own runs: onnxruntime's idle worker threads keep polling for work
+            # while a session exists, which slowed eager PyTorch in the same process by up to 1.7x here.
             for _ in range(rounds):
                 eager_times += timed_runs(eager_run, runs, budget_s / rounds)
-                ort_times += timed_runs(ort_run, runs, budget_s / rounds)
+                time.sleep(SETTLE_S)
+                session = OnnxModel(result.path, threads=THREADS).session
+                ort_times += timed_runs(
+                    functools.partial(session.run, [spec.output_names[0]], feeds), runs, budget_s / rounds
+                )
+                (got,) = session.run([spec.output_names[0]], feeds)
+                del session
+                time.sleep(SETTLE_S)
             expected = model(x).numpy()
-        (got,) = ort_run()
         eager, ort = statistics.median(eager_times), statistics.median(ort_times)
         diff = float(np.abs(got - expected).max())
         parity = "ok" if diff <= spec.atol else f"FAIL (> {spec.atol:.0e})"

@@ -46,6 +46,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         quantize=args.quantize,
         quantize_inputs=quantize_inputs,
         quantize_targets=quantize_targets,
+        rewrite=not args.no_rewrite,
     )
     reports = {g.graph: g for g in result.report.graphs} if result.report else {}
     for graph in result.graphs:
@@ -61,6 +62,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(line)
         if graph.fallback_reason:
             print(f"  dynamo exporter not used: {graph.fallback_reason}")
+        for rewrite in graph.metadata.extra.get("rewrites", []):
+            print(f"  rewritten for onnxruntime: {rewrite}")
         q = graph.quantized
         if q is not None:
             change = f"max abs change {q.max_abs_diff:.3g}"
@@ -100,5 +103,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         choices=("auto", "dynamo", "torchscript"),
         default="auto",
         help="auto: dynamo, and the TorchScript exporter where dynamo fails (default)",
+    )
+    p.add_argument(
+        "--no-rewrite",
+        action="store_true",
+        help="export every layer as it is (default: exact, faster equivalents for onnxruntime; see "
+        "export/rewrites.py)",
     )
     p.set_defaults(func=_cmd_export)

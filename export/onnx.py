@@ -9,6 +9,8 @@ model gets one graph, ``model``. Each graph is exported with ``torch.onnx.export
 that fails, with the TorchScript exporter (``dynamo=False``); the exporter used is recorded in the file.
 Validation is ``onnx.checker.check_model(full_check=True)`` and onnxruntime against PyTorch at batch 1 and
 batch 2 and, for dynamic sizes, at two sizes, within ``1e-4`` absolute (fp32) unless the adapter says why not.
+Layers that onnxruntime runs slowly are exported as exact equivalents it runs faster (`export.rewrites`);
+validation always compares with the model as it is.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import torch
 from torch import nn
 
 from export.adapters import GraphSpec, get_adapter
+from export.rewrites import onnx_friendly
 from export.runtime import METADATA_PREFIX, ZooMetadata
 from zoo.errors import ConfigError, ZooError
 from zoo.models.base import flatten_outputs
@@ -381,6 +384,7 @@ def write_metadata(path: Path, meta: ZooMetadata, note: str = "") -> None:
 def _export_with(
     exporter: str,
     spec: GraphSpec,
+    module: nn.Module,
     inputs: tuple[torch.Tensor, ...],
     path: Path,
     opset: int,
@@ -395,7 +399,7 @@ def _export_with(
                 tuple(spec.dynamic_axes.get(n) or None for n in spec.input_names) if spec.dynamic else None
             )
             program = torch.onnx.export(
-                spec.module, inputs, dynamo=True, dynamic_shapes=shapes, verbose=False, **common
+                module, inputs, dynamo=True, dynamic_shapes=shapes, verbose=False, **common
             )
             # The metadata goes in before the one save (no load-and-save round trip of the weights).
             program.model.metadata_props.update(meta.to_props())
@@ -405,7 +409,7 @@ def _export_with(
             program.save(str(path), external_data=False)
         else:
             torch.onnx.export(
-                spec.module,
+                module,
                 inputs,
                 str(path),
                 dynamo=False,
@@ -417,9 +421,19 @@ def _export_with(
 
 
 def _export_graph(
-    spec: GraphSpec, path: Path, opset: int, exporter: str, describe: Callable[[str], ZooMetadata]
+    spec: GraphSpec,
+    path: Path,
+    opset: int,
+    exporter: str,
+    describe: Callable[[str], ZooMetadata],
+    rewrite: bool = True,
 ) -> tuple[str, str | None, ZooMetadata]:
-    """Export one graph with its metadata; returns (exporter used, why dynamo was not used, metadata)."""
+    """Export one graph with its metadata; returns (exporter used, why dynamo was not used, metadata).
+
+    With `rewrite`, the exported module is `export.rewrites.onnx_friendly`'s copy of ``spec.module`` (the
+    same function in ops onnxruntime runs faster); validation still compares with ``spec.module``.
+    """
+    module, rewrites = onnx_friendly(spec.module) if rewrite else (spec.module, [])
     chosen = spec.exporter if exporter == "auto" else exporter
     order = ("dynamo", "torchscript") if chosen == "auto" else (chosen,)
     inputs = spec.make_inputs(EXPORT_BATCH if spec.dynamic else 1, spec.variants[0])
@@ -432,8 +446,10 @@ def _export_graph(
         meta = describe(name)
         if reason:
             meta.extra["exporter_note"] = reason
+        if rewrites:
+            meta.extra["rewrites"] = rewrites
         try:
-            _export_with(name, spec, inputs, path, opset, meta)
+            _export_with(name, spec, module, inputs, path, opset, meta)
             _session(path, threads=1)  # a graph onnxruntime cannot load is an export failure, not a result
         except Exception as err:
             failures.append(f"{name}: {_first_line(err)}")
@@ -459,6 +475,7 @@ def to_onnx(
     quantize_inputs: dict[str, np.ndarray] | None = None,
     quantize_targets: np.ndarray | None = None,
     pretrained: bool | None = None,
+    rewrite: bool = True,
 ) -> ExportResult:
     """Export a registered model (a name, or a model built by ``zoo.create_model``) to ONNX.
 
@@ -474,6 +491,8 @@ def to_onnx(
       measured on ``quantize_inputs`` (by input name; default: the graph's random example inputs) and
       stored in its metadata; ``quantize_targets`` (class indices) adds accuracies.
     - ``pretrained``: for names, whether to load weights (default: when the name has any).
+    - ``rewrite``: export layers onnxruntime runs slowly as exact equivalents it runs faster
+      (`export.rewrites`; recorded in the metadata as ``rewrites``); validation compares with the model.
     """
     if exporter not in ("auto", "dynamo", "torchscript"):
         raise ConfigError(f"exporter must be 'auto', 'dynamo' or 'torchscript', got {exporter!r}")
@@ -491,7 +510,7 @@ def to_onnx(
                 meta.extra["tolerance"] = {"atol": spec.atol, "why": spec.tolerance_note}
             return meta
 
-        used, reason, meta = _export_graph(spec, target, opset, exporter, describe)
+        used, reason, meta = _export_graph(spec, target, opset, exporter, describe, rewrite)
         graphs.append(
             ExportedGraph(
                 spec.name,
