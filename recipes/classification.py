@@ -268,7 +268,8 @@ register_preset(
     replace(
         _MNIST,
         model="resnet8_small",
-        epochs=16,
+        # 19 epochs (~28 s here): every seed of 0-4 reached >= 99.0% (16 epochs: 98.8-99.4% by seed).
+        epochs=19,
         channels_last=True,
         logit_scale=0.125,
         optim=OptimizerConfig(name="sgd", lr=0.4, momentum=0.9, nesterov=True, weight_decay=2e-3),
