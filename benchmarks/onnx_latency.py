@@ -11,6 +11,10 @@ it) exists only during its own runs, since its idle worker threads slow PyTorch 
 activations and the parity numbers have a trained network's scale. The ratio column is ORT / eager: the
 goal is at most 0.6 for every convolutional model, with parity kept (max |ORT - eager| on the timed
 batch within the graph's tolerance). Prints measurements only; nothing here is written to docs.
+
+The GF/s columns are each runtime's arithmetic throughput (forward FLOPs / median time). Where eager
+PyTorch already runs near this CPU's fp32 peak (large convolutions at batch 32: ~280-300 GF/s on the
+2-core machine), no fp32 runtime can take 0.6x its time; only lower precision can (`zoo export --quantize`).
 """
 
 from __future__ import annotations
@@ -51,6 +55,16 @@ def timed_runs(fn, min_runs: int, budget_s: float) -> list[float]:
         fn()
         times.append(time.perf_counter() - t)
     return times
+
+
+@torch.no_grad()
+def forward_gflop(model: nn.Module, x: torch.Tensor) -> float:
+    """GFLOP of one forward pass (convolutions and matmuls, as torch's FlopCounterMode counts them)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() / 1e9
 
 
 def targets(names: list[str], all_classifiers: bool) -> list[tuple[str, bool]]:
@@ -102,14 +116,27 @@ def bench(
         diff = float(np.abs(got - expected).max())
         parity = "ok" if diff <= spec.atol else f"FAIL (> {spec.atol:.0e})"
         goal = ("ok" if ort / eager <= GOAL else "MISS") if is_conv else "-"
+        gflop = forward_gflop(model, x)  # 0 where nothing is counted (recurrent layers): shown as "-"
+        rates = [f"{gflop / t:>8.0f}" if gflop else f"{'-':>8}" for t in (eager, ort)]
         rows.append(
             f"{name:<20} {'x'.join(map(str, size)):>9} {batch:>5} {eager * 1e3:>10.2f} {ort * 1e3:>10.2f} "
-            f"{ort / eager:>6.2f}  {goal:<5} {diff:>9.1e} {parity:<4} {result.exporters['model']}"
+            f"{ort / eager:>6.2f}  {goal:<5} {rates[0]} {rates[1]} "
+            f"{diff:>9.1e} {parity:<4} {result.exporters['model']}"
         )
     return rows
 
 
+# glibc's malloc serves large blocks by mmap and hands them back on free, so eager PyTorch pays page faults
+# for every activation tensor until its adaptive threshold catches up (it may never, depending on what ran
+# before): the same autoencoder took 8.6 or 4.7 ms at batch 32 here. onnxruntime has its own arena. A fair
+# eager baseline keeps freed memory, as jemalloc/tcmalloc deployments do: these settings are read by glibc
+# at start-up, so `main` re-executes the script with them.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="models or weights (default: published weights)")
     parser.add_argument("--all", action="store_true", help="every registered classifier, random init")
@@ -131,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}; load average {load}"
     )
     header = f"{'model':<20} {'input':>9} {'batch':>5} {'eager ms':>10} {'ort ms':>10} {'ratio':>6}  goal  "
-    print(header + f"{'max|diff|':>9} par. exporter")
+    print(header + f"{'eager GF/s':>8} {'ort GF/s':>8} {'max|diff|':>9} par. exporter")
     misses = 0
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         for name, pretrained in todo:
