@@ -6,11 +6,12 @@
 
 Each model is exported with `export.to_onnx` (validated: checker + parity at batch 1 and 2) and timed at
 its weight's (or its default) input size, eager and onnxruntime alternating in rounds so that load from
-other processes falls on both alike; an onnxruntime session (default options, as `export.runtime` makes
-it) exists only during its own runs, since its idle worker threads slow PyTorch in the same process. Random-init models get `calibrate_batchnorm` first, so their
-activations and the parity numbers have a trained network's scale. The ratio column is ORT / eager: the
-goal is at most 0.6 for every convolutional model, with parity kept (max |ORT - eager| on the timed
-batch within the graph's tolerance). Prints measurements only; nothing here is written to docs.
+other processes falls on both alike. An onnxruntime session (default options, as `export.runtime` makes
+it) exists only during its own runs: its idle worker threads slow PyTorch in the same process. Eager runs
+with glibc keeping freed memory (`MALLOC_ENV`, see there). Random-init models get `calibrate_batchnorm`
+first, so their activations and the parity numbers have a trained network's scale. The ratio column is
+ORT / eager: the goal is at most 0.6 for every convolutional model, with parity kept (max |ORT - eager| on
+the timed batch within the graph's tolerance). Prints measurements only; nothing here is written to docs.
 
 The GF/s columns are each runtime's arithmetic throughput (forward FLOPs / median time). Where eager
 PyTorch already runs near this CPU's fp32 peak (large convolutions at batch 32: ~280-300 GF/s on the
