@@ -268,11 +268,16 @@ class Objective:
 class Callback:
     """Hooks into a running `Trainer`; set ``trainer.should_stop = True`` to end the run cleanly."""
 
-    def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None: ...
+    def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        """After each *logged* optimizer step (every ``log_every`` steps, the last step of an epoch and the
+        ``max_steps`` one), with the train logs averaged since the previous call (plus samples_per_s, lr)."""
 
-    def on_eval(self, trainer: Trainer, split: str, metrics: dict[str, float]) -> None: ...
+    def on_eval(self, trainer: Trainer, split: str, metrics: dict[str, float]) -> None:
+        """After each validation (``split`` is "val"; the final test is reported by `fit`'s result), with the
+        metrics reduced over ranks."""
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+        """After epoch ``epoch`` (1-based count of finished epochs) and its validation."""
 
 
 # -------------------------------------------------------------------------------------------- presets

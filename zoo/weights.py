@@ -118,11 +118,14 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def verify_sha256(path: str | os.PathLike, expected: str | None) -> None:
-    """Refuse a weight file whose sha256 differs from the pinned one (tampered, truncated, corrupted)."""
+def verify_sha256(path: str | os.PathLike, expected: str | None, data: bytes | None = None) -> None:
+    """Refuse a weight file whose sha256 differs from the pinned one (tampered, truncated, corrupted).
+
+    ``data``: the file's bytes already read, hashed instead of reading the file again.
+    """
     if not expected:
         return
-    actual = file_sha256(path)
+    actual = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(path)
     if actual != expected:
         raise WeightsError(
             f"sha256 mismatch for {path}: expected {expected}, got {actual}. The file is corrupted, truncated "
@@ -151,9 +154,11 @@ def load_state_dict(path: str | os.PathLike, expected_sha256: str | None = None)
         raise WeightsError(f"weight file {path} does not exist")
     if path.suffix != ".safetensors":
         raise WeightsError(f"{path} is not a .safetensors file; the zoo loads safetensors only (no pickle)")
-    verify_sha256(path, expected_sha256)
+    # One read: the bytes that are hashed are the bytes that are loaded (no window to swap the file between).
+    data = path.read_bytes()
+    verify_sha256(path, expected_sha256, data)
     try:
-        return load(path.read_bytes())
+        return load(data)
     except SafetensorError as err:
         raise WeightsError(
             f"{path} is not a readable safetensors file ({err}); it may be truncated"
