@@ -1,0 +1,47 @@
+"""The benchmark scripts run end to end on tiny settings, so they cannot rot (their numbers are not checked)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_onnx_latency_prints_a_row_per_batch_and_the_goal_line():
+    out = _run("onnx_latency.py", "cnn_strided", "--budget", "0.05", "--rounds", "1", "--batches", "1", "2")
+    rows = [line for line in out.splitlines() if line.startswith("cnn_strided ")]
+    assert len(rows) == 2, out
+    for row in rows:  # ratio, goal verdict, both throughputs, parity verdict
+        assert re.search(r" \d+\.\d\d  (ok|MISS) +\d+ +\d+ +\S+ ok +dynamo$", row), row
+    assert "rows missing it:" in out
+
+
+@pytest.mark.slow
+def test_time_to_accuracy_reports_each_seed_and_the_pass_count():
+    out = _run("time_to_accuracy.py", "--recipe", "mlp.mnist", "--seeds", "0", "1", "--set", "max_steps=2")
+    assert re.search(r"mlp\.mnist seed 0: test top-1 0\.\d{4} after", out), out
+    assert re.search(r"/2 seeds pass; top-1 min 0\.\d{4}, mean 0\.\d{4}; time max", out), out
+
+
+@pytest.mark.slow
+def test_engine_overhead_prints_the_ratio():
+    out = _run("engine_overhead.py", "--recipe", "mlp.mnist", "--epochs", "1", "--repeats", "1")
+    assert re.search(r"ratio engine / hand-written: \d+\.\d{3} \(goal >= 0\.97\)", out), out
