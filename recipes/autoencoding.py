@@ -124,6 +124,9 @@ class AutoencodingObjective(Objective):
 
 _AE_MNIST = AutoencodingConfig(
     model="autoencoder",
+    # The sub-pixel decoder: measured here against the transposed-conv one (same recipe), test PSNR 23.11
+    # vs 23.33 dB, 17 s vs 30 s of training, and at batch 32 2.4 vs 4.5 ms eager, 1.4 vs 4.3 ms onnxruntime.
+    model_args={"upsample": "pixel_shuffle"},
     epochs=30,
     batch_size=128,
     loss="bce",
@@ -136,7 +139,7 @@ register_preset(
     "autoencoder.mnist",
     AutoencodingObjective,
     _AE_MNIST,
-    "convolutional autoencoder (32-d latent) on MNIST 5k, BCE loss, AdamW, one-cycle",
+    "convolutional autoencoder (32-d latent, sub-pixel decoder) on MNIST 5k, BCE loss, AdamW, one-cycle",
 )
 register_preset(
     "autoencoder.mnist_denoising",

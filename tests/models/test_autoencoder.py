@@ -36,6 +36,31 @@ def test_other_sizes_reconstruct_the_input_shape(in_chans, img_size, widths):
     assert enc == list(widths) and dec == [*reversed(widths[:-1]), widths[0]]
 
 
+@pytest.mark.parametrize(("in_chans", "img_size", "widths"), [(1, 28, (32, 64)), (3, 32, (8, 16, 16))])
+def test_the_pixel_shuffle_decoder_works_at_the_small_size_then_shuffles_once(in_chans, img_size, widths):
+    model = build(
+        "autoencoder", in_chans=in_chans, img_size=img_size, widths=widths, upsample="pixel_shuffle"
+    ).eval()
+    x = torch.rand(2, in_chans, img_size, img_size)
+    assert model(x).shape == x.shape
+    factor = 2 ** len(widths)
+    convs = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == len(widths) + 1 and convs[-1].out_channels == in_chans * factor**2
+    shuffles = [m for m in model.decoder.modules() if isinstance(m, torch.nn.PixelShuffle)]
+    assert [s.upscale_factor for s in shuffles] == [factor]
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules())
+    deconv = build("autoencoder", in_chans=in_chans, img_size=img_size, widths=widths).eval()
+    assert _flops(model, x) < _flops(deconv, x)
+
+
+def _flops(model: torch.nn.Module, x: torch.Tensor) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops()
+
+
 def test_output_is_in_pixel_space():
     model = build("autoencoder").eval()
     with torch.no_grad():
@@ -93,6 +118,7 @@ def test_weights_record_the_task_and_refuse_classifier_adaptations(tmp_path):
         ({"img_size": 30}, r"img_size=30 must be divisible by 2\*\*len\(widths\)=4"),
         ({"norm": "weight"}, "batch, layer, instance, group, none"),
         ({"out_act": "softmax"}, "sigmoid, tanh, identity"),
+        ({"upsample": "bilinear"}, r"upsample='bilinear' is not one of \('deconv', 'pixel_shuffle'\)"),
     ],
 )
 def test_bad_options_name_what_is_allowed(kwargs, message):
