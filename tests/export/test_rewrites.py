@@ -115,11 +115,13 @@ def test_to_onnx_records_the_rewrites_and_validates_against_the_original(tmp_pat
 
 
 def test_cli_lists_the_rewrites_and_no_rewrite_turns_them_off(tmp_path, capsys):
+    import zoo
     from zoo.cli import main
 
-    assert main(["export", "autoencoder", "--out", str(tmp_path / "a"), "--no-dynamic"]) == 0
+    folder = zoo.save_pretrained(build("autoencoder"), tmp_path / "deconv-ae")  # transposed-conv decoder
+    assert main(["export", str(folder), "--out", str(tmp_path / "a"), "--no-dynamic"]) == 0
     printed = capsys.readouterr().out
     assert "rewritten for onnxruntime: decoder.3.1: BatchNorm2d folded" in printed
     assert "rewritten for onnxruntime: encoder." not in printed  # the encoder has nothing to rewrite
-    assert main(["export", "autoencoder", "--out", str(tmp_path / "b"), "--no-dynamic", "--no-rewrite"]) == 0
+    assert main(["export", str(folder), "--out", str(tmp_path / "b"), "--no-dynamic", "--no-rewrite"]) == 0
     assert "rewritten" not in capsys.readouterr().out
