@@ -117,7 +117,9 @@ def bench(
         diff = float(np.abs(got - expected).max())
         parity = "ok" if diff <= spec.atol else f"FAIL (> {spec.atol:.0e})"
         goal = ("ok" if ort / eager <= GOAL else "MISS") if is_conv else "-"
-        gflop = forward_gflop(model, x)  # 0 where nothing is counted (recurrent layers): shown as "-"
+        # FlopCounterMode does not count recurrent layers: no throughput for those models ("-").
+        recurrent = any(isinstance(m, nn.RNNBase) for m in model.modules())
+        gflop = 0.0 if recurrent else forward_gflop(model, x)
         rates = [f"{gflop / t:>8.0f}" if gflop else f"{'-':>8}" for t in (eager, ort)]
         rows.append(
             f"{name:<20} {'x'.join(map(str, size)):>9} {batch:>5} {eager * 1e3:>10.2f} {ort * 1e3:>10.2f} "
