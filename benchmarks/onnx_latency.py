@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import zoo
 from export.onnx import calibrate_batchnorm, graph_specs, to_onnx
 from export.runtime import OnnxModel
+from zoo.analysis import count_flops
 
 THREADS = 2
 GOAL = 0.6
@@ -56,16 +57,6 @@ def timed_runs(fn, min_runs: int, budget_s: float) -> list[float]:
         fn()
         times.append(time.perf_counter() - t)
     return times
-
-
-@torch.no_grad()
-def forward_gflop(model: nn.Module, x: torch.Tensor) -> float:
-    """GFLOP of one forward pass (convolutions and matmuls, as torch's FlopCounterMode counts them)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        model(x)
-    return counter.get_total_flops() / 1e9
 
 
 def targets(names: list[str], all_classifiers: bool) -> list[tuple[str, bool]]:
@@ -117,9 +108,7 @@ def bench(
         diff = float(np.abs(got - expected).max())
         parity = "ok" if diff <= spec.atol else f"FAIL (> {spec.atol:.0e})"
         goal = ("ok" if ort / eager <= GOAL else "MISS") if is_conv else "-"
-        # FlopCounterMode does not count recurrent layers: no throughput for those models ("-").
-        recurrent = any(isinstance(m, nn.RNNBase) for m in model.modules())
-        gflop = 0.0 if recurrent else forward_gflop(model, x)
+        gflop = count_flops(model, x) / 1e9  # as `zoo summary` counts them; "-" below where nothing counts
         rates = [f"{gflop / t:>8.0f}" if gflop else f"{'-':>8}" for t in (eager, ort)]
         rows.append(
             f"{name:<20} {'x'.join(map(str, size)):>9} {batch:>5} {eager * 1e3:>10.2f} {ort * 1e3:>10.2f} "

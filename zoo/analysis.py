@@ -49,6 +49,7 @@ __all__ = [
     "LayerRow",
     "ModelSummary",
     "conv_output_size",
+    "count_flops",
     "receptive_field",
     "summary",
 ]
@@ -69,6 +70,17 @@ def _mkldnn_rnn_layer_flops(input_shape, w_ih_shape, w_hh_shape, *args, out_shap
 
 
 _EXTRA_FLOP_FORMULAS = {torch.ops.aten.mkldnn_rnn_layer: _mkldnn_rnn_layer_flops}
+
+
+def _flop_counter() -> FlopCounterMode:
+    return FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS)
+
+
+def count_flops(model: nn.Module, *args: Any) -> int:
+    """FLOPs of one forward call ``model(*args)`` without gradients, counted as `summary` counts them."""
+    with torch.no_grad(), _flop_counter() as counter:
+        model(*args)
+    return counter.get_total_flops()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -654,7 +666,7 @@ def _run(model: nn.Module, name: str, args: tuple[Any, ...]) -> tuple[list[Layer
     for tensor in _tensors(args):
         if tensor.dim() == 4:  # (N, C, H, W): an image batch
             tracker.fields[tensor] = _Field()
-    counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS)
+    counter = _flop_counter()
     recorder = _Recorder(model, tracker, counter)
     handles = []
     try:

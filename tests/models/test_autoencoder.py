@@ -9,6 +9,7 @@ import torch
 
 import zoo
 from tests.helpers import build
+from zoo.analysis import count_flops
 from zoo.errors import ConfigError
 
 
@@ -50,15 +51,7 @@ def test_the_pixel_shuffle_decoder_works_at_the_small_size_then_shuffles_once(in
     assert [s.upscale_factor for s in shuffles] == [factor]
     assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules())
     deconv = build("autoencoder", in_chans=in_chans, img_size=img_size, widths=widths).eval()
-    assert _flops(model, x) < _flops(deconv, x)
-
-
-def _flops(model: torch.nn.Module, x: torch.Tensor) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
-    return counter.get_total_flops()
+    assert count_flops(model, x) < count_flops(deconv, x)
 
 
 def test_output_is_in_pixel_space():
