@@ -70,7 +70,13 @@ def targets(names: list[str], all_classifiers: bool) -> list[tuple[str, bool]]:
 
 
 def bench(
-    name: str, pretrained: bool, batches: tuple[int, ...], budget_s: float, rounds: int, folder: Path
+    name: str,
+    pretrained: bool,
+    batches: tuple[int, ...],
+    budget_s: float,
+    rounds: int,
+    folder: Path,
+    rewrite: bool = True,
 ) -> list[str]:
     torch.manual_seed(0)
     model = zoo.create_model(name, pretrained=pretrained).eval()
@@ -78,7 +84,7 @@ def bench(
         calibrate_batchnorm(model)
     meta = getattr(model, "pretrained_weights", None)
     size = tuple(meta.input_size if meta and meta.input_size else model.input_size)
-    result = to_onnx(model, folder / f"{name}.onnx")
+    result = to_onnx(model, folder / f"{name}.onnx", rewrite=rewrite)
     (spec,) = [s for s in graph_specs(model, size, True)[0] if s.name == "model"]
     is_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
     rows = []
@@ -120,9 +126,9 @@ def bench(
 
 # glibc's malloc serves large blocks by mmap and hands them back on free, so eager PyTorch pays page faults
 # for every activation tensor until its adaptive threshold catches up (it may never, depending on what ran
-# before): the same autoencoder took 8.6 or 4.7 ms at batch 32 here. onnxruntime has its own arena. A fair
-# eager baseline keeps freed memory, as jemalloc/tcmalloc deployments do: these settings are read by glibc
-# at start-up, so `main` re-executes the script with them.
+# before): in a one-off timing here the transposed-conv autoencoder took 8.6 or 4.7 ms at batch 32.
+# onnxruntime has its own arena. A fair eager baseline keeps freed memory, as jemalloc/tcmalloc deployments
+# do: these settings are read by glibc at start-up, so `main` re-executes the script with them.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
 
 
@@ -135,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--budget", type=float, default=4.0, help="seconds of timed runs per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="alternations of eager and onnxruntime runs")
+    parser.add_argument(
+        "--no-rewrite", action="store_true", help="export the layers as they are (see export/rewrites.py)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
     todo = targets(args.names, args.all)
@@ -154,7 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     misses = 0
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         for name, pretrained in todo:
-            for row in bench(name, pretrained, tuple(args.batches), args.budget, args.rounds, Path(tmp)):
+            for row in bench(
+                name,
+                pretrained,
+                tuple(args.batches),
+                args.budget,
+                args.rounds,
+                Path(tmp),
+                not args.no_rewrite,
+            ):
                 print(row, flush=True)
                 misses += " MISS " in row or "FAIL" in row
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())

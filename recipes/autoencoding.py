@@ -124,8 +124,9 @@ class AutoencodingObjective(Objective):
 
 _AE_MNIST = AutoencodingConfig(
     model="autoencoder",
-    # The sub-pixel decoder: measured here against the transposed-conv one (same recipe), test PSNR 23.11
-    # vs 23.33 dB, 17 s vs 30 s of training, and at batch 32 2.4 vs 4.5 ms eager, 1.4 vs 4.3 ms onnxruntime.
+    # The sub-pixel decoder: measured here against the transposed-conv one (same recipe, `--set
+    # model_args.upsample=deconv`), test PSNR 23.11 vs 23.33 dB, 18 vs 37 s of training; at batch 32
+    # (benchmarks/onnx_latency.py) 2.3 vs 4.8 ms eager, 1.4 vs 4.5 ms onnxruntime.
     model_args={"upsample": "pixel_shuffle"},
     epochs=30,
     batch_size=128,
