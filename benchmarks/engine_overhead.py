@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from recipes.data import BatchAugment, mnist_5k, normalise
-from recipes.engine import Trainer, _cpu_has_bf16, build_optimizer, build_scheduler, resolve_config
+from recipes.engine import Trainer, build_optimizer, build_scheduler, cpu_has_bf16, resolve_config
 
 
 def hand_written_loop(config, epochs: int) -> float:
@@ -36,7 +36,7 @@ def hand_written_loop(config, epochs: int) -> float:
     splits = mnist_5k(config.val_per_class)
     images, labels = splits.train.images, splits.train.labels
     model = zoo.create_model(config.model, num_classes=10, in_chans=1, img_size=28, **config.model_args)
-    bf16 = config.precision == "bf16" or (config.precision == "auto" and _cpu_has_bf16())
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and cpu_has_bf16())
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(model.parameters(), config.optim)  # the same optimizer and param groups

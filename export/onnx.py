@@ -37,6 +37,7 @@ from export.rewrites import onnx_friendly
 from export.runtime import METADATA_PREFIX, ZooMetadata
 from zoo.errors import ConfigError, ZooError
 from zoo.models.base import flatten_outputs
+from zoo.tasks.base import parity
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -84,7 +85,11 @@ class ExportValidationError(ExportError):
 # --------------------------------------------------------------------------------------- reports
 @dataclass
 class ParityCheck:
-    """One output of one graph on one input: onnxruntime vs PyTorch."""
+    """One output of one graph on one input: onnxruntime vs PyTorch.
+
+    Passes when ``max_abs <= atol + rtol * scale``, ``scale`` being the largest magnitude PyTorch gives for
+    that output: the bound grows with the output, as numpy.allclose's and torch's assert_close do.
+    """
 
     output: str
     batch: int
@@ -93,10 +98,16 @@ class ParityCheck:
     max_rel: float  # max |ort - torch| / max |torch|: the error relative to the output's scale
     atol: float
     shape_ok: bool = True
+    rtol: float = 0.0
+    scale: float = 0.0  # max |torch| of this output
+
+    @property
+    def bound(self) -> float:
+        return self.atol + self.rtol * self.scale
 
     @property
     def passed(self) -> bool:
-        return self.shape_ok and self.max_abs <= self.atol
+        return self.shape_ok and self.max_abs <= self.bound
 
 
 @dataclass
@@ -107,10 +118,18 @@ class GraphReport:
     name_error: str | None = None  # inputs or outputs named otherwise than the spec
     checks: list[ParityCheck] = field(default_factory=list)
     tolerance_note: str = ""
+    # The task's verdict on each validated input (`zoo.tasks.Task.agreement`): same classes, pixels,
+    # boxes... at the level a user sees, beyond float parity.
+    agreements: list[Any] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.checker_error is None and self.name_error is None and all(c.passed for c in self.checks)
+        return (
+            self.checker_error is None
+            and self.name_error is None
+            and all(c.passed for c in self.checks)
+            and all(a.ok for a in self.agreements)
+        )
 
     @property
     def max_abs(self) -> float:
@@ -151,9 +170,14 @@ class ValidationReport:
             for c in g.checks:
                 if not c.passed:
                     what = (
-                        "shape differs" if not c.shape_ok else f"max abs {c.max_abs:.3e} > atol {c.atol:.0e}"
+                        "shape differs"
+                        if not c.shape_ok
+                        else f"max abs {c.max_abs:.3e} > atol {c.atol:.0e} + rtol {c.rtol:.0e} x {c.scale:.3g}"
                     )
                     lines.append(f"  {c.output} at batch {c.batch}, size {c.variant}: {what}")
+            for a in g.agreements:
+                if not a.ok:
+                    lines.append(f"  task-level check: {a}")
         return "\n".join(lines)
 
 
@@ -313,11 +337,11 @@ def _resolve(name_or_model: str | nn.Module, pretrained: bool | None) -> nn.Modu
     if isinstance(name_or_model, nn.Module):
         model = name_or_model
     else:
-        from zoo.factory import HF_PREFIX, _looks_like_path, create_model
+        from zoo.factory import HF_PREFIX, looks_like_path, create_model
         from zoo.registry import get_entry, parse_model_name
 
         name = str(name_or_model)
-        if name.startswith(HF_PREFIX) or _looks_like_path(name):
+        if name.startswith(HF_PREFIX) or looks_like_path(name):
             model = create_model(name)
         else:
             arch, tag = parse_model_name(name)
@@ -341,6 +365,8 @@ def _metadata(
     arch = model.zoo_config["architecture"]
     entry = get_entry(arch)
     weights = getattr(model, "pretrained_weights", None)
+    described = task_meta(model)
+    declared = described.task_object.export_metadata(described)
     return ZooMetadata(
         name=weights.name if weights else arch,
         arch=arch,
@@ -363,7 +389,21 @@ def _metadata(
         exporter=exporter,
         version=zoo.__version__,
         torch_version=torch.__version__,
+        task_fields=declared["task_fields"],
+        outputs_doc={n: declared["outputs_doc"].get(n, "") for n in spec.output_names},
     )
+
+
+def task_meta(model: nn.Module) -> Any:
+    """The metadata a task reads for `model`: its weight's, else a local one from its registry entry."""
+    from zoo.registry import Weights, get_entry
+
+    weights = getattr(model, "pretrained_weights", None)
+    if weights is not None:
+        return weights
+    arch = model.zoo_config["architecture"]
+    size = tuple(getattr(model, "input_size", ()) or ()) or None
+    return Weights(arch=arch, tag="local", task=get_entry(arch).task, input_size=size)
 
 
 def write_metadata(path: Path, meta: ZooMetadata, note: str = "") -> None:
@@ -526,7 +566,7 @@ def to_onnx(
         )
     result = ExportResult(graphs[0].metadata.name, graphs)
     if validate:
-        result.report = _validate_specs(specs, paths)
+        result.report = _validate_specs(specs, paths, task_meta(model))
         if not result.report.ok:
             raise ExportValidationError(
                 f"{result.name}: the exported graphs fail validation:\n{result.report.summary()}",
@@ -630,18 +670,18 @@ def validate(
         main = candidates[0]
     meta = OnnxModel(main).meta
     specs, _ = graph_specs(model, meta.input_size, meta.dynamic)
-    report = _validate_specs(specs, graph_paths(path, [s.name for s in specs]))
+    report = _validate_specs(specs, graph_paths(path, [s.name for s in specs]), task_meta(model))
     if raise_on_failure and not report.ok:
         raise ExportValidationError(f"{meta.name}: validation failed:\n{report.summary()}", report)
     return report
 
 
-def _validate_specs(specs: Sequence[GraphSpec], paths: dict[str, Path]) -> ValidationReport:
-    return ValidationReport([_validate_graph(spec, paths[spec.name]) for spec in specs])
+def _validate_specs(specs: Sequence[GraphSpec], paths: dict[str, Path], meta: Any) -> ValidationReport:
+    return ValidationReport([_validate_graph(spec, paths[spec.name], meta) for spec in specs])
 
 
 @torch.no_grad()
-def _validate_graph(spec: GraphSpec, path: Path) -> GraphReport:
+def _validate_graph(spec: GraphSpec, path: Path, meta: Any) -> GraphReport:
     import onnx
 
     report = GraphReport(spec.name, path, tolerance_note=spec.tolerance_note)
@@ -669,20 +709,22 @@ def _validate_graph(spec: GraphSpec, path: Path) -> GraphReport:
             feeds = {n: t.numpy() for n, t in zip(spec.input_names, inputs)}
             actual = session.run(list(spec.output_names), feeds)
             for out, want, got in zip(spec.output_names, expected, actual):
-                shape_ok = want.shape == got.shape
-                diff = float(np.abs(got.astype(np.float64) - want).max()) if shape_ok and want.size else 0.0
-                scale = float(np.abs(want).max()) if want.size else 0.0
+                _, diff, rel = parity(want, got, spec.atol, spec.rtol)
                 report.checks.append(
                     ParityCheck(
                         out,
                         batch,
                         variant,
-                        diff if shape_ok else float("inf"),
-                        diff / max(scale, 1e-12) if shape_ok else float("inf"),
+                        diff,
+                        rel,
                         spec.atol,
-                        shape_ok,
+                        want.shape == got.shape,
+                        spec.rtol,
+                        float(np.abs(want).max()) if want.size else 0.0,
                     )
                 )
+            named = dict(zip(spec.output_names, expected)), dict(zip(spec.output_names, actual))
+            report.agreements.append(meta.task_object.agreement(*named, meta, atol=spec.atol, rtol=spec.rtol))
     return report
 
 
@@ -754,12 +796,13 @@ def quantize_int8(
         size_fp32=source.stat().st_size,
         size_int8=target.stat().st_size,
     )
-    if fp32.meta.is_classifier and len(ref) == 1:
-        report.top1_agreement = float((ref[0].argmax(-1) == got[0].argmax(-1)).mean())
-        if targets is not None:
-            targets = np.asarray(targets)
-            report.accuracy_fp32 = float((ref[0].argmax(-1) == targets).mean())
-            report.accuracy_int8 = float((got[0].argmax(-1) == targets).mean())
+    task = fp32.meta.task_object
+    ref_named, got_named = dict(zip(fp32.output_names, ref)), dict(zip(fp32.output_names, got))
+    report.top1_agreement = task.agreement(ref_named, got_named, fp32.meta).values.get("top1_agreement")
+    if targets is not None and report.top1_agreement is not None:
+        targets = np.asarray(targets)
+        report.accuracy_fp32 = _accuracy(task.postprocess(ref_named, fp32.meta), targets)
+        report.accuracy_int8 = _accuracy(task.postprocess(got_named, fp32.meta), targets)
     images = inputs.get("image")
     if "reconstruction" in int8.output_names and images is not None:
         index = int8.output_names.index("reconstruction")
@@ -769,3 +812,7 @@ def quantize_int8(
     meta.extra["quantization"] = report.to_dict()
     write_metadata(target, meta)
     return report
+
+
+def _accuracy(results: Sequence[Any], targets: np.ndarray) -> float:
+    return float(np.mean([r.index == t for r, t in zip(results, targets)]))

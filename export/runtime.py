@@ -6,10 +6,11 @@
     [c.topk(3) for c in model.predict(["digit.png"])]  # preprocessing as the weight expects it
 
 A file describes itself (`ZooMetadata`, ``zoo.*`` keys in ``metadata_props``): the zoo name and tag, the
-weight's sha256 and revision, the task, labels, input size, mean/std and layout, and how it was exported.
-Images are preprocessed by `zoo.preprocess`, the same numpy/PIL code that ``zoo predict`` uses with
-PyTorch, so both runtimes see identical inputs. Post-processing comes from the model family's export
-adapter (`export.adapters`): softmax and labels for classifiers, images for the autoencoder.
+weight's sha256 and revision, the task and the fields the task declares (a detector's score threshold),
+labels, input size, mean/std and layout, what each output is, and how it was exported. Pre- and
+post-processing are the task's (`zoo.tasks`), the same numpy/PIL code that ``zoo predict`` runs with
+PyTorch, so both runtimes see identical inputs and give identical answers: softmax and labels for
+classifiers, images for image-to-image models, label maps, boxes and masks for segmenters and detectors.
 
 Nothing here imports torch; a test runs it in a process where ``import torch`` fails.
 """
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import ZooError
-from zoo.preprocess import ImageInputError, load_image, preprocess_image
+from zoo.preprocess import ImageInputError, load_image
 
 __all__ = [
     "METADATA_PREFIX",
@@ -82,7 +83,23 @@ class ZooMetadata:
     version: str = ""  # of the zoo that wrote the file
     torch_version: str = ""
     format: int = METADATA_FORMAT
+    task_fields: dict[str, Any] = field(default_factory=dict)  # what the task declares (zoo.tasks.WeightField)
+    outputs_doc: dict[str, str] = field(default_factory=dict)  # output name -> what it is
     extra: dict[str, Any] = field(default_factory=dict)  # other zoo.* keys: quantization, exporter_note, ...
+
+    def __getattr__(self, name: str) -> Any:
+        # Task fields read as attributes, as on `zoo.registry.Weights` (``meta.score_thresh``).
+        if name.startswith("__"):
+            raise AttributeError(name)
+        fields = self.__dict__.get("task_fields") or {}
+        if name in fields:
+            return fields[name]
+        from zoo.tasks import get_task
+
+        defaults = get_task(self.__dict__["task"]).field_defaults()
+        if name in defaults:
+            return defaults[name]
+        raise AttributeError(f"'ZooMetadata' of task '{self.__dict__.get('task')}' has no field '{name}'")
 
     def to_props(self) -> dict[str, str]:
         props: dict[str, str] = {}
@@ -121,8 +138,11 @@ class ZooMetadata:
         return cls(**known, extra=extra)
 
     @property
-    def is_classifier(self) -> bool:
-        return self.task == "image-classification"
+    def task_object(self) -> Any:
+        """The `zoo.tasks.Task` that reads this file's inputs and outputs."""
+        from zoo.tasks import get_task
+
+        return get_task(self.task)
 
 
 def _encode(value: Any) -> str:
@@ -183,6 +203,7 @@ class OnnxModel:
         self.meta = ZooMetadata.from_props(props, source=str(self.path))
         from export.adapters import get_adapter
 
+        self.task = self.meta.task_object
         self.adapter = get_adapter(self.meta.family, self.meta.task)
         self.inputs = [InputInfo(i.name, tuple(i.shape), i.type) for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -285,11 +306,16 @@ class OnnxModel:
                     raise OnnxInputError(
                         f"an image array must hold uint8 pixels 0-255, got dtype {array.dtype}"
                     )
-            return preprocess_image(array, input_size, self.meta.mean, self.meta.std, invert=invert)
+            return self.task.preprocess(array, self._sized_meta(input_size), invert=invert)
         except OnnxInputError:
             raise
         except ImageInputError as err:
             raise OnnxInputError(str(err)) from None
+
+    def _sized_meta(self, input_size: tuple[int, ...]) -> ZooMetadata:
+        if tuple(self.meta.input_size or ()) == tuple(input_size):
+            return self.meta
+        return dataclasses.replace(self.meta, input_size=tuple(input_size))
 
     def _input_size(self) -> tuple[int, ...]:
         if self.meta.input_size:
@@ -336,7 +362,14 @@ def predict_files(
     threads: int | None = None,
 ) -> Iterator[str]:
     """One printable line per file, as `zoo predict` prints them (used by ``zoo predict --onnx``)."""
+    from zoo.tasks.base import predict_lines
+
     model = OnnxModel(model_path, threads=threads)
-    for path in files:
-        (item,) = model.predict([path], invert=invert)
-        yield model.adapter.describe(item, str(path), out_dir=out_dir, k=k, source_path=Path(path))
+    if not model.takes_images:
+        raise OnnxInputError(
+            f"{Path(model_path).name} ({model.meta.name}, graph '{model.meta.graph}') takes "
+            + ", ".join(f"{i.name}{i.describe()}" for i in model.inputs)
+            + ", not image files"
+        )
+    meta = model._sized_meta(model._input_size())
+    yield from predict_lines(model.task, meta, files, model.run, invert=invert, out_dir=out_dir, k=k)

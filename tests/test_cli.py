@@ -16,8 +16,18 @@ from zoo.cli import main
 def test_list_and_filters(capsys):
     assert main(["list", "resnet1*"]) == 0
     assert capsys.readouterr().out.split() == ["resnet101", "resnet152", "resnet18", "resnet18_small"]
-    assert main(["list", "--task", "no-such-task"]) == 0
-    assert capsys.readouterr().out == ""
+    assert main(["list", "--task", "no-such-task"]) == 2
+    assert "the zoo's tasks are: " in capsys.readouterr().err
+    assert main(["list", "--task", "image-to-image"]) == 0
+    assert capsys.readouterr().out.split() == ["autoencoder"]
+
+
+def test_tasks_lists_names_pipeline_tags_and_fields(capsys):
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "semantic-segmentation  [pipeline_tag: image-segmentation]" in out
+    assert "object-detection  [pipeline_tag: object-detection]" in out
+    assert "score_thresh = 0.05" in out
 
 
 def test_list_pretrained(capsys, demo_weight):

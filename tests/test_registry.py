@@ -27,7 +27,9 @@ def test_list_models_wildcards_and_task():
     assert zoo.list_models("nothing-matches-*") == []
     classifiers = zoo.list_models(task="image-classification")
     assert "resnet50" in classifiers
-    assert zoo.list_models(task="no-such-task") == []
+    assert zoo.list_models(task="autoencoding") == zoo.list_models(task="image-to-image")  # an alias
+    with pytest.raises(UnknownModelError, match="unknown task 'no-such-task'; the zoo's tasks are: .*image-"):
+        zoo.list_models(task="no-such-task")
 
 
 def test_list_models_pretrained_lists_arch_dot_tag(demo_weight):
@@ -74,3 +76,20 @@ def test_weights_metadata_round_trips_through_dict():
     assert registry.Weights.from_dict(w.to_dict()) == w
     with pytest.raises(WeightsError, match="unknown fields"):
         registry.Weights.from_dict({**w.to_dict(), "accuracy": 1.0})
+
+
+def test_weights_take_the_fields_their_task_declares():
+    seg = registry.Weights.from_dict(
+        {"arch": "a", "tag": "t", "task": "semantic-segmentation", "ignore_index": 0, "labels": ["bg", "fg"]}
+    )
+    assert seg.ignore_index == 0 and seg.background_index == 0  # given, and the task's default
+    assert registry.Weights.from_dict(seg.to_dict()) == seg and seg.to_dict()["ignore_index"] == 0
+    # A field of another task is still refused, and the message names what this task declares.
+    with pytest.raises(WeightsError, match=r"unknown fields \['score_thresh'\].*'semantic-segmentation'"):
+        registry.Weights.from_dict({**seg.to_dict(), "score_thresh": 0.5})
+    with pytest.raises(WeightsError, match="field 'ignore_index' must be int"):
+        registry.Weights.from_dict({**seg.to_dict(), "ignore_index": "255"})
+    with pytest.raises(AttributeError, match="has no field 'score_thresh'"):
+        _ = seg.score_thresh
+    old = registry.Weights(arch="a", tag="t", task="autoencoding")  # the name files written before tasks use
+    assert old.task == "image-to-image" and old.scale == 1

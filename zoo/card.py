@@ -11,19 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["PIPELINE_TAGS", "render_model_card"]
+__all__ = ["render_model_card"]
 
-# Hugging Face pipeline tags for the zoo's tasks; a task without a close match keeps its own name.
-PIPELINE_TAGS = {
-    "image-classification": "image-classification",
-    "autoencoding": "image-to-image",
-    "image-to-image": "image-to-image",
-    "image-segmentation": "image-segmentation",
-    "object-detection": "object-detection",
-    "unconditional-image-generation": "unconditional-image-generation",
-    "feature-extraction": "image-feature-extraction",
-    "zero-shot-image-classification": "zero-shot-image-classification",
-}
 LOCAL_TAG = "local"  # the tag of a weight saved outside the registry (save_pretrained without metadata)
 
 
@@ -31,8 +20,8 @@ def _front_matter(config: dict[str, Any], name: str) -> str:
     import yaml
 
     w = config.get("weights") or {}
-    task = w.get("task") or "unknown"
-    pipeline_tag = PIPELINE_TAGS.get(task, task)
+    task = _task(config).name
+    pipeline_tag = _task(config).pipeline_tag
     tags = ["zoo", "pytorch", "safetensors", "onnx", config["architecture"], task]
     data: dict[str, Any] = {
         "library_name": "zoo",
@@ -61,6 +50,18 @@ def _front_matter(config: dict[str, Any], name: str) -> str:
             }
         ]
     return "---\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True) + "---\n"
+
+
+def _task(config: dict[str, Any]) -> Any:
+    """The card's task: the weight's, else the architecture's registered one."""
+    from zoo.tasks import get_task
+
+    task = (config.get("weights") or {}).get("task")
+    if not task:
+        from zoo.registry import get_entry
+
+        task = get_entry(config["architecture"]).task
+    return get_task(task)
 
 
 def _fmt(value: Any) -> str:
@@ -127,7 +128,6 @@ def _usage(config: dict[str, Any], name: str) -> list[str]:
     if input_size:
         shape = ", ".join(str(s) for s in (1, *input_size))
         lines += ["```python", "import numpy as np", "import onnxruntime as ort", ""]
-        lines.append(f'session = ort.InferenceSession("{onnx_file}")')
         if w.get("mean") and w.get("std"):
             lines += [
                 f"image = np.zeros(({shape}), np.float32)  # pixel values 0-255, shape (N, C, H, W)",
@@ -137,9 +137,7 @@ def _usage(config: dict[str, Any], name: str) -> list[str]:
             ]
         else:
             lines.append(f"x = np.zeros(({shape}), np.float32)  # the model's input, shape (N, C, H, W)")
-        lines.append("outputs = session.run(None, {session.get_inputs()[0].name: x})")
-        if w.get("labels"):
-            lines += [f"labels = {list(w['labels'])}", "print(labels[int(outputs[0][0].argmax())])"]
+        lines += _task(config).card_usage(w, onnx_file)
         lines += ["```", ""]
     return lines
 
@@ -182,7 +180,7 @@ def render_model_card(config: dict[str, Any]) -> str:
     if w.get("description"):
         lines += [w["description"], ""]
     lines += [
-        f"A `{arch}` model for **{w.get('task') or 'an unknown task'}**"
+        f"A `{arch}` model for **{_task(config).name}** ({_task(config).summary})"
         + (f", trained on {w['dataset']}" if w.get("dataset") else "")
         + (f" ({w['num_params']:,} parameters)." if w.get("num_params") else "."),
         "",
@@ -200,6 +198,7 @@ def render_model_card(config: dict[str, Any]) -> str:
             *[f"| {_cell(k)} | {_cell(v)} |" for k, v in metrics.items()],
             "",
         ]
+    lines += _task(config).card_sections(config)
     curves = (config.get("files") or {}).get("curves")
     if curves:
         lines += ["## Training curves", "", f"![training curves]({curves})", ""]

@@ -27,6 +27,17 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    from zoo.tasks import list_tasks
+
+    for task in list_tasks():
+        aliases = f" (also: {', '.join(task.aliases)})" if task.aliases else ""
+        print(f"{task.name}{aliases}  [pipeline_tag: {task.pipeline_tag}]  {task.summary}")
+        for f in task.weight_fields:
+            print(f"    {f.name} = {f.default!r}: {f.doc}")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from zoo.registry import model_info
 
@@ -111,8 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered models, or published weights with --pretrained")
     p.add_argument("pattern", nargs="?", help="shell wildcard, e.g. 'resnet*'")
     p.add_argument("--pretrained", action="store_true", help="list arch.tag weights instead of architectures")
-    p.add_argument("--task", help="only this task, e.g. image-classification")
+    p.add_argument(
+        "--task", help="only this task (a zoo task name, e.g. semantic-segmentation; see `zoo tasks`)"
+    )
     p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("tasks", help="the zoo's tasks: names, Hugging Face pipeline tags, weight fields")
+    p.set_defaults(func=_cmd_tasks)
 
     p = sub.add_parser("info", help="what the registry knows about a model or a weight (JSON)")
     p.add_argument("name", help="arch or arch.tag")
@@ -123,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=_parse_input_size, default=None, help="input size CxHxW, e.g. 1x28x28")
     p.set_defaults(func=_cmd_summary)
 
-    p = sub.add_parser("predict", help="run a published weight on image files (top-k with probabilities)")
+    p = sub.add_parser(
+        "predict", help="run a weight on image files: top-k labels, or pictures (masks, boxes, images)"
+    )
     p.add_argument("name", help="arch.tag, a weight folder, or hf-hub:org/repo (with --onnx: an image file)")
     p.add_argument("files", nargs="*", type=Path)
     p.add_argument(
@@ -135,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--topk", type=int, default=3)
     p.add_argument("--invert", action="store_true", help="invert intensities (dark digits on light paper)")
-    p.add_argument("--out", type=Path, default=None, help="where image outputs are written (non-classifiers)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="folder for pictures: outputs, overlays, drawn boxes"
+    )
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("push", help="publish a weight folder to the Hugging Face Hub; prints the commit sha")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,14 @@ ADAPTABLE_KWARGS = ("num_classes", "in_chans")
 
 
 def create_model(
-    name: str, pretrained: bool = False, *, weights: str | None = None, **kwargs: Any
+    name: str,
+    pretrained: bool = False,
+    *,
+    weights: str | None = None,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
+    return_dict: bool = False,
+    **kwargs: Any,
 ) -> nn.Module:
     """Build a registered model, optionally with its published weights.
 
@@ -45,7 +53,22 @@ def create_model(
     ``num_classes=`` re-initialises the classifier and ``in_chans=`` adapts the first convolution; every
     other kwarg that contradicts the weight is refused. ``weights="tag"`` is the torch.hub spelling of
     ``pretrained=True`` with a tag.
+
+    ``features_only=True`` builds (and loads) the whole model, then returns its feature pyramid, a
+    `zoo.models.features.FeatureExtractor`: a list of maps, shallow to deep, one per level in
+    ``out_indices`` (default: all; negative counts from the deepest), described by its ``feature_info``;
+    ``return_dict=True`` keys them by module name. The classifier is dropped.
     """
+    if features_only:
+        from zoo.models.features import FeatureExtractor
+
+        # Not builder kwargs: the weight's model_args never see them, so pretrained loading is unchanged.
+        model = create_model(name, pretrained, weights=weights, **kwargs)
+        return FeatureExtractor(model, out_indices, return_dict=return_dict)
+    if out_indices is not None or return_dict:
+        raise ConfigError(
+            "out_indices= and return_dict= select feature levels: pass them with features_only=True"
+        )
     if name.startswith(HF_PREFIX):
         from zoo.hub import download_repo
 
@@ -57,7 +80,7 @@ def create_model(
         # The snapshot folder is named by its commit: record exactly which one was loaded.
         model.pretrained_weights = model.pretrained_weights.replace(hf_repo=repo_id, revision=folder.name)
         return model
-    if _looks_like_path(name):
+    if looks_like_path(name):
         return load_pretrained(name, **kwargs)
 
     arch, tag = parse_model_name(name)
@@ -83,7 +106,7 @@ def create_model(
     return load_pretrained(resolve_weight_folder(meta), expected=meta, **kwargs)
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
     return os.sep in name or name.startswith(".") or Path(name).is_dir()
 
 

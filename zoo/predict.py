@@ -1,23 +1,30 @@
-"""`zoo predict` with PyTorch: preprocessing and labels come from the weight's metadata."""
+"""`zoo predict` with PyTorch: the weight's task pre- and post-processes, exactly as the ONNX runtime does.
+
+Both paths call `zoo.tasks.base.predict_lines` with their own way to run the network, so what they read,
+how they preprocess and what they print or draw cannot drift apart.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from zoo.errors import ConfigError
-from zoo.factory import HF_PREFIX, _looks_like_path, create_model
-from zoo.preprocess import load_image, preprocess_image, softmax
-from zoo.preprocess import topk as topk_labels
+from zoo.factory import HF_PREFIX, create_model, looks_like_path
+from zoo.models.base import named_outputs
+from zoo.tasks import get_task
+from zoo.tasks.base import predict_lines
+
+__all__ = ["load_for_inference", "predict_files"]
 
 
 def load_for_inference(name: str) -> torch.nn.Module:
     """A pretrained model in eval mode: `arch` (its default weight), `arch.tag`, a folder or an hf-hub repo."""
-    if name.startswith(HF_PREFIX) or _looks_like_path(name):
+    if name.startswith(HF_PREFIX) or looks_like_path(name):
         model = create_model(name)
     else:
         model = create_model(name, pretrained=True)
@@ -31,34 +38,16 @@ def predict_files(
     k: int = 3,
     invert: bool = False,
     out_dir: Path | None = None,
+    **options: Any,
 ) -> Iterator[str]:
-    """One printable line per file: top-k labels with probabilities, or where an output image was written."""
+    """One printable line per file (and a picture in `out_dir` where the task draws one)."""
     model = load_for_inference(name)
     meta = model.pretrained_weights
-    input_size = meta.input_size or model.input_size
-    for path in files:
-        x = preprocess_image(load_image(path, input_size[0]), input_size, meta.mean, meta.std, invert=invert)
-        output = model(torch.from_numpy(x))
-        if meta.task == "image-classification":
-            probs = softmax(output.float().numpy())[0]
-            ranked = ", ".join(f"{label} {p:.3f}" for label, p in topk_labels(probs, k, meta.labels))
-            yield f"{path}: {ranked}"
-        elif meta.task == "autoencoding":
-            if out_dir is None:
-                raise ConfigError("autoencoder predictions are images: pass --out DIR to write them")
-            yield f"{path}: reconstruction -> {_write_image(output, meta, out_dir, path)}"
-        else:
-            raise ConfigError(f"`zoo predict` does not handle task '{meta.task}' yet")
+    task = get_task(meta.task)
+    if not meta.input_size:
+        meta = meta.replace(input_size=tuple(model.input_size))
 
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        return named_outputs(model, model(torch.from_numpy(x)), task)
 
-def _write_image(output: torch.Tensor, meta, out_dir: Path, source) -> Path:
-    from PIL import Image
-
-    x = output[0].float().numpy().transpose(1, 2, 0)
-    if meta.mean is not None and meta.std is not None:
-        x = x * np.asarray(meta.std) + np.asarray(meta.mean)
-    image = (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{Path(source).stem}_reconstruction.png"
-    Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).save(target)
-    return target
+    yield from predict_lines(task, meta, files, run, invert=invert, out_dir=out_dir, k=k, **options)

@@ -67,6 +67,42 @@ class Weights:
     num_params: int | None = None
     training: dict[str, Any] = field(default_factory=dict)  # seed, commit, time, machine, ...
     description: str = ""
+    # The fields the weight's task declares (`zoo.tasks.Task.weight_fields`): a detector's score_thresh, a
+    # segmenter's ignore_index. Serialised flat beside the common fields; read as attributes
+    # (``weights.score_thresh``), where an absent one gives the task's default.
+    task_fields: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from zoo.tasks import get_task
+
+        task = get_task(self.task)  # an unknown task fails here, naming the known ones
+        object.__setattr__(self, "task", task.name)  # aliases (old names) read as the canonical name
+        try:
+            fields = task.check_fields(self.task_fields, f"weight '{self.arch}.{self.tag}'")
+        except (KeyError, TypeError) as err:
+            raise WeightsError(str(err).strip('"')) from None
+        object.__setattr__(self, "task_fields", fields)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names that are not dataclass fields: the task's own fields.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        fields = self.__dict__.get("task_fields", {})
+        if name in fields:
+            return fields[name]
+        from zoo.tasks import get_task
+
+        defaults = get_task(self.__dict__["task"]).field_defaults()
+        if name in defaults:
+            return defaults[name]
+        raise AttributeError(f"'Weights' of task '{self.__dict__['task']}' has no field '{name}'")
+
+    @property
+    def task_object(self) -> Any:
+        """The `zoo.tasks.Task` this weight belongs to."""
+        from zoo.tasks import get_task
+
+        return get_task(self.task)
 
     @property
     def name(self) -> str:
@@ -83,21 +119,33 @@ class Weights:
         for key in ("labels", "input_size", "mean", "std", "papers"):
             if out[key] is not None:
                 out[key] = list(out[key])
+        task_fields = out.pop("task_fields")
+        out.update({k: list(v) if isinstance(v, tuple) else v for k, v in task_fields.items()})
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Weights:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
+        """Read metadata: the common fields, plus the fields the weight's task declares; any other field
+        is refused (a typo would otherwise be silently ignored)."""
+        from zoo.tasks import get_task
+
+        common = {f.name for f in dataclasses.fields(cls)} - {"task_fields"}
+        if "task" not in data:
+            raise WeightsError(f"weight metadata has no 'task'; it has {sorted(data)}")
+        task = get_task(data["task"])
+        declared = {f.name for f in task.weight_fields}
+        unknown = set(data) - common - declared
         if unknown:
             raise WeightsError(
-                f"weight metadata has unknown fields {sorted(unknown)}; known fields: {sorted(known)}"
+                f"weight metadata has unknown fields {sorted(unknown)}; known fields: {sorted(common)}, "
+                f"and for task '{task.name}': {sorted(declared) or 'none'}"
             )
         data = dict(data)
         for key in ("labels", "input_size", "mean", "std", "papers"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
-        return cls(**data)
+        task_fields = {k: data.pop(k) for k in list(data) if k in declared}
+        return cls(**data, task_fields=task_fields)
 
     def replace(self, **changes: Any) -> Weights:
         return dataclasses.replace(self, **changes)
@@ -171,7 +219,10 @@ def register_model(
             return model
 
         family = builder.__module__.rsplit(".", 1)[-1]
-        _MODELS[arch] = ModelEntry(arch, build, task, family, tuple(weights))
+        from zoo.tasks import get_task
+
+        # The canonical name: an alias or an unknown task fails or folds here, never later in a listing.
+        _MODELS[arch] = ModelEntry(arch, build, get_task(task).name, family, tuple(weights))
         return build
 
     return decorate(fn) if fn is not None else decorate
@@ -263,6 +314,10 @@ def list_models(
 ) -> list[str]:
     """Registered names matching shell wildcards; ``pretrained=True`` lists ``arch.tag`` weights instead."""
     _ensure_models_imported()
+    if task is not None:
+        from zoo.tasks import get_task
+
+        task = get_task(task).name  # the zoo's names, their aliases and pipeline-tag-like spellings
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     names: list[str] = []
     for entry in _MODELS.values():
@@ -282,6 +337,7 @@ def model_info(name: str) -> dict[str, Any]:
         "architecture": arch,
         "family": entry.family,
         "task": entry.task,
+        "pipeline_tag": _pipeline_tag(entry.task),
         "summary": entry.summary,
         "weights": [f"{arch}.{t}" for t in entry.all_tags],
         "default_weight": f"{arch}.{entry.default_tag}" if entry.default_tag else None,
@@ -289,6 +345,12 @@ def model_info(name: str) -> dict[str, Any]:
     if tag is not None:
         info["weight"] = get_weights(name).to_dict()
     return info
+
+
+def _pipeline_tag(task: str) -> str:
+    from zoo.tasks import get_task
+
+    return get_task(task).pipeline_tag
 
 
 def entries() -> list[ModelEntry]:

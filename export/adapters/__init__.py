@@ -1,9 +1,10 @@
 """Export adapters: which graphs a model exports, and how the torch-free runtime reads their outputs.
 
 A model whose ``forward`` is tensor-in, tensor-out needs no adapter: `Adapter` itself (the default) exports
-one graph, ``model``, named from the model's task (``image`` -> ``logits`` for classifiers; a model class
-may set ``onnx_output_names`` instead), with a dynamic batch axis and, when ``model.dynamic_size``,
-dynamic height and width. A family that needs more (several
+one graph, ``model``, whose outputs are named by the model (``ZooModel.output_names``) or else by its task
+(`zoo.tasks.Task.output_names`: ``image`` -> ``logits`` for classifiers), with a dynamic batch axis and,
+when ``model.dynamic_size``, dynamic height and width. Post-processing and what ``zoo predict --onnx``
+prints come from the task (`zoo.tasks`), the same code the PyTorch predict path runs. A family that needs more (several
 graphs, extra inputs, other dynamic axes, other post-processing) adds **one file** here::
 
     # export/adapters/<family>.py
@@ -15,8 +16,8 @@ graphs, extra inputs, other dynamic axes, other post-processing) adds **one file
         # or: tasks = ("my-task",)    # every model of a task (a family match wins over a task match)
 
         def graphs(self, model, *, input_size, dynamic): ...         # list[GraphSpec]; torch allowed inside
-        def postprocess(self, graph, outputs, meta, **options): ...  # numpy only: one item per sample
-        def describe(self, item, source, out_dir=None, **options): ...  # a line for `zoo predict --onnx`
+        # optional, where a graph's outputs mean something else than the task's (numpy only):
+        def postprocess(self, graph, outputs, meta, **options): ...  # one item per sample
 
 The modules of this package are discovered (no list to edit) and are imported by the torch-free runtime,
 so at import time they may use numpy and the standard library only; torch is imported inside ``graphs``.
@@ -33,11 +34,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from zoo.tasks import base as task_parity
+from zoo.tasks import get_task
+from zoo.tasks.classification import Classification
+from zoo.tasks.image_to_image import to_uint8_images
+
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
     "DEFAULT_ATOL",
+    "DEFAULT_RTOL",
     "Adapter",
     "Classification",
     "GraphSpec",
@@ -46,17 +53,14 @@ __all__ = [
     "image_graph",
     "register_adapter",
     "resize_example",
+    "task_of",
     "to_uint8_images",
 ]
 
-# fp32 parity bound between onnxruntime and PyTorch; a graph may loosen it only with a written reason.
-DEFAULT_ATOL = 1e-4
-
-# The output names of a one-output model, by task. Never the exporter's auto names ('1801', 'output_0').
-TASK_OUTPUT_NAMES = {
-    "image-classification": "logits",
-    "autoencoding": "reconstruction",
-}
+# fp32 parity bound between onnxruntime and PyTorch: |ort - torch| <= atol + rtol * max|torch| per output.
+# A graph may loosen it only with a written reason.
+DEFAULT_ATOL = task_parity.DEFAULT_ATOL
+DEFAULT_RTOL = task_parity.DEFAULT_RTOL
 
 
 @dataclass
@@ -78,15 +82,16 @@ class GraphSpec:
     # for the TorchScript exporter (dynamo infers them).
     dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
     atol: float = DEFAULT_ATOL
-    tolerance_note: str = ""  # why `atol` is looser than DEFAULT_ATOL; required when it is
+    rtol: float = DEFAULT_RTOL
+    tolerance_note: str = ""  # why `atol`/`rtol` are looser than the defaults; required when they are
     exporter: str = "auto"  # "auto" (dynamo, TorchScript where dynamo fails), "dynamo" or "torchscript"
     note: str = ""  # recorded in the file's metadata (what the graph computes, in a sentence)
 
     def __post_init__(self) -> None:
-        if self.atol > DEFAULT_ATOL and not self.tolerance_note:
+        if (self.atol > DEFAULT_ATOL or self.rtol > DEFAULT_RTOL) and not self.tolerance_note:
             raise ValueError(
-                f"graph '{self.name}': atol={self.atol} is looser than {DEFAULT_ATOL}; set tolerance_note to "
-                "say why fp32 parity cannot be kept"
+                f"graph '{self.name}': atol={self.atol}, rtol={self.rtol} are looser than {DEFAULT_ATOL}, "
+                f"{DEFAULT_RTOL}; set tolerance_note to say why fp32 parity cannot be kept"
             )
         if self.exporter not in ("auto", "dynamo", "torchscript"):
             raise ValueError(f"graph '{self.name}': exporter must be auto, dynamo or torchscript")
@@ -99,31 +104,6 @@ class GraphSpec:
     @property
     def dynamic(self) -> bool:
         return any(self.dynamic_axes.get(n) for n in self.input_names)
-
-
-@dataclass
-class Classification:
-    """A classifier's answer for one sample: class probabilities and their labels."""
-
-    probs: np.ndarray
-    labels: tuple[str, ...] = ()
-
-    @property
-    def index(self) -> int:
-        return int(np.argmax(self.probs))
-
-    @property
-    def label(self) -> str:
-        return self.labels[self.index] if self.index < len(self.labels) else str(self.index)
-
-    @property
-    def probability(self) -> float:
-        return float(self.probs[self.index])
-
-    def topk(self, k: int = 5) -> list[tuple[str, float]]:
-        from zoo.preprocess import topk
-
-        return topk(self.probs, k, self.labels)
 
 
 class Adapter:
@@ -139,37 +119,15 @@ class Adapter:
     # ---------------------------------------------------------------- export side (torch inside)
     def graphs(self, model: Any, *, input_size: Sequence[int], dynamic: bool) -> list[GraphSpec]:
         """The graphs to export for `model`, traced at `input_size` (C, H, W)."""
-        outputs = getattr(model, "onnx_output_names", None)
-        if not outputs:
-            task = _task_of(model)
-            if task in TASK_OUTPUT_NAMES:
-                outputs = (TASK_OUTPUT_NAMES[task],)
-            else:  # named after the task ("semantic-segmentation" -> "semantic_segmentation"), never '1801'
-                slug = task.replace("-", "_")
-                count = _count_outputs(model, input_size)
-                outputs = (slug,) if count == 1 else tuple(f"{slug}_{i}" for i in range(count))
-        return [image_graph(model, input_size=input_size, dynamic=dynamic, output_names=tuple(outputs))]
+        from zoo.models.base import output_names_of
+
+        outputs = output_names_of(model, _count_outputs(model, input_size), get_task(task_of(model)))
+        return [image_graph(model, input_size=input_size, dynamic=dynamic, output_names=outputs)]
 
     # ---------------------------------------------------------------- runtime side (numpy only)
     def postprocess(self, graph: str, outputs: dict[str, np.ndarray], meta: Any, **options: Any) -> list[Any]:
-        """One result per sample: `Classification` for classifiers, else the sample's raw output arrays."""
-        if meta.task == "image-classification" and len(outputs) == 1:
-            from zoo.preprocess import softmax
-
-            (logits,) = outputs.values()
-            probs = softmax(logits.astype(np.float64), axis=-1)
-            return [Classification(p, tuple(meta.labels)) for p in probs]
-        batch = len(next(iter(outputs.values())))
-        return [{k: v[i] for k, v in outputs.items()} for i in range(batch)]
-
-    def describe(
-        self, item: Any, source: str, out_dir: Path | None = None, k: int = 3, **options: Any
-    ) -> str:
-        """One printable line per input file (the format of `zoo predict`)."""
-        if isinstance(item, Classification):
-            return f"{source}: " + ", ".join(f"{label} {p:.3f}" for label, p in item.topk(k))
-        shapes = ", ".join(f"{key} {tuple(value.shape)}" for key, value in item.items())
-        return f"{source}: {shapes}"
+        """One result per sample, as the model's task reads its outputs."""
+        return get_task(meta.task).postprocess(outputs, meta, **options)
 
 
 _ADAPTERS: list[Adapter] = []
@@ -229,7 +187,8 @@ def get_adapter(family: str | None, task: str | None) -> Adapter:
 
 
 # ------------------------------------------------------------------------- helpers for adapters
-def _task_of(model: Any) -> str:
+def task_of(model: Any) -> str:
+    """The task name of a zoo model: its weight's, else its architecture's."""
     meta = getattr(model, "pretrained_weights", None)
     if meta is not None:
         return meta.task
@@ -241,7 +200,7 @@ def _task_of(model: Any) -> str:
 def _count_outputs(model: Any, input_size: Sequence[int]) -> int:
     import torch
 
-    from export.onnx import flatten_outputs
+    from zoo.models.base import flatten_outputs
 
     with torch.no_grad():
         return len(flatten_outputs(model(torch.zeros(1, *input_size))))
@@ -306,20 +265,3 @@ def image_graph(
         note=note,
         **spec,
     )
-
-
-def to_uint8_images(x: np.ndarray, input_size: Sequence[int], mean=None, std=None) -> list[np.ndarray]:
-    """(B, C, H, W) float outputs in the input's pixel space -> (H, W, C) uint8 images.
-
-    Undoes the weight's normalisation (``x * std + mean``) when it has one, then clips to [0, 1]. A flat
-    (B, C*H*W) output is reshaped to `input_size` first.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim == 2:
-        x = x.reshape(len(x), *input_size)
-    if x.ndim != 4:
-        raise ValueError(f"expected (B, C, H, W) images, got shape {x.shape}")
-    x = x.transpose(0, 2, 3, 1)
-    if mean is not None and std is not None:
-        x = x * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
-    return list((np.clip(x, 0.0, 1.0) * 255.0).round().astype(np.uint8))

@@ -5,25 +5,23 @@ case), ``ae.encoder.onnx`` (image -> latent) and ``ae.decoder.onnx`` (latent -> 
 deployment can compress, sample or interpolate in latent space without PyTorch. The decoder is traced and
 validated on latents of real encoder outputs (its example images, encoded), not on noise.
 
-The runtime turns reconstructions back into (H, W, C) uint8 images in the input's pixel space (undoing the
-weight's mean/std if it has one) and writes them as ``<name>_reconstruction.png`` for ``zoo predict``.
-Models of the task that lack ``encode``/``decode`` export the full model only.
+Post-processing is the image-to-image task's (`zoo.tasks.image_to_image`): reconstructions become
+(H, W, C) uint8 images in the input's pixel space, written as ``<name>_reconstruction.png`` by
+``zoo predict``, and an encoder's latent codes pass through. A model of the family that lacks
+``encode``/``decode`` exports the full model only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from export.adapters import Adapter, GraphSpec, image_graph, register_adapter, to_uint8_images
+from export.adapters import Adapter, GraphSpec, image_graph, register_adapter
 
 
 @register_adapter
 class AutoencoderAdapter(Adapter):
-    tasks = ("autoencoding",)
+    families = ("autoencoder",)
 
     def graphs(self, model: Any, *, input_size: Sequence[int], dynamic: bool) -> list[GraphSpec]:
         import torch
@@ -76,25 +74,3 @@ class AutoencoderAdapter(Adapter):
         )
         full.note = "image -> reconstruction (encoder then decoder)"
         return [full, encoder, decoder]
-
-    def postprocess(self, graph: str, outputs: dict[str, np.ndarray], meta: Any, **options: Any) -> list[Any]:
-        if "reconstruction" in outputs:
-            return to_uint8_images(outputs["reconstruction"], meta.input_size, meta.mean, meta.std)
-        if "latent" in outputs:
-            return list(outputs["latent"])
-        return super().postprocess(graph, outputs, meta, **options)
-
-    def describe(self, item: Any, source: str, out_dir: Path | None = None, **options: Any) -> str:
-        if item.dtype != np.uint8:  # a latent code
-            return f"{source}: latent " + " ".join(f"{v:.4f}" for v in np.ravel(item))
-        if out_dir is None:
-            from zoo.errors import ConfigError
-
-            raise ConfigError("autoencoder predictions are images: pass --out DIR to write them")
-        from PIL import Image
-
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        target = out_dir / f"{Path(source).stem}_reconstruction.png"
-        Image.fromarray(item[..., 0] if item.shape[2] == 1 else item).save(target)
-        return f"{source}: reconstruction -> {target}"

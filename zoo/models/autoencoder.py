@@ -35,6 +35,7 @@ from torch import nn
 from zoo.errors import ConfigError
 from zoo.layers import ConvNormAct, create_act, create_norm2d
 from zoo.models.base import ZooModel
+from zoo.models.features import FeatureInfo
 from zoo.registry import register_model
 
 __all__ = ["ConvAutoencoder", "DeconvNormAct"]
@@ -72,6 +73,7 @@ class ConvAutoencoder(ZooModel):
     classifier = None
     # The linear bottleneck fixes the feature-map size, hence the image size.
     dynamic_size = False
+    output_names = ("reconstruction",)
 
     def __init__(
         self,
@@ -104,6 +106,10 @@ class ConvAutoencoder(ZooModel):
         for width in widths:
             encoder.append(ConvNormAct(channels, width, 3, stride=2, norm=norm, act=act))
             channels = width
+        # The encoder's conv maps are a small feature pyramid (e.g. for a U-Net on the pretrained encoder).
+        self.feature_info = FeatureInfo(
+            {"module": f"encoder.{i}", "num_chs": w, "reduction": 2 ** (i + 1)} for i, w in enumerate(widths)
+        )
         encoder += [nn.Flatten(1), nn.Linear(flat, latent_dim)]
         self.encoder = nn.Sequential(*encoder)
 
@@ -145,7 +151,7 @@ class ConvAutoencoder(ZooModel):
         return self.decode(self.encode(x))
 
 
-@register_model(task="autoencoding", weights=("mnist",))
+@register_model(task="image-to-image", weights=("mnist",))
 def autoencoder(**kwargs: Any) -> ConvAutoencoder:
     """Convolutional autoencoder for 28x28 grey images: 32-64 stride-2 encoder, 32-d latent, sigmoid output.
 

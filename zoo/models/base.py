@@ -6,10 +6,13 @@ family gets them for free by subclassing it and setting the class attributes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from zoo.models.features import FeatureInfo
 
 
 class ZooModel(nn.Module):
@@ -18,6 +21,10 @@ class ZooModel(nn.Module):
     Subclasses set ``input_size`` (per-sample shape of the main input) in ``__init__`` and name, as
     dotted paths, their first convolution (``first_conv``, adapted when ``in_chans`` changes) and their
     classifier (``classifier``, re-initialised when ``num_classes`` changes). ``None`` means "has none".
+
+    A backbone also sets ``feature_info`` (a `zoo.models.features.FeatureInfo`): its feature levels,
+    shallow to deep, from which ``create_model(..., features_only=True)`` builds a feature pyramid. Its
+    ``forward_features``, where it has one, returns the deepest level.
     """
 
     first_conv: str | None = None
@@ -25,6 +32,11 @@ class ZooModel(nn.Module):
     input_size: tuple[int, ...] = (3, 32, 32)
     # Whether height and width of the input may differ from `input_size` (fully convolutional models).
     dynamic_size: bool = True
+    # Names of forward's outputs in `flatten_outputs` order; None means the task's (`Task.output_names`).
+    # The PyTorch predict path, the ONNX graph and the runtime all use these names.
+    output_names: tuple[str, ...] | None = None
+    # Feature levels for `features_only=True`; None: the model offers no feature pyramid.
+    feature_info: FeatureInfo | None = None
 
     def example_inputs(
         self, batch_size: int = 2, generator: torch.Generator | None = None
@@ -51,3 +63,26 @@ def flatten_outputs(output: Any) -> list[torch.Tensor]:
     raise TypeError(
         f"model output of type {type(output).__name__} is not a tensor, tuple/list or dict of tensors"
     )
+
+
+def output_names_of(model: Any, count: int, task: Any) -> tuple[str, ...]:
+    """The names of a model's `count` flattened outputs: the model's own, else its task's, else
+    ``<first task name>_<i>``; never an exporter's auto names ('1801', 'output_0')."""
+    names = getattr(model, "output_names", None) or tuple(task.output_names)
+    if len(names) >= count:
+        return tuple(names[:count])
+    return tuple(f"{names[0]}_{i}" for i in range(count))
+
+
+def named_outputs(model: Any, output: Any, task: Any) -> dict[str, Any]:
+    """A model output as numpy arrays by name (the form `zoo.tasks.Task.postprocess` takes).
+
+    A list of per-image dicts (torchvision's detectors) gives the first image's dict: detectors run one
+    image per call in the predict paths.
+    """
+    if isinstance(output, list) and output and isinstance(output[0], dict):
+        (output,) = output
+        return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy() for k, v in output.items()}
+    tensors = flatten_outputs(output)
+    names = output_names_of(model, len(tensors), task)
+    return {n: t.detach().float().numpy() for n, t in zip(names, tensors)}

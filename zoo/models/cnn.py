@@ -27,6 +27,7 @@ from torch import nn
 from zoo.errors import ConfigError
 from zoo.layers import ConvNormAct, DepthwiseSeparableConv
 from zoo.models.base import ZooModel
+from zoo.models.features import FeatureInfo
 from zoo.registry import register_model
 
 __all__ = ["BLOCKS", "CNN", "DOWNSAMPLES"]
@@ -99,11 +100,20 @@ class CNN(ZooModel):
             channels = width
         self.stages = nn.Sequential(*stages)
         self.num_features = channels
+        # The stem at full resolution, then each stage after its 2x downsampling.
+        self.feature_info = FeatureInfo(
+            [{"module": "stem", "num_chs": widths[0], "reduction": 1}]
+            + [
+                {"module": f"stages.{i}", "num_chs": w, "reduction": 2 ** (i + 1)}
+                for i, w in enumerate(widths)
+            ]
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head_drop = nn.Dropout(dropout)
         self.head = nn.Linear(channels, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The deepest feature level (the last stage's output), before pooling."""
         return self.stages(self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from torch import nn
 
 from zoo.layers import create_norm2d
 from zoo.models.base import ZooModel
+from zoo.models.features import FeatureInfo
 from zoo.registry import register_model
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet"]
@@ -109,14 +110,18 @@ class ResNet(ZooModel):
         self.input_size = (in_chans, img_size, img_size)
         self.num_classes = num_classes
         stem = widths[0]
+        # Registered in the order forward runs them, as torchvision does: the feature extractor and
+        # torchvision's IntermediateLayerGetter run the top-level modules in registration order.
         if small_input:
             self.conv1 = nn.Conv2d(in_chans, stem, 3, 1, 1, bias=False)
-            self.maxpool = nn.Identity()
         else:
             self.conv1 = nn.Conv2d(in_chans, stem, 7, 2, 3, bias=False)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
         self.bn1 = create_norm2d(norm, stem)
         self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, 2, 1)
+        reduction = 1 if small_input else 2
+        levels = [{"module": "relu", "num_chs": stem, "reduction": reduction}]
+        reduction *= 1 if small_input else 2  # the max-pool
         channels = stem
         for index, (depth, width) in enumerate(zip(layers, widths), start=1):
             blocks = []
@@ -131,8 +136,12 @@ class ResNet(ZooModel):
                 blocks.append(block_cls(channels, width, stride, downsample, norm))
                 channels = out_chans
             setattr(self, f"layer{index}", nn.Sequential(*blocks))
+            reduction *= 2 if index > 1 else 1
+            levels.append({"module": f"layer{index}", "num_chs": channels, "reduction": reduction})
         self.num_stages = len(layers)
         self.num_features = channels
+        # The stem's activation, then one level a stage, named as torchvision's layers (layer1..layer4).
+        self.feature_info = FeatureInfo(levels)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
         self._init_weights(zero_init_residual)
@@ -152,6 +161,7 @@ class ResNet(ZooModel):
                     nn.init.zeros_(last.weight)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The deepest feature level (``layer4``'s output), before pooling."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for index in range(1, self.num_stages + 1):
             x = getattr(self, f"layer{index}")(x)

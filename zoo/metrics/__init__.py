@@ -1,0 +1,74 @@
+"""Metrics as objects: state accumulated over a whole split, reduced across DDP ranks, named outputs.
+
+Every metric follows one protocol (`Metric`)::
+
+    metric = Accuracy().to(device)
+    metric.reset()
+    for images, labels in loader:
+        metric.update(model(images), labels)
+    metric.compute()                     # {"acc": ..., "top5": ...}; over every rank when distributed
+    metric.higher_is_better              # {"acc": True, "top5": True}
+
+| metric | outputs | inputs to ``update`` |
+|---|---|---|
+| `Mean` | ``name`` | per-sample values, or (sum, count) |
+| `Accuracy` | ``acc``, ``top5`` (configurable) | logits ``(N, C)``, labels ``(N,)`` |
+| `MeanIoU` | ``miou``, ``pixel_acc``, ``iou_<c>`` | logits ``(N, C, H, W)`` or labels ``(N, H, W)``, labels |
+| `PSNR`, `SSIM` | ``psnr`` / ``ssim`` | images ``(N, C, H, W)``, reference images |
+| `MeanAveragePrecision` | ``map``, ``map_50``, ... (COCO's twelve) | torchvision detection dicts |
+| `FID` | ``fid`` | generated images, real images |
+| `KNNAccuracy`, `LinearProbeAccuracy` | ``knn_acc`` / ``linear_acc`` | ``fit(train features, labels)``, then test features, labels |
+
+``coco_evaluate`` runs pycocotools' COCOeval directly on a COCO-format ground truth and detections.
+
+Importing this package is cheap: torchmetrics, pycocotools and scikit-learn are imported by the classes
+that need them, when they are built, and nothing here is imported by ``import zoo``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zoo._lazy import lazy_exports
+
+_EXPORTS = {
+    "Metric": "zoo.metrics.base",
+    "Mean": "zoo.metrics.base",
+    "Accuracy": "zoo.metrics.base",
+    "all_reduce_sum": "zoo.metrics.base",
+    "all_gather_cat": "zoo.metrics.base",
+    "MeanIoU": "zoo.metrics.segmentation",
+    "PSNR": "zoo.metrics.image",
+    "SSIM": "zoo.metrics.image",
+    "MeanAveragePrecision": "zoo.metrics.detection",
+    "coco_evaluate": "zoo.metrics.detection",
+    "FID": "zoo.metrics.generation",
+    "KNNAccuracy": "zoo.metrics.representation",
+    "LinearProbeAccuracy": "zoo.metrics.representation",
+}
+
+__all__ = [
+    "FID",
+    "PSNR",
+    "SSIM",
+    "Accuracy",
+    "KNNAccuracy",
+    "LinearProbeAccuracy",
+    "Mean",
+    "MeanAveragePrecision",
+    "MeanIoU",
+    "Metric",
+    "all_gather_cat",
+    "all_reduce_sum",
+    "coco_evaluate",
+]
+
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+
+if TYPE_CHECKING:
+    from zoo.metrics.base import Accuracy, Mean, Metric, all_gather_cat, all_reduce_sum
+    from zoo.metrics.detection import MeanAveragePrecision, coco_evaluate
+    from zoo.metrics.generation import FID
+    from zoo.metrics.image import PSNR, SSIM
+    from zoo.metrics.representation import KNNAccuracy, LinearProbeAccuracy
+    from zoo.metrics.segmentation import MeanIoU

@@ -1,0 +1,79 @@
+"""Image generation: images from noise (and optionally a class): VAE, GAN, PixelCNN, diffusion.
+
+A generator takes no input image: ``zoo sample`` draws from it. The weight records how to sample
+(``latent_dim``, ``sampler`` settings such as ``{"name": "ddim", "steps": 50, "eta": 0.0}``,
+``guidance_scale``) and the range its images come out in (``output_range``), so every runtime turns
+outputs into the same uint8 pictures. Quality is FID against the test split, measured in the feature space
+of a classifier named by ``fid_features`` (never the Inception weights: they would need a download).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.tasks import register_task
+from zoo.tasks.base import Task, WeightField
+
+__all__ = ["ImageGeneration", "samples_to_uint8"]
+
+
+def samples_to_uint8(x: np.ndarray, output_range: tuple[float, float] = (0.0, 1.0)) -> list[np.ndarray]:
+    """(B, C, H, W) samples in ``output_range`` -> (H, W, C) uint8 images."""
+    x = np.asarray(x, np.float32)
+    if x.ndim != 4:
+        raise ValueError(f"expected (B, C, H, W) samples, got shape {x.shape}")
+    low, high = output_range
+    x = (x.transpose(0, 2, 3, 1) - low) / (high - low)
+    return list((np.clip(x, 0.0, 1.0) * 255.0).round().astype(np.uint8))
+
+
+@register_task
+class ImageGeneration(Task):
+    name = "image-generation"
+    pipeline_tag = "unconditional-image-generation"
+    summary = "new images drawn from a learned distribution (optionally class-conditional)"
+    weight_fields = (
+        WeightField("latent_dim", None, "size of the noise vector a sample starts from", (int,)),
+        WeightField("sampler", None, "default sampler settings, e.g. {'name': 'ddim', 'steps': 50}", (dict,)),
+        WeightField("guidance_scale", None, "classifier-free guidance weight of class-conditional sampling", (float,)),
+        WeightField("output_range", (0.0, 1.0), "value range of the generated pixels", (tuple,)),
+        WeightField("fid_features", None, "the zoo classifier whose features FID is measured in", (str,)),
+    )
+    output_names = ("image",)
+    outputs_doc = {"image": "(N, C, H, W) generated images in output_range"}
+
+    def preprocess(self, image: np.ndarray, meta: Any, *, invert: bool = False) -> np.ndarray:
+        from zoo.errors import ConfigError
+
+        raise ConfigError(f"{meta.name} generates images and takes none: use `zoo sample {meta.name}`")
+
+    def postprocess(self, outputs: Mapping[str, np.ndarray], meta: Any, **options: Any) -> list[Any]:
+        value = outputs["image"] if "image" in outputs else next(iter(outputs.values()))
+        return samples_to_uint8(value, tuple(getattr(meta, "output_range", None) or (0.0, 1.0)))
+
+    def describe(self, result: Any, source: str, *, out_dir: Path | None = None, **options: Any) -> str:
+        if out_dir is None:
+            return f"{source}: image {result.shape}"
+        from zoo.tasks.draw import save_png
+
+        return f"{source}: -> {save_png(result, Path(out_dir) / f'{source}.png')}"
+
+    def metrics(self, meta: Any) -> dict[str, Any]:
+        """FID in the feature space of the classifier the weight names (``fid_features``)."""
+        name = getattr(meta, "fid_features", None)
+        if not name:
+            return {}
+        from zoo.metrics import FID, classifier_features
+
+        extractor, num_features = classifier_features(name)
+        return {"fid": FID(extractor, num_features=num_features, input_img_size=tuple(meta.input_size))}
+
+    def card_usage(self, meta: Mapping[str, Any], onnx_file: str) -> list[str]:
+        return [
+            f'session = ort.InferenceSession("{onnx_file}")',
+            "# inputs are noise (and a class); see the file's zoo.outputs_doc metadata and `zoo sample`",
+        ]

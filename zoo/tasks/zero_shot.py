@@ -1,0 +1,75 @@
+"""Zero-shot image classification (CLIP): classes given as text at run time, not fixed in the weight.
+
+The image tower gives an embedding; class names, put into the weight's prompt ``templates``, go through
+the text tower (with the weight's ``tokenizer`` file); the class is the text embedding with the largest
+cosine similarity, scaled by the learned temperature. ``postprocess`` takes those class embeddings as
+``class_embeddings=`` (computed once per label set) and gives the same `Classification` as a classifier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from zoo.tasks import register_task
+from zoo.tasks.base import Task, WeightField
+from zoo.tasks.classification import Classification, ImageClassification
+
+__all__ = ["ZeroShotClassification"]
+
+
+@register_task
+class ZeroShotClassification(Task):
+    name = "zero-shot-image-classification"
+    pipeline_tag = "zero-shot-image-classification"
+    summary = "classes named in text at run time, matched to images by embedding similarity"
+    weight_fields = (
+        WeightField("tokenizer", "tokenizer.json", "Hugging Face tokenizers file in the weight's folder", (str,)),
+        WeightField("context_length", 32, "tokens per text (longer texts are truncated)", (int,)),
+        WeightField("templates", ("a photo of {}.",), "prompt templates a class name is put into", (tuple,)),
+        WeightField("logit_scale", 100.0, "the learned temperature, exp(t), at export time", (float,)),
+    )
+    output_names = ("image_embeds",)
+    outputs_doc = {
+        "image_embeds": "(N, D) image embeddings (image graph)",
+        "text_embeds": "(N, D) text embeddings (text graph, token ids in)",
+    }
+
+    def postprocess(
+        self,
+        outputs: Mapping[str, np.ndarray],
+        meta: Any,
+        *,
+        class_embeddings: np.ndarray | None = None,
+        class_names: Sequence[str] = (),
+        **options: Any,
+    ) -> list[Any]:
+        """Image embeddings -> a `Classification` over ``class_embeddings`` (K, D); without them, the
+        unit-length embeddings themselves."""
+        images = _unit(np.asarray(outputs.get("image_embeds", next(iter(outputs.values()))), np.float64))
+        if class_embeddings is None:
+            return list(images.astype(np.float32))
+        texts = _unit(np.asarray(class_embeddings, np.float64))
+        logits = getattr(meta, "logit_scale", 100.0) * images @ texts.T
+        return ImageClassification().postprocess({"logits": logits}, _Labels(tuple(class_names)))
+
+    def describe(self, result: Any, source: str, *, k: int = 3, **options: Any) -> str:
+        if isinstance(result, Classification):
+            return ImageClassification().describe(result, source, k=k)
+        return f"{source}: image embedding ({len(result)},)"
+
+    def metrics(self, meta: Any) -> dict[str, Any]:
+        from zoo.metrics import Accuracy
+
+        return {"zero_shot": Accuracy(topk=(1,), names=("zero_shot_acc",))}
+
+
+class _Labels:
+    def __init__(self, labels: tuple[str, ...]):
+        self.labels = labels
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
