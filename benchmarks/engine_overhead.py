@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 import torch.nn.functional as F
 
-from recipes.data import BatchAugment, mnist_5k, normalise
+from recipes.augment import BatchAugment, normalise
 from recipes.engine import Trainer, build_optimizer, build_scheduler, cpu_has_bf16, resolve_config
+from zoo.data.images import mnist_5k
 
 
 def hand_written_loop(config, epochs: int) -> float:

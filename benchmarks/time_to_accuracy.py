@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recipes.data import mnist_5k, normalise
+from recipes.augment import normalise
 from recipes.engine import Trainer, resolve_config
+from zoo.data.images import mnist_5k
 
 
 def run_recipe(recipe: str, seed: int, extra: list[str]) -> tuple[float, float]:

@@ -599,8 +599,7 @@ def graph_specs(
     if size != default and not getattr(model, "dynamic_size", False) and dynamic:
         raise ConfigError(f"{model.zoo_config['architecture']} has a fixed input size {default}; got {size}")
     entry = get_entry(model.zoo_config["architecture"])
-    task = weights.task if weights else entry.task
-    adapter = get_adapter(entry.family, task)
+    adapter = get_adapter(entry.family)
     specs = adapter.graphs(model, input_size=size, dynamic=dynamic)
     names = [s.name for s in specs]
     if len(set(names)) != len(names) or not names:
@@ -611,7 +610,7 @@ def graph_specs(
 def weight_test_split(name: str) -> tuple[np.ndarray, np.ndarray] | None:
     """A published weight's test split, preprocessed as the runtime does it: (N, C, H, W) float32, labels.
 
-    The split is the one the weight records (``Weights.dataset``), loaded through ``recipes.data``; each
+    The split is the one the weight records (``Weights.dataset``), loaded through ``zoo.data``; each
     image goes through `zoo.preprocess.preprocess_image` with the weight's size, mean and std, exactly as
     `export.runtime` and ``zoo predict`` feed it. None for a name without a published weight, or a dataset
     that is not available offline.
@@ -629,7 +628,7 @@ def weight_test_split(name: str) -> tuple[np.ndarray, np.ndarray] | None:
     if weights is None or not weights.dataset:
         return None
     try:
-        from recipes.data import load_dataset
+        from zoo.data import load_dataset
 
         test = load_dataset(weights.dataset).test
     except (ImportError, ZooError):

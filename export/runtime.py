@@ -204,7 +204,7 @@ class OnnxModel:
         from export.adapters import get_adapter
 
         self.task = self.meta.task_object
-        self.adapter = get_adapter(self.meta.family, self.meta.task)
+        self.adapter = get_adapter(self.meta.family)
         self.inputs = [InputInfo(i.name, tuple(i.shape), i.type) for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 

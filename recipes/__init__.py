@@ -1,4 +1,5 @@
-"""Training recipes: the engine (`recipes.engine`), data (`recipes.data`) and one module per objective.
+"""Training recipes: the engine (`recipes.engine`), augmentation (`recipes.augment`; datasets are `zoo.data`)
+and one module per objective.
 
 ``zoo train RECIPE`` runs a preset; ``recipes.engine.list_presets()`` lists them. See `recipes.engine`
 for the interface an objective implements.

@@ -8,25 +8,27 @@ the reconstruction MSE and the PSNR (10 log10(1 / MSE) per image, averaged) on t
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recipes.augment import BatchAugment
 from recipes.classification import family_papers, optimizer_papers
-from recipes.data import BatchAugment, load_dataset
 from recipes.engine import (
     Context,
     Data,
     Objective,
+    ObjectiveConfig,
     OptimizerConfig,
     ScheduleConfig,
-    TrainConfig,
     register_preset,
 )
+from zoo.data import load_dataset
 from zoo.errors import ConfigError
+from zoo.losses import reconstruction_loss
 
 __all__ = ["AutoencodingConfig", "AutoencodingObjective"]
 
@@ -34,13 +36,10 @@ DENOISING = "https://doi.org/10.1145/1390156.1390294"  # Vincent et al., denoisi
 
 
 @dataclass
-class AutoencodingConfig(TrainConfig):
+class AutoencodingConfig(ObjectiveConfig):
+    # model_args, data_root, download and val_per_class: see ObjectiveConfig
     model: str = "autoencoder"  # a registered model whose forward returns the reconstruction
-    model_args: dict[str, Any] = field(default_factory=dict)
     dataset: Literal["mnist_5k", "digits_8x8", "mnist", "cifar10"] = "mnist_5k"
-    data_root: str = "data"
-    download: bool = False
-    val_per_class: int = 0
     loss: Literal["mse", "bce"] = "mse"  # bce treats each pixel as a Bernoulli probability
     noise_std: float = 0.0  # Gaussian noise on the input only (denoising autoencoder); 0: plain
     degrees: float = 0.0  # augmentation of the clean image (input and target alike)
@@ -48,7 +47,7 @@ class AutoencodingConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        for key in ("noise_std", "degrees", "translate", "val_per_class"):
+        for key in ("noise_std", "degrees", "translate"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
 
@@ -73,9 +72,7 @@ class AutoencodingObjective(Objective):
         return {"model": create_model(self.config.model, **args)}
 
     def _reconstruction_loss(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.config.loss == "bce":
-            return F.binary_cross_entropy(recon.clamp(1e-6, 1 - 1e-6), target)
-        return F.mse_loss(recon, target)
+        return reconstruction_loss(recon, target, self.config.loss)
 
     def train_step(self, ctx: Context, batch: Any) -> dict[str, torch.Tensor]:
         images, _ = batch

@@ -1,7 +1,7 @@
 """Image classification: cross-entropy (label smoothing, MixUp/CutMix soft targets) on any registered classifier.
 
 The presets reproduce the zoo's published MNIST weights (``zoo train mlp.mnist`` ...) on the MNIST 5k
-split of `recipes.data` (train 4000, test 1000, test never seen in training), each in minutes on 2 CPU
+split of `zoo.data` (train 4000, test 1000, test never seen in training), each in minutes on 2 CPU
 cores.
 
 ``logit_scale`` multiplies the logits during training (a forward hook on the classifier); the published
@@ -13,37 +13,30 @@ from __future__ import annotations
 
 import copy
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from recipes.data import (
-    DATASETS,
-    BatchAugment,
-    ImageSplits,
-    load_dataset,
-    mix_batch,
-    normalise,
-    train_transform,
-)
+from recipes.augment import BatchAugment, mix_batch, normalise, train_transform
 from recipes.engine import (
     Context,
     Data,
     Objective,
+    ObjectiveConfig,
     OptimizerConfig,
     ScheduleConfig,
     TrainConfig,
     register_preset,
 )
+from zoo.data import ImageSplits, list_datasets, load_dataset
 from zoo.errors import ConfigError
+from zoo.losses import LABEL_SMOOTHING, cross_entropy
 
 __all__ = ["ClassificationConfig", "ClassificationObjective"]
 
 ONE_CYCLE = "https://arxiv.org/abs/1708.07120"  # Smith & Topin, super-convergence with one-cycle
-LABEL_SMOOTHING = "https://arxiv.org/abs/1512.00567"  # Szegedy et al., Rethinking Inception
 MIXUP = "https://arxiv.org/abs/1710.09412"
 CUTMIX = "https://arxiv.org/abs/1905.04899"
 NESTEROV = "https://proceedings.mlr.press/v28/sutskever13.html"
@@ -52,14 +45,10 @@ ADAMW = "https://arxiv.org/abs/1711.05101"
 
 
 @dataclass
-class ClassificationConfig(TrainConfig):
-    model: str = "resnet8_small"  # a registered architecture (`zoo list`)
-    model_args: dict[str, Any] = field(default_factory=dict)  # its builder kwargs (num_classes, in_chans,
-    # img_size come from the dataset)
+class ClassificationConfig(ObjectiveConfig):
+    # model, model_args, data_root, download and val_per_class: see ObjectiveConfig
+    model: str = "resnet8_small"
     dataset: Literal["mnist_5k", "digits_8x8", "mnist", "cifar10", "imagefolder"] = "mnist_5k"
-    data_root: str = "data"  # for mnist / cifar10 / imagefolder, which are not bundled
-    download: bool = False  # let torchvision fetch mnist / cifar10 (never by default)
-    val_per_class: int = 0  # validation images carved from train, per class (0: no validation)
     img_size: int = 64  # imagefolder only: images are resized to img_size x img_size
     in_chans: int = 3  # imagefolder only: 1 (grey) or 3 (RGB)
     crop_scale: tuple[float, float] = (1.0, 1.0)  # imagefolder only: RandomResizedCrop area range
@@ -79,14 +68,13 @@ class ClassificationConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"config key 'dataset': {self.dataset!r} is not one of {DATASETS}")
+        datasets = tuple(list_datasets(target="label"))
+        if self.dataset not in datasets:
+            raise ConfigError(f"config key 'dataset': {self.dataset!r} is not one of {datasets}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"config key 'label_smoothing': {self.label_smoothing} must be in [0, 1)")
         if self.logit_scale <= 0:
             raise ConfigError(f"config key 'logit_scale': {self.logit_scale} must be > 0")
-        if self.val_per_class < 0:
-            raise ConfigError(f"config key 'val_per_class': {self.val_per_class} must be >= 0")
         for key in ("degrees", "translate", "shear", "brightness", "contrast", "mixup_alpha", "cutmix_alpha"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
@@ -193,7 +181,7 @@ class ClassificationObjective(Objective):
             x, target = mix_batch(x, y, len(self.splits.labels), c.mixup_alpha, c.cutmix_alpha)
         with ctx.autocast():
             logits = ctx.models["model"](x)
-        loss = F.cross_entropy(logits.float(), target, label_smoothing=c.label_smoothing)
+        loss = cross_entropy(logits, target, label_smoothing=c.label_smoothing)
         acc = (logits.detach().argmax(1) == y).float().mean()
         return {"loss": loss, "acc": acc}
 
@@ -207,7 +195,7 @@ class ClassificationObjective(Objective):
         return {
             "acc": ((logits.argmax(1) == y).sum(), n),
             "top5": (top5, n),
-            "loss": (F.cross_entropy(logits, y, reduction="sum"), n),
+            "loss": (cross_entropy(logits, y, reduction="sum"), n),
         }
 
     def publish(self, model: nn.Module, data: Data) -> tuple[nn.Module, dict[str, Any]]:

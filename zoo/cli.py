@@ -16,7 +16,7 @@ from pathlib import Path
 from zoo.errors import ZooError
 
 # Verbs defined outside this file (training and its toolbox in recipes/, export in export/).
-PLUGIN_MODULES: tuple[str, ...] = ("recipes.cli", "recipes.tools", "export.cli")
+PLUGIN_MODULES: tuple[str, ...] = ("recipes.cli", "recipes.tools", "export.cli", "zoo.data.cli")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:

@@ -231,6 +231,8 @@ def save_pretrained(
         "model_args": weights.model_args,
         "weights": weights.to_dict(),
     }
+    if getattr(model, "output_names", None):  # the model's own names for its outputs (cards, export)
+        config["output_names"] = list(model.output_names)
     if files:
         config["files"] = {}
         for role, source in files.items():

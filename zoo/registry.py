@@ -32,6 +32,7 @@ __all__ = [
     "parse_model_name",
     "register_model",
     "register_weights",
+    "unregister_model",
 ]
 
 # The zoo's own trained weights, in Hugging Face repo layout, one folder per ``arch.tag``.
@@ -226,6 +227,12 @@ def register_model(
         return build
 
     return decorate(fn) if fn is not None else decorate
+
+
+def unregister_model(arch: str) -> None:
+    """Remove a registered architecture (tests and notebooks that register a model of their own)."""
+    _MODELS.pop(arch, None)
+    _load_hub_weights.cache_clear()
 
 
 def register_weights(weights: Weights) -> None:

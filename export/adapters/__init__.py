@@ -13,7 +13,6 @@ graphs, extra inputs, other dynamic axes, other post-processing) adds **one file
     @register_adapter
     class MyFamilyAdapter(Adapter):
         families = ("my_family",)     # ModelEntry.family: the zoo/models/<family>.py module name
-        # or: tasks = ("my-task",)    # every model of a task (a family match wins over a task match)
 
         def graphs(self, model, *, input_size, dynamic): ...         # list[GraphSpec]; torch allowed inside
         # optional, where a graph's outputs mean something else than the task's (numpy only):
@@ -110,7 +109,6 @@ class Adapter:
     """The default export adapter: one tensor-in, tensor-out graph. Subclass it for a family."""
 
     families: tuple[str, ...] = ()
-    tasks: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -136,9 +134,9 @@ _discovered = False
 
 
 def register_adapter(cls: type[Adapter]) -> type[Adapter]:
-    """Class decorator: make an adapter the export spec of its ``families`` / ``tasks``."""
-    if not (cls.families or cls.tasks):
-        raise ValueError(f"{cls.__name__} names no families or tasks to adapt")
+    """Class decorator: make an adapter the export spec of its ``families``."""
+    if not cls.families:
+        raise ValueError(f"{cls.__name__} names no families to adapt")
     for other in _ADAPTERS:
         if type(other).__qualname__ == cls.__qualname__ and type(other).__module__ == cls.__module__:
             _ADAPTERS.remove(other)  # a re-import (importlib.reload) replaces, never duplicates
@@ -146,7 +144,7 @@ def register_adapter(cls: type[Adapter]) -> type[Adapter]:
     clash = [
         f"{key} (by {type(other).__name__})"
         for other in _ADAPTERS
-        for key in (*set(cls.families) & set(other.families), *set(cls.tasks) & set(other.tasks))
+        for key in set(cls.families) & set(other.families)
     ]
     if clash:
         raise ValueError(f"{cls.__name__}: already adapted: {', '.join(clash)}")
@@ -174,19 +172,19 @@ def adapters() -> list[Adapter]:
     return list(_ADAPTERS)
 
 
-def get_adapter(family: str | None, task: str | None) -> Adapter:
-    """The adapter of a family, else of a task, else the default tensor-in, tensor-out one."""
+def get_adapter(family: str | None) -> Adapter:
+    """The adapter of a family (a ``zoo/models/<family>.py`` module name), else the default one.
+
+    What a task's outputs mean is the task's business (`zoo.tasks`); an adapter only says which graphs a
+    family exports, so there is no lookup by task here.
+    """
     _discover()
     for adapter in _ADAPTERS:
         if family and family in adapter.families:
             return adapter
-    for adapter in _ADAPTERS:
-        if task and task in adapter.tasks:
-            return adapter
     return _DEFAULT
 
 
-# ------------------------------------------------------------------------- helpers for adapters
 def task_of(model: Any) -> str:
     """The task name of a zoo model: its weight's, else its architecture's."""
     meta = getattr(model, "pretrained_weights", None)

@@ -63,7 +63,8 @@ weight folder written by `zoo.save_pretrained`, ready to copy into the zoo's ``h
 
 Modules: `config` (the configs), `optim` (optimizers, schedules), `objective` (`Objective`, `Data`,
 `Callback`), `context` (`Context`), `presets` (the preset registry), `checkpoint` (RNG state, files),
-`logging` (metrics log, curves, machine record), `distributed`, `trainer` (`Trainer`, `train`).
+`logging` (metrics log, curves, machine record), `distributed`, `trainer` (`Trainer`, `train`), `results`
+(`RunResult`, ``result.json``, the weight folder).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ from recipes.engine.presets import (
     register_preset,
     resolve_config,
 )
-from recipes.engine.trainer import SPLITS, RunResult, Trainer, default_run_dir, train
+from recipes.engine.results import RunResult
+from recipes.engine.trainer import SPLITS, Trainer, default_run_dir, train
 
 __all__ = [
     "CHECKPOINT_VERSION",

@@ -1,5 +1,5 @@
-"""The `Trainer` (set-up, the loop, evaluation, checkpoints, publishing) and `train`, ``zoo train``'s
-entry point. See `recipes.engine` for what it does and the hooks tools use."""
+"""The `Trainer` (set-up, the loop, evaluation, checkpoints, the hooks tools use) and `train`, ``zoo
+train``'s entry point. See `recipes.engine` for what it does."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import random
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,27 +30,16 @@ from recipes.engine.checkpoint import (
 )
 from recipes.engine.context import Context
 from recipes.engine.distributed import all_reduce_sum, broadcast_keys, dist_env
-from recipes.engine.logging import RunLogger, cpu_has_bf16, git_commit, machine_info, plot_curves
+from recipes.engine.logging import RunLogger, cpu_has_bf16
 from recipes.engine.objective import Callback, Objective
 from recipes.engine.optim import build_optimizer, build_scheduler, ema_avg_fn
-from recipes.engine.presets import find_preset, get_preset, resolve_config
+from recipes.engine.presets import get_preset, resolve_config
+from recipes.engine.results import RunResult, finish_run, training_record
 from zoo.errors import ConfigError
 
 __all__ = ["SPLITS", "RunResult", "Trainer", "default_run_dir", "train"]
 
 SPLITS = ("train", "val", "test")
-
-
-@dataclass
-class RunResult:
-    run_dir: Path | None
-    metrics: dict[str, float]  # on the test split (empty when the data has none)
-    val_metrics: dict[str, float]
-    train_time_s: float
-    steps: int
-    epochs: float
-    weight_folder: Path | None
-    stopped_early: bool = False
 
 
 class Trainer:
@@ -672,18 +660,8 @@ class Trainer:
         )
 
     def training_record(self) -> dict[str, Any]:
-        return {
-            "seed": self.config.seed,
-            "commit": git_commit(),
-            "train_time_s": round(self.train_time_s, 2),
-            "machine": machine_info(),
-            "torch": torch.__version__,
-            "device": str(self.device),
-            "precision": self.precision_name,
-            "processes": self.world_size,
-            "epochs": round(self.global_step / max(1, self.steps_per_epoch), 3),
-            "steps": self.global_step,
-        }
+        """How the weights were made (Weights.training): seed, commit, time, machine, precision, steps."""
+        return training_record(self)
 
     def _finish(
         self,
@@ -692,73 +670,7 @@ class Trainer:
         published: nn.Module,
         meta: dict[str, Any],
     ) -> RunResult:
-        weight_folder = None
-        if self.is_main and self.run_dir is not None:
-            curves = plot_curves(self.logger.history, self.run_dir / "curves.png", title=self.recipe)
-            if self.publish_weights:
-                weight_folder = self._publish(published, dict(meta), test_metrics, curves)
-        result = RunResult(
-            run_dir=self.run_dir,
-            metrics=test_metrics,
-            val_metrics=val_metrics,
-            train_time_s=self.train_time_s,
-            steps=self.global_step,
-            epochs=self.global_step / max(1, self.steps_per_epoch),
-            weight_folder=weight_folder,
-            stopped_early=self.stopped_early,
-        )
-        if self.is_main and self.run_dir is not None:
-            from zoo.weights import write_json
-
-            data = dataclasses.asdict(result)
-            data["run_dir"] = str(self.run_dir)
-            data["weight_folder"] = str(weight_folder) if weight_folder else None
-            data["training"] = self.training_record()
-            write_json(self.run_dir / "result.json", _finite(data))
-        return result
-
-    def _publish(
-        self, model: nn.Module, meta: dict[str, Any], test_metrics: dict[str, float], curves: Path | None
-    ) -> Path:
-        from zoo.factory import save_pretrained
-        from zoo.registry import Weights, parse_model_name
-
-        zoo_config = getattr(model, "zoo_config", None) or {}
-        arch = zoo_config.get("architecture", "model")
-        preset_arch, preset_tag = parse_model_name(self.recipe)
-        # A run names its weight after the preset it reproduces; changing the model or the data makes
-        # it something else, saved as "<arch>.local".
-        preset = find_preset(self.recipe)
-        same_data = preset is None or getattr(preset.config, "dataset", None) == getattr(
-            self.config, "dataset", None
-        )
-        tag = preset_tag if preset_tag and preset_arch == arch and same_data else "local"
-        weights = Weights.from_dict(
-            {
-                "arch": arch,
-                "tag": tag,
-                "task": meta.pop("task", "unknown"),
-                "dataset": self.data.name or None,
-                "split": self.data.split or None,
-                "metrics": {k: round(v, 6) for k, v in test_metrics.items() if math.isfinite(v)},
-                "recipe": self.recipe or None,
-                "recipe_config": config_to_dict(self.config),
-                "training": self.training_record(),
-                **meta,
-            }
-        )
-        folder = self.run_dir / "hub" / f"{arch}.{tag}"
-        return save_pretrained(model, folder, weights=weights, files={"curves": curves} if curves else None)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+        return finish_run(self, test_metrics, val_metrics, published, meta)
 
 
 # ------------------------------------------------------------------------------------------ entry point

@@ -370,5 +370,3 @@ def doctor(
             )
         )
     return DoctorReport(recipe or cls.__name__, checks, notes)
-
-

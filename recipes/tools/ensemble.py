@@ -202,5 +202,3 @@ def snapshot_ensemble(
         {"recipe": result.recipe, "mode": mode, "split": split, "snapshots": store, "ensemble": ensemble},
     )
     return result
-
-

@@ -479,5 +479,3 @@ def _trial_row(t: Any) -> dict[str, Any]:
         "intermediate": {str(k): v for k, v in t.intermediate_values.items()},
         "note": t.user_attrs.get("note", ""),
     }
-
-

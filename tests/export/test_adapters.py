@@ -13,17 +13,17 @@ from export.adapters.autoencoder import AutoencoderAdapter
 from export.adapters.resnet import ATOL_PER_BOTTLENECK
 from export.adapters.rnn import RecurrentAdapter
 from export.onnx import _session
-from export.runtime import OnnxInputError, OnnxModel
+from export.runtime import OnnxInputError, OnnxModel, predict_files
 from tests.export.conftest import write_png
 from tests.helpers import build
 from zoo.preprocess import load_image, preprocess_image
 
 
-def test_lookup_by_family_then_task_then_default():
-    assert isinstance(get_adapter("rnn", "image-classification"), RecurrentAdapter)
-    assert isinstance(get_adapter("autoencoder", "autoencoding"), AutoencoderAdapter)
-    assert isinstance(get_adapter("some_new_family", "autoencoding"), AutoencoderAdapter)  # by task
-    assert type(get_adapter("cnn", "image-classification")) is Adapter  # tensor-in, tensor-out
+def test_lookup_by_family_then_default():
+    assert isinstance(get_adapter("rnn"), RecurrentAdapter)
+    assert isinstance(get_adapter("autoencoder"), AutoencoderAdapter)
+    assert type(get_adapter("some_new_family")) is Adapter  # what outputs mean is the task's, not an adapter's
+    assert type(get_adapter("cnn")) is Adapter  # tensor-in, tensor-out
 
 
 def test_a_new_family_is_one_class():
@@ -32,18 +32,18 @@ def test_a_new_family_is_one_class():
         families = ("diffusion_test_family",)
 
     try:
-        assert isinstance(get_adapter("diffusion_test_family", "anything"), StepAdapter)
+        assert isinstance(get_adapter("diffusion_test_family"), StepAdapter)
         with pytest.raises(ValueError, match="already adapted: diffusion_test_family"):
 
             @register_adapter
             class Again(Adapter):
                 families = ("diffusion_test_family",)
 
-        with pytest.raises(ValueError, match="names no families or tasks"):
+        with pytest.raises(ValueError, match="names no families"):
             register_adapter(type("Nothing", (Adapter,), {}))
     finally:
         unregister_adapter(StepAdapter)
-    assert type(get_adapter("diffusion_test_family", "anything")) is Adapter
+    assert type(get_adapter("diffusion_test_family")) is Adapter
 
 
 def test_autoencoder_exports_model_encoder_and_decoder(exports):
@@ -89,7 +89,7 @@ def test_autoencoder_runtime_reconstructs_images(exports, tmp_path):
     np.testing.assert_array_equal(decoded, image)
     with pytest.raises(OnnxInputError, match=r"takes latent\(batch, 32\), not image files"):
         decoder.predict([png])
-    line = full.adapter.describe(image, str(png), out_dir=tmp_path / "out")
+    (line,) = predict_files(exported.result.paths["model"], [png], out_dir=tmp_path / "out")
     assert line == f"{png}: reconstruction -> {tmp_path / 'out' / 'digit_reconstruction.png'}"
     np.testing.assert_array_equal(load_image(tmp_path / "out" / "digit_reconstruction.png", 1), image)
 
@@ -131,13 +131,12 @@ def test_default_adapter_names_outputs_without_auto_names(monkeypatch):
     model = build("cnn").eval()
     default = Adapter()
     assert default.graphs(model, input_size=(1, 28, 28), dynamic=True)[0].output_names == ("logits",)
-    model.onnx_output_names = ("scores",)  # a family may name its outputs on the model class
+    model.output_names = ("scores",)  # a family may name its outputs on the model class
     assert default.graphs(model, input_size=(1, 28, 28), dynamic=True)[0].output_names == ("scores",)
-    del model.onnx_output_names
-    monkeypatch.setattr(adapters, "_task_of", lambda _model: "depth-estimation")  # a task with no entry
+    del model.output_names
+    monkeypatch.setattr(adapters, "task_of", lambda _model: "semantic-segmentation")  # the task names them
     (spec,) = default.graphs(model, input_size=(1, 28, 28), dynamic=True)
-    assert spec.input_names == ("image",) and spec.output_names == ("depth_estimation",)
-    assert spec.dynamic_axes == {
-        "image": {0: "batch", 2: "height", 3: "width"},
-        "depth_estimation": {0: "batch"},
-    }
+    assert spec.input_names == ("image",) and spec.output_names == ("logits",)
+    assert spec.dynamic_axes == {"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}}
+    monkeypatch.setattr(adapters, "task_of", lambda _model: "object-detection")  # 1 output, 3 names: first
+    assert default.graphs(model, input_size=(1, 28, 28), dynamic=True)[0].output_names == ("boxes",)

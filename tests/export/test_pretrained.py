@@ -1,7 +1,7 @@
 """Published weights: the exported file reproduces PyTorch, and the weight's metrics, on its test split.
 
 Parametrised over `zoo.list_models(pretrained=True)`: every weight that lands in ``hub/`` is covered. The
-split is the one the weight records, loaded through ``recipes.data`` and preprocessed as the runtime does
+split is the one the weight records, loaded through ``zoo.data`` and preprocessed as the runtime does
 (`export.onnx.weight_test_split`). Classifiers: ONNX top-1 agrees with PyTorch on every test image, and
 the ONNX accuracy is the one the weight records. Autoencoders: the ONNX reconstruction error is the one
 the weight records.

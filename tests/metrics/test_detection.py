@@ -87,7 +87,7 @@ def _coco(outputs, targets, iou_type: str):
 def _same(a: dict[str, float], b: dict[str, float]) -> None:
     assert list(a) == list(b)
     for key in a:
-        assert (math.isnan(a[key]) and math.isnan(b[key])) or a[key] == pytest.approx(b[key], abs=1e-6)  # torchmetrics rounds to float32, key
+        assert (math.isnan(a[key]) and math.isnan(b[key])) or a[key] == pytest.approx(b[key], abs=1e-6), key
 
 
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])

@@ -109,3 +109,27 @@ def test_resume_refuses_overrides(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"recipe": "mlp.mnist", "config": {}}))
     with pytest.raises(ConfigError, match="--set cannot change a resumed run"):
         train("", ["epochs=1"], resume=tmp_path)
+
+
+def test_objective_configs_share_the_base_fields_in_their_old_places():
+    import dataclasses
+    from pathlib import Path
+
+    from recipes.autoencoding import AutoencodingConfig
+    from recipes.engine import ObjectiveConfig, TrainConfig, get_preset
+
+    shared = ["model", "model_args", "dataset", "data_root", "download", "val_per_class"]
+    n = len(dataclasses.fields(TrainConfig))
+    for cls in (ClassificationConfig, AutoencodingConfig):
+        assert issubclass(cls, ObjectiveConfig)
+        assert [f.name for f in dataclasses.fields(cls)][n : n + len(shared)] == shared
+        with pytest.raises(ConfigError, match="'val_per_class'.*>= 0"):
+            apply_overrides(cls(), ["val_per_class=-1"])
+    with pytest.raises(ConfigError, match="'dataset'.*'cifar10'"):  # a subclass narrows the base's str
+        apply_overrides(AutoencodingConfig(), ["dataset=imagefolder"])
+    # Every published weight's recipe_config (JSON) still loads into its preset's config, field for field.
+    hub = Path(__file__).resolve().parents[2] / "hub"
+    for path in sorted(hub.glob("*/config.json")):
+        weights = json.loads(path.read_text())["weights"]
+        config = config_from_dict(get_preset(weights["recipe"]).objective.Config, weights["recipe_config"])
+        assert json.dumps(config_to_dict(config)) == json.dumps(weights["recipe_config"]), path.parent.name

@@ -52,9 +52,9 @@ def test_weight_is_reproducible_and_its_metrics_are_measured(name):
 def test_sample_digits_are_test_split_images():
     from PIL import Image
 
-    from recipes.data import _mnist_5k_arrays, mnist_5k
+    from zoo.data.images import mnist_5k, mnist_5k_arrays
 
-    images, labels = _mnist_5k_arrays()
+    images, labels = mnist_5k_arrays()
     test = {bytes(x.numpy()) for x in mnist_5k().test.images}
     files = sorted(SAMPLES.glob("*.png"))
     assert len(files) == 10

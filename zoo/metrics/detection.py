@@ -8,6 +8,7 @@ import io
 import math
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from zoo.metrics.base import Metric
@@ -70,7 +71,15 @@ class MeanAveragePrecision(Metric):
         self.mask_threshold = mask_threshold
         prefixes = [""] if len(types) == 1 else [f"{t}_" for t in types]
         self.higher_is_better = {p + name: True for p in prefixes for name in COCO_STATS}
-        self._metric = _MAP(iou_type=types[0] if len(types) == 1 else types, backend="pycocotools")
+        self._metric = _MAP(
+            iou_type=types[0] if len(types) == 1 else types,
+            backend="pycocotools",
+            # COCOeval's own float64 thresholds. torchmetrics' defaults come from torch.linspace in float32,
+            # so a recall of exactly 0.3 (3 of 10) falls below the threshold 0.3f and is read at the next
+            # one: map_medium was 0.0957 instead of COCOeval's 0.0971 in tests/metrics/test_detection.py.
+            iou_thresholds=np.linspace(0.5, 0.95, 10).tolist(),
+            rec_thresholds=np.linspace(0.0, 1.0, 101).tolist(),
+        )
 
     def _masks(self, item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         masks = item.get("masks")

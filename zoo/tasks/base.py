@@ -192,8 +192,12 @@ class Task:
         """Markdown lines this task adds to a model card (pictures, legends, how to read outputs)."""
         lines: list[str] = []
         if self.outputs_doc:
+            # A model may name its outputs itself (``ZooModel.output_names``, saved in config.json); the
+            # task's descriptions then apply in order.
+            names = list(config.get("output_names") or self.outputs_doc)
+            docs = list(self.outputs_doc.values())
             lines += ["## Outputs", "", "| output | meaning |", "|---|---|"]
-            lines += [f"| `{k}` | {v} |" for k, v in self.outputs_doc.items()]
+            lines += [f"| `{n}` | {docs[i] if i < len(docs) else ''} |" for i, n in enumerate(names)]
             lines.append("")
         pictures = [(role, name) for role, name in (config.get("files") or {}).items() if role != "curves"]
         for role, name in pictures:
