@@ -45,3 +45,9 @@ def test_time_to_accuracy_reports_each_seed_and_the_pass_count():
 def test_engine_overhead_prints_the_ratio():
     out = _run("engine_overhead.py", "--recipe", "mlp.mnist", "--epochs", "1", "--repeats", "1")
     assert re.search(r"ratio engine / hand-written: \d+\.\d{3} \(goal >= 0\.97\)", out), out
+
+
+def test_scene_generation_prints_scenes_per_second():
+    out = _run("scene_generation.py", "--n", "20", "--repeats", "1")
+    for preset in ("digit_scenes_64", "digit_scenes_128"):
+        assert re.search(rf"{preset}: 20 scenes in \d+\.\d\d s \(\d+ scenes/s", out), out

@@ -13,7 +13,8 @@ from zoo.data.coco import export_coco
 from zoo.data.scenes import DigitScenes
 
 pytest.importorskip("pycocotools")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.mask")  # its numpy 2 __array__
+# pycocotools' annToMask trips numpy 2's __array__(copy=) deprecation: not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.mask")
 
 
 @pytest.fixture(scope="module")

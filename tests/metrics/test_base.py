@@ -79,6 +79,8 @@ def test_reset_empty_and_repeated_compute():
     m.update(3.0, 2)
     m.update(torch.tensor([1.0, 2.0]))
     assert m.compute() == {"loss": 1.5}
+    m.update(torch.tensor([6.0]), 1)  # a one-element sum counts as a sum
+    assert m.compute() == {"loss": 12 / 5}
 
 
 def test_accuracy_topk_names_and_validation():
@@ -146,3 +148,22 @@ def test_cat_state_concatenates_and_resets():
     assert c.compute() == {"n": 0.0}
     with pytest.raises(ValueError, match="reduce"):
         c.add_state("bad", torch.zeros(()), reduce="max")
+
+
+def test_importing_the_metrics_pulls_in_no_metric_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, zoo; assert 'zoo.metrics' not in sys.modules; "
+        "from zoo.metrics import Accuracy, Mean, MeanIoU, PSNR, SSIM, MeanAveragePrecision, coco_evaluate, FID, "
+        "KNNAccuracy, LinearProbeAccuracy; Accuracy(); Mean('x'); MeanIoU(3); PSNR(1.0); SSIM(1.0); "
+        "KNNAccuracy(); LinearProbeAccuracy(); print('\\n'.join(sys.modules))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert "zoo.metrics.detection" in loaded  # the check ran
+    assert not [m for m in ("torchmetrics", "pycocotools", "sklearn", "scipy", "torchvision") if m in loaded]

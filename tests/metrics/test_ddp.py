@@ -31,7 +31,8 @@ def _data() -> dict[str, torch.Tensor]:
         "seg_target": seg_target,
         "bank": torch.randn(90, 8, generator=g),
         "bank_labels": torch.randint(0, 3, (90,), generator=g),
-        "images": torch.rand(40, 1, 8, 8, generator=g),
+        "fake": torch.rand(20, 1, 8, 8, generator=g) * 0.7,
+        "real": torch.rand(20, 1, 8, 8, generator=g),
     }
 
 
@@ -49,9 +50,10 @@ def _shard(x: torch.Tensor, rank: int, world: int) -> torch.Tensor:
 def _metrics(rank: int, world: int) -> dict[str, float]:
     d = {k: _shard(v, rank, world) for k, v in _data().items()}
     acc, loss, idle, miou = Accuracy(), Mean("loss"), Mean("idle"), MeanIoU(4)
-    for lo in range(0, len(d["labels"]), 16):
-        acc.update(d["logits"][lo : lo + 16], d["labels"][lo : lo + 16])
-        loss.update(d["values"][lo : lo + 16])
+    # Batches of 20 start at the shard boundary (60) too, so both runs sum the same float32 batch sums.
+    for lo in range(0, len(d["labels"]), 20):
+        acc.update(d["logits"][lo : lo + 20], d["labels"][lo : lo + 20])
+        loss.update(d["values"][lo : lo + 20])
     if rank == 0:  # a metric that one rank never updates: the reduction must still line up
         idle.update(torch.tensor(5.0), 2)
     for lo in range(0, len(d["seg_target"]), 3):
@@ -59,7 +61,7 @@ def _metrics(rank: int, world: int) -> dict[str, float]:
     knn = KNNAccuracy(k=5).fit(d["bank"], d["bank_labels"])  # each rank holds part of the bank
     knn.update(d["bank"][:20], d["bank_labels"][:20])
     fid = FID(_fid_network(), 5, (1, 8, 8))
-    fid.update(d["images"][: len(d["images"]) // 2] * 0.7, d["images"][len(d["images"]) // 2 :])
+    fid.update(d["fake"], d["real"])
     out: dict[str, float] = {}
     for metric in (acc, loss, idle, miou, knn, fid):  # the same order on every rank: compute is a collective
         out.update(metric.compute())

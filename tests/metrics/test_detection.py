@@ -122,7 +122,9 @@ def test_both_iou_types_empty_detections_and_reset():
     metric.update(outputs, targets)
     got = metric.compute()
     assert {"bbox_map", "segm_map", "bbox_mar_100", "segm_mar_large"} <= set(got)
-    assert got["bbox_map"] == pytest.approx(MeanAveragePrecision("bbox")._metric(outputs, targets)["map"].item())
+    assert got["bbox_map"] == pytest.approx(
+        MeanAveragePrecision("bbox")._metric(outputs, targets)["map"].item()
+    )
     gt, _ = _coco(outputs, targets, "bbox")
     assert coco_evaluate(gt, [])["map"] == 0.0
     metric.reset()

@@ -79,3 +79,35 @@ def test_the_network_stays_frozen_in_eval_mode():
     m.update(_images(5, 32) * 3, _images(6, 32))
     assert torch.equal(net[1].running_mean, before) and not net.training
     assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_classifier_features_are_the_input_of_the_head_and_separate_real_from_fake():
+    import zoo
+    from zoo.data import load_dataset
+    from zoo.metrics import classifier_features
+
+    extractor, num_features = classifier_features("cnn.mnist")
+    model = zoo.create_model("cnn.mnist", pretrained=True).eval()
+    meta = model.pretrained_weights
+    model.head = nn.Identity()
+    images = load_dataset("mnist_5k").test.images  # uint8, 100 of each digit
+    x = images[:50].float() / 255
+    with torch.no_grad():
+        expected = model((x - meta.mean[0]) / meta.std[0])
+    assert num_features == expected.shape[1] == 128
+    torch.testing.assert_close(extractor(x), expected)
+
+    def fid(fake: torch.Tensor, real: torch.Tensor) -> float:
+        m = FID(extractor, num_features, (1, 28, 28))
+        m.update(fake, real)
+        return m.compute()["fid"]
+
+    g = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(images), generator=g)
+    half_a, half_b = images[order[:200]], images[order[200:400]]
+    noisy = (half_a.float() + 60 * torch.randn(half_a.shape, generator=g)).clamp(0, 255).to(torch.uint8)
+    ones = images[100:200].repeat(2, 1, 1, 1)  # the right pictures, one class only
+    same, worse, collapsed = fid(half_a, half_b), fid(noisy, half_b), fid(ones, half_b)
+    assert same < 0.1 * worse and same < 0.1 * collapsed  # measured: 7, 365 and 208
+    with pytest.raises(ValueError, match="no classifier head"):
+        classifier_features(zoo.create_model("autoencoder"))

@@ -43,7 +43,9 @@ def test_psnr_uint8_range_and_torchmetrics_per_image():
     m.update(noisy8, clean8)
     tm = PeakSignalNoiseRatio(data_range=255.0, dim=(1, 2, 3), reduction="elementwise_mean")
     tm.update(noisy8.float(), clean8.float())
-    ref = np.mean([peak_signal_noise_ratio(c.numpy(), x.numpy(), data_range=255) for x, c in zip(noisy8, clean8)])
+    ref = np.mean(
+        [peak_signal_noise_ratio(c.numpy(), x.numpy(), data_range=255) for x, c in zip(noisy8, clean8)]
+    )
     assert m.compute()["psnr"] == pytest.approx(float(tm.compute()), abs=1e-4)
     assert m.compute()["psnr"] == pytest.approx(ref, abs=1e-4)
 

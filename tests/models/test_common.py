@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -9,11 +11,31 @@ import zoo
 from tests.helpers import build, flatten_outputs
 
 ALL_MODELS = zoo.list_models()
+# Heavy models (ResNet-152 at 224 px) run at this side at most, so the suite stays fast; the size only
+# matters to models that take any size (`dynamic_size`), and those are the heavy ones.
+MAX_SIDE = 64
+
+
+def build_small(name: str):
+    """The model and example inputs at a capped size (gated on the model's `dynamic_size`)."""
+    model = build(name)
+    if getattr(model, "dynamic_size", False) and len(model.input_size) == 3:
+        c, h, w = model.input_size
+        model.input_size = (c, min(h, MAX_SIDE), min(w, MAX_SIDE))
+    return model
+
+
+def train_outputs(model, batch_size: int = 2):
+    """What a train-mode forward gives: outputs, or the loss dict of a model trained with targets."""
+    inputs = model.example_inputs(batch_size=batch_size)
+    if getattr(model, "train_needs_targets", False):
+        return model(*inputs, model.example_targets(batch_size=batch_size))
+    return model(*inputs)
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_forward_on_example_inputs(name):
-    model = build(name).eval()
+    model = build_small(name).eval()
     inputs = model.example_inputs(batch_size=2)
     with torch.no_grad():
         outputs = flatten_outputs(model(*inputs))
@@ -25,9 +47,8 @@ def test_forward_on_example_inputs(name):
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_backward_reaches_every_parameter(name):
-    model = build(name).train()
-    inputs = model.example_inputs(batch_size=2)
-    loss = sum(out.float().square().mean() for out in flatten_outputs(model(*inputs)))
+    model = build_small(name).train()
+    loss = sum(out.float().square().mean() for out in flatten_outputs(train_outputs(model)))
     loss.backward()
     unreached = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not unreached, f"{name}: no gradient reaches {unreached[:10]}"
@@ -54,3 +75,29 @@ def test_registry_entry_is_documented(name):
     info = zoo.model_info(name)
     assert info["summary"], f"{name}: the builder needs a docstring (its first line is the summary)"
     assert info["task"]
+
+
+@functools.cache
+def attributes(name: str) -> dict:
+    """What the generic tests gate on, read off the model (never its family or task name)."""
+    model = build(name)
+    return {"classifier": model.classifier is not None, "dynamic_size": bool(model.dynamic_size)}
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_MODELS if attributes(n)["classifier"]])
+def test_num_classes_reinitialises_the_classifier_head(name):
+    model = build_small(name).eval()
+    model2 = build(name, num_classes=3).eval()
+    model2.input_size = model.input_size
+    with torch.no_grad():
+        (logits,) = flatten_outputs(model2(*model.example_inputs(batch_size=2)))
+    assert logits.shape == (2, 3)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_MODELS if attributes(n)["dynamic_size"]])
+def test_dynamic_size_models_take_another_size(name):
+    model = build_small(name).eval()
+    c, h, w = model.input_size
+    with torch.no_grad():
+        outputs = flatten_outputs(model(torch.randn(1, c, 2 * h, h + w)))
+    assert outputs and all(torch.isfinite(o.float()).all() for o in outputs)

@@ -323,3 +323,21 @@ def test_snapshot_ensemble_keeps_one_snapshot_per_cycle_and_measures_their_avera
     assert "ensemble (average softmax of 3)" in result.summary()
     with pytest.raises(ConfigError, match="complete cycle"):
         tools.snapshot_ensemble(RECIPE, [*TINY, "epochs=1"], snapshots=40, out=tmp_path / "short")
+
+
+def test_tools_use_only_the_engines_public_hooks():
+    """No tool reaches into a private attribute (``trainer._x``, ``ctx._x``) or imports a private name."""
+    import ast
+    from pathlib import Path
+
+    allowed = {"_DropoutNd", "_SubParsersAction"}  # torch's and argparse's, not the engine's
+    for path in sorted(Path(tools.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Attribute):
+                names = [node.attr]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("recipes"):
+                names = [a.name for a in node.names]
+            for name in names:
+                private = name.startswith("_") and not name.startswith("__")
+                assert not private or name in allowed, f"{path.name}:{node.lineno} uses {name}"

@@ -216,11 +216,12 @@ def render_scene(config: SceneConfig, rows: np.ndarray, seed: int, split: str, i
         count = int(mask.sum())
         if count == 0:
             continue
+        # Each earlier digit may lose at most this many more pixels to the new one.
+        spare = visible.sum(axis=(1, 2)) - (1 - config.max_hidden) * np.asarray(full_counts)
         for _ in range(config.attempts):
             y, x = rng.integers(0, size - side + 1, 2)
             covered = (visible[:, y : y + side, x : x + side] & mask).sum(axis=(1, 2))
-            remaining = visible.sum(axis=(1, 2)) - covered
-            if (remaining >= (1 - config.max_hidden) * np.asarray(full_counts)).all():
+            if (covered <= spare).all():
                 break
         else:
             continue  # no placement keeps the earlier digits recognisable: drop this one

@@ -16,7 +16,7 @@ Every metric follows one protocol (`Metric`)::
 | `MeanIoU` | ``miou``, ``pixel_acc``, ``iou_<c>`` | logits ``(N, C, H, W)`` or labels ``(N, H, W)``, labels |
 | `PSNR`, `SSIM` | ``psnr`` / ``ssim`` | images ``(N, C, H, W)``, reference images |
 | `MeanAveragePrecision` | ``map``, ``map_50``, ... (COCO's twelve) | torchvision detection dicts |
-| `FID` | ``fid`` | generated images, real images |
+| `FID` | ``fid`` | generated images, real images (features: `classifier_features`) |
 | `KNNAccuracy`, `LinearProbeAccuracy` | ``knn_acc`` / ``linear_acc`` | ``fit(train features, labels)``, then test features, labels |
 
 ``coco_evaluate`` runs pycocotools' COCOeval directly on a COCO-format ground truth and detections.
@@ -43,6 +43,7 @@ _EXPORTS = {
     "MeanAveragePrecision": "zoo.metrics.detection",
     "coco_evaluate": "zoo.metrics.detection",
     "FID": "zoo.metrics.generation",
+    "classifier_features": "zoo.metrics.generation",
     "KNNAccuracy": "zoo.metrics.representation",
     "LinearProbeAccuracy": "zoo.metrics.representation",
 }
@@ -60,6 +61,7 @@ __all__ = [
     "Metric",
     "all_gather_cat",
     "all_reduce_sum",
+    "classifier_features",
     "coco_evaluate",
 ]
 
@@ -68,7 +70,7 @@ __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 if TYPE_CHECKING:
     from zoo.metrics.base import Accuracy, Mean, Metric, all_gather_cat, all_reduce_sum
     from zoo.metrics.detection import MeanAveragePrecision, coco_evaluate
-    from zoo.metrics.generation import FID
+    from zoo.metrics.generation import FID, classifier_features
     from zoo.metrics.image import PSNR, SSIM
     from zoo.metrics.representation import KNNAccuracy, LinearProbeAccuracy
     from zoo.metrics.segmentation import MeanIoU

@@ -195,7 +195,7 @@ class Mean(Metric):
                 f"Mean.update(total, count) takes the batch's sum, got a {tuple(values.shape)} tensor"
             )
         total = (
-            values.detach().to(self.total.device, torch.float64)
+            values.detach().reshape(()).to(self.total.device, torch.float64)
             if isinstance(values, torch.Tensor)
             else values
         )

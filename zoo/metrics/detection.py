@@ -95,7 +95,9 @@ class MeanAveragePrecision(Metric):
             raise ValueError(f"{len(outputs)} outputs for {len(targets)} targets: one dict per image each")
         keep = ("boxes", "scores", "labels", "masks")
         preds = [self._masks({k: v.detach() for k, v in o.items() if k in keep}) for o in outputs]
-        truth = [self._masks({k: v for k, v in t.items() if k in ("boxes", "labels", "masks")}) for t in targets]
+        truth = [
+            self._masks({k: v for k, v in t.items() if k in ("boxes", "labels", "masks")}) for t in targets
+        ]
         self._metric.update(preds, truth)
 
     def reset(self) -> None:

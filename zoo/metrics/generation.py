@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -32,6 +33,63 @@ class _Features(nn.Module):
         return self.network(x).flatten(1).float()
 
 
+class _Penultimate(nn.Module):
+    """A classifier's penultimate activations (the input of its classifier head) for [0, 1] images."""
+
+    def __init__(
+        self, model: nn.Module, head: str, mean: Sequence[float] | None, std: Sequence[float] | None
+    ):
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.head = head
+        channels = len(mean or std or (0.0,))
+        self.register_buffer(
+            "mean", torch.tensor(mean or [0.0] * channels).view(1, -1, 1, 1), persistent=False
+        )
+        self.register_buffer("std", torch.tensor(std or [1.0] * channels).view(1, -1, 1, 1), persistent=False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        captured: list[torch.Tensor] = []
+        # A hook on the head, not a model with the head cut off: whatever forward does around its head
+        # (pooling, flattening, a recurrent read-out) stays as it was trained.
+        hook = self.model.get_submodule(self.head).register_forward_pre_hook(
+            lambda _, args: captured.append(args[0])
+        )
+        try:
+            self.model((images - self.mean) / self.std)
+        finally:
+            hook.remove()
+        return captured[0].flatten(1)
+
+
+def classifier_features(
+    model: str | nn.Module, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> tuple[nn.Module, int]:
+    """The feature network for `FID` from a zoo classifier: its penultimate layer (the input of the head
+    its ``classifier`` attribute names), fed [0, 1] images normalised as the classifier was trained.
+
+    `model` is a published weight's name (``"cnn.mnist"``; built with its weights, mean and std from its
+    metadata) or a built zoo classifier (`mean` and `std` then as given; none: the identity). Returns the
+    network and its number of features.
+    """
+    if isinstance(model, str):
+        from zoo.factory import create_model
+
+        name, model = model, create_model(model, pretrained=True)
+        meta = getattr(model, "pretrained_weights", None)
+        if meta is None:
+            raise ValueError(f"'{name}' names no published weight; FID needs a trained feature network")
+        mean, std = mean or meta.mean, std or meta.std
+    head = getattr(model, "classifier", None)
+    if not head:
+        raise ValueError(f"{type(model).__name__} names no classifier head, so it has no penultimate layer")
+    features = _Penultimate(model, head, mean, std)
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    probe = torch.zeros(1, *model.input_size, device=device)
+    return features, int(features(probe).shape[1])
+
+
 class FID(Metric):
     """Fréchet distance (`Heusel et al. 2017 <https://arxiv.org/abs/1706.08500>`_) between Gaussians fitted
     to the features of generated and of real images::
@@ -41,7 +99,8 @@ class FID(Metric):
     with mu and S the mean and covariance of a feature network's outputs over each set. FID needs a feature
     network, and its value means nothing without naming that network: the paper's is Inception-v3 on
     ImageNet (a download, and meaningless for 28x28 digits), so the zoo passes its own — the penultimate
-    layer of a trained MNIST classifier — and FIDs are only comparable under the same network. It is also
+    layer of a trained MNIST classifier, see `classifier_features` — and FIDs are only comparable under the
+    same network. It is also
     biased upward for small sets (`Chong & Forsyth 2020 <https://arxiv.org/abs/1911.07023>`_): compare
     models at the same number of samples, drawn at random (MNIST files are sorted by label).
 

@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from zoo.metrics.base import Metric, float64_device, all_gather_cat
+from zoo.metrics.base import Metric, all_gather_cat, float64_device
 
 
 class _FittedAccuracy(Metric):
@@ -142,9 +142,7 @@ class LinearProbeAccuracy(_FittedAccuracy):
         classes = int(labels.max()) + 1
         weight = torch.zeros(x.shape[1], classes, dtype=x.dtype, device=x.device, requires_grad=True)
         bias = torch.zeros(classes, dtype=x.dtype, device=x.device, requires_grad=True)
-        optimizer = torch.optim.LBFGS(
-            [weight, bias], max_iter=self.max_iter, line_search_fn="strong_wolfe"
-        )
+        optimizer = torch.optim.LBFGS([weight, bias], max_iter=self.max_iter, line_search_fn="strong_wolfe")
         penalty = 1 / (2 * self.C * len(x))
 
         def closure() -> torch.Tensor:

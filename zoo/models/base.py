@@ -37,6 +37,9 @@ class ZooModel(nn.Module):
     output_names: tuple[str, ...] | None = None
     # Feature levels for `features_only=True`; None: the model offers no feature pyramid.
     feature_info: FeatureInfo | None = None
+    # Whether forward in train mode takes targets and returns a dict of losses, as torchvision's detectors
+    # do; such a model implements `example_targets`. Generic tests and tools gate on this, never on names.
+    train_needs_targets: bool = False
 
     def example_inputs(
         self, batch_size: int = 2, generator: torch.Generator | None = None
@@ -44,6 +47,10 @@ class ZooModel(nn.Module):
         """Inputs that `forward` accepts, for tests, export and summaries."""
         device = next(self.parameters()).device
         return (torch.randn(batch_size, *self.input_size, generator=generator).to(device),)
+
+    def example_targets(self, batch_size: int = 2, generator: torch.Generator | None = None) -> Any:
+        """Targets for a train-mode forward, for models with ``train_needs_targets``."""
+        raise TypeError(f"{type(self).__name__} trains on its inputs alone (train_needs_targets is False)")
 
     def get_submodule_or_none(self, path: str | None) -> nn.Module | None:
         return None if path is None else self.get_submodule(path)
