@@ -28,9 +28,17 @@ def default_out(name: str) -> Path:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from export.onnx import DEFAULT_OPSET, to_onnx, weight_test_split
+    from export.onnx import DEFAULT_OPSET, to_onnx, verify_onnx, weight_test_split
 
     out = args.out or default_out(args.name)
+    if args.verify:
+        if args.quantize or args.input or args.no_dynamic or args.exporter != "auto" or args.opset:
+            from zoo.errors import ConfigError
+
+            raise ConfigError("--verify checks the default export; drop the other export options")
+        check = verify_onnx(args.name, out)
+        print(check.summary())
+        return 0 if check.ok else 1
     quantize_inputs = quantize_targets = None
     if args.quantize:
         split = weight_test_split(args.name)  # real images when the weight records its split
@@ -109,5 +117,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="export every layer as it is (default: exact, faster equivalents for onnxruntime; see "
         "export/rewrites.py)",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="then run the weight's whole test split through onnxruntime and PyTorch: the task's agreement "
+        "check, and the card's metrics re-measured from the ONNX outputs (exit 1 on a mismatch)",
     )
     p.set_defaults(func=_cmd_export)

@@ -48,6 +48,7 @@ __all__ = [
     "GraphReport",
     "ParityCheck",
     "QuantizationReport",
+    "SplitCheck",
     "ValidationReport",
     "calibrate_batchnorm",
     "flatten_outputs",
@@ -56,6 +57,7 @@ __all__ = [
     "quantize_int8",
     "to_onnx",
     "validate",
+    "verify_onnx",
     "weight_test_split",
 ]
 
@@ -337,7 +339,7 @@ def _resolve(name_or_model: str | nn.Module, pretrained: bool | None) -> nn.Modu
     if isinstance(name_or_model, nn.Module):
         model = name_or_model
     else:
-        from zoo.factory import HF_PREFIX, looks_like_path, create_model
+        from zoo.factory import HF_PREFIX, create_model, looks_like_path
         from zoo.registry import get_entry, parse_model_name
 
         name = str(name_or_model)
@@ -607,41 +609,78 @@ def graph_specs(
     return specs, size
 
 
-def weight_test_split(name: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """A published weight's test split, preprocessed as the runtime does it: (N, C, H, W) float32, labels.
+def weight_test_split(name: str) -> tuple[np.ndarray, Any] | None:
+    """A published weight's test split as its task feeds it: (model inputs, metric targets).
 
-    The split is the one the weight records (``Weights.dataset``), loaded through ``zoo.data``; each
-    image goes through `zoo.preprocess.preprocess_image` with the weight's size, mean and std, exactly as
-    `export.runtime` and ``zoo predict`` feed it. None for a name without a published weight, or a dataset
-    that is not available offline.
+    The split is the one the weight records (``Weights.dataset``), loaded through ``zoo.data`` and
+    preprocessed by the weight's task, exactly as `export.runtime` and ``zoo predict`` do it (see
+    `zoo.evaluation.evaluation_split`). None for a name without a published weight, or a dataset that is
+    not available offline.
     """
     from zoo.errors import ZooError
-    from zoo.preprocess import preprocess_image
+    from zoo.evaluation import evaluation_split
     from zoo.registry import get_entry, get_weights, parse_model_name
 
     arch, tag = parse_model_name(name)
     try:
         tag = tag or get_entry(arch).default_tag
         weights = get_weights(f"{arch}.{tag}") if tag else None
-    except ZooError:
-        return None
-    if weights is None or not weights.dataset:
-        return None
-    try:
-        from zoo.data import load_dataset
-
-        test = load_dataset(weights.dataset).test
+        if weights is None or not weights.dataset:
+            return None
+        return evaluation_split(weights)
     except (ImportError, ZooError):
         return None
-    if hasattr(test, "images"):
-        images, labels = test.images.numpy(), test.labels.numpy()
-    else:
-        pairs = [test[i] for i in range(len(test))]
-        images = np.stack([np.asarray(image) for image, _ in pairs])
-        labels = np.asarray([int(label) for _, label in pairs])
-    size = tuple(weights.input_size or images.shape[1:])
-    batch = [preprocess_image(image.transpose(1, 2, 0), size, weights.mean, weights.std) for image in images]
-    return np.concatenate(batch), labels.astype(np.int64)
+
+
+@dataclass
+class SplitCheck:
+    """An exported weight on its whole test split: the task's verdict against PyTorch, and the card's
+    metrics re-measured from onnxruntime's outputs."""
+
+    name: str
+    items: int
+    agreement: Any  # zoo.tasks.Agreement over every test item at once
+    verify: Any  # zoo.evaluation.VerifyReport of the ONNX outputs against the card
+
+    @property
+    def ok(self) -> bool:
+        return self.agreement.ok and self.verify.ok
+
+    def summary(self) -> str:
+        return (
+            f"{self.name} on its test split ({self.items} items): onnxruntime vs PyTorch {self.agreement}\n"
+            + (self.verify.summary().replace(f"{self.verify.name}:", "card vs onnxruntime:", 1))
+        )
+
+
+@torch.no_grad()
+def verify_onnx(name: str, path: str | os.PathLike, limit: int | None = None) -> SplitCheck:
+    """Export a published weight to `path` and check it on its recorded test split at the task's level.
+
+    Both runtimes run the split (preprocessed once, by the task); the task compares their outputs
+    (`zoo.tasks.Task.agreement`: same classes, pixels, boxes...), and the metrics measured from
+    onnxruntime's outputs must be the card's (`zoo.evaluation.compare`).
+    """
+    from export.runtime import OnnxModel
+    from zoo.evaluation import VerifyReport, compare, evaluation_split, measure
+    from zoo.models.base import named_outputs
+
+    model = _resolve(name, True)
+    meta = model.pretrained_weights
+    result = to_onnx(model, path)
+    session = OnnxModel(result.path, threads=torch.get_num_threads())
+    inputs, targets = evaluation_split(meta, limit)
+    task = meta.task_object
+
+    def run_torch(x: np.ndarray) -> dict[str, np.ndarray]:
+        return named_outputs(model, model(torch.from_numpy(x)), task)
+
+    _, expected = measure(run_torch, meta, inputs, targets, keep_outputs=True)
+    measured, actual = measure(session.run, meta, inputs, targets, keep_outputs=True)
+    del session  # its idle threads would slow whatever runs next in this process (shared/FACTS.md)
+    agreement = task.agreement(expected, {k: actual[k] for k in expected}, meta)
+    report = VerifyReport(meta.name, len(inputs), compare(measured, meta.metrics, len(inputs)), measured)
+    return SplitCheck(meta.name, len(inputs), agreement, report)
 
 
 # --------------------------------------------------------------------------------------- validation

@@ -83,7 +83,9 @@ class ZooMetadata:
     version: str = ""  # of the zoo that wrote the file
     torch_version: str = ""
     format: int = METADATA_FORMAT
-    task_fields: dict[str, Any] = field(default_factory=dict)  # what the task declares (zoo.tasks.WeightField)
+    task_fields: dict[str, Any] = field(
+        default_factory=dict
+    )  # what the task declares (zoo.tasks.WeightField)
     outputs_doc: dict[str, str] = field(default_factory=dict)  # output name -> what it is
     extra: dict[str, Any] = field(default_factory=dict)  # other zoo.* keys: quantization, exporter_note, ...
 

@@ -10,27 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from zoo.registry import IN_TREE_HUB
-
-# How each task's headline metrics are shown: (key, column title, format).
-COLUMNS = {
-    "image-classification": [("acc", "top-1", "{:.2%}")],
-    "autoencoding": [("mse", "MSE", "{:.4f}"), ("psnr", "PSNR (dB)", "{:.2f}")],
-}
+from zoo.tasks import get_task
 
 
 def _row(config: dict[str, Any]) -> dict[str, str]:
     w = config["weights"]
     training = w.get("training") or {}
     metrics = w.get("metrics") or {}
+    task = get_task(w["task"])  # the task says which of its metrics head a table
     shown = [
-        f"{title} {fmt.format(metrics[key])}"
-        for key, title, fmt in COLUMNS.get(w["task"], [])
-        if key in metrics
+        f"{title} {fmt.format(metrics[key])}" for key, title, fmt in task.headline_metrics if key in metrics
     ]
     load = (training.get("machine") or {}).get("load_avg_1m_at_start")
     return {
         "weight": f"`{w['arch']}.{w['tag']}`",
-        "task": w["task"],
+        "task": task.name,
         "params": f"{w.get('num_params') or 0:,}",
         "test metrics": ", ".join(shown) or "-",
         "train time": f"{training.get('train_time_s', float('nan')):.0f} s, {training.get('epochs', '?')} epochs"

@@ -38,6 +38,17 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from zoo.evaluation import verify
+
+    failed = 0
+    for name in args.names:
+        report = verify(name, limit=args.limit)
+        print(report.summary())
+        failed += not report.ok
+    return 1 if failed else 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from zoo.registry import model_info
 
@@ -157,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, help="folder for pictures: outputs, overlays, drawn boxes"
     )
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "verify", help="re-measure published weights on their recorded test split; exit 1 on a mismatch"
+    )
+    p.add_argument("names", nargs="+", help="arch.tag")
+    p.add_argument("--limit", type=int, default=None, help="only the first N test items (a quick check)")
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("push", help="publish a weight folder to the Hugging Face Hub; prints the commit sha")
     p.add_argument("name", help="arch.tag found in a hub folder, or a folder written by save_pretrained")

@@ -22,7 +22,9 @@ from zoo.preprocess import load_image, preprocess_image
 def test_lookup_by_family_then_default():
     assert isinstance(get_adapter("rnn"), RecurrentAdapter)
     assert isinstance(get_adapter("autoencoder"), AutoencoderAdapter)
-    assert type(get_adapter("some_new_family")) is Adapter  # what outputs mean is the task's, not an adapter's
+    assert (
+        type(get_adapter("some_new_family")) is Adapter
+    )  # what outputs mean is the task's, not an adapter's
     assert type(get_adapter("cnn")) is Adapter  # tensor-in, tensor-out
 
 

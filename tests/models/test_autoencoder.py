@@ -87,9 +87,10 @@ def test_a_few_steps_reduce_the_reconstruction_error():
     assert losses[-1] < 0.8 * losses[0]
 
 
-def test_registered_as_autoencoding_not_classification():
-    assert zoo.model_info("autoencoder")["task"] == "autoencoding"
-    assert "autoencoder" in zoo.list_models(task="autoencoding")
+def test_registered_as_image_to_image_not_classification():
+    info = zoo.model_info("autoencoder")
+    assert info["task"] == "image-to-image" and info["pipeline_tag"] == "image-to-image"
+    assert "autoencoder" in zoo.list_models(task="autoencoding")  # the task's name before tasks were objects
     assert "autoencoder" not in zoo.list_models(task="image-classification")
 
 
@@ -97,7 +98,8 @@ def test_weights_record_the_task_and_refuse_classifier_adaptations(tmp_path):
     model = build("autoencoder", latent_dim=4)
     folder = zoo.save_pretrained(model, tmp_path / "ae")
     config = json.loads((folder / "config.json").read_text())
-    assert config["weights"]["task"] == "autoencoding"
+    assert config["weights"]["task"] == "image-to-image"
+    assert config["output_names"] == ["reconstruction"]
     assert config["model_args"] == {"latent_dim": 4}
     assert config["weights"]["input_size"] == [1, 28, 28]
     # A changed in_chans would change the decoder's output too: no weight can be adapted to it.

@@ -93,11 +93,11 @@ class MeanAveragePrecision(Metric):
     def update(self, outputs: list[dict[str, torch.Tensor]], targets: list[dict[str, torch.Tensor]]) -> None:
         if len(outputs) != len(targets):
             raise ValueError(f"{len(outputs)} outputs for {len(targets)} targets: one dict per image each")
-        keep = ("boxes", "scores", "labels", "masks")
-        preds = [self._masks({k: v.detach() for k, v in o.items() if k in keep}) for o in outputs]
-        truth = [
-            self._masks({k: v for k, v in t.items() if k in ("boxes", "labels", "masks")}) for t in targets
-        ]
+        # Masks only where they are scored: torchmetrics would otherwise carry them (and RLE-encode them).
+        masks = ("masks",) if "segm" in self.iou_types else ()
+        keep_out, keep_tgt = ("boxes", "scores", "labels", *masks), ("boxes", "labels", *masks)
+        preds = [self._masks({k: v.detach() for k, v in o.items() if k in keep_out}) for o in outputs]
+        truth = [self._masks({k: v for k, v in t.items() if k in keep_tgt}) for t in targets]
         self._metric.update(preds, truth)
 
     def reset(self) -> None:

@@ -89,7 +89,9 @@ def named_outputs(model: Any, output: Any, task: Any) -> dict[str, Any]:
     """
     if isinstance(output, list) and output and isinstance(output[0], dict):
         (output,) = output
-        return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy() for k, v in output.items()}
+        return {
+            k: v.detach().float().numpy() if v.is_floating_point() else v.numpy() for k, v in output.items()
+        }
     tensors = flatten_outputs(output)
     names = output_names_of(model, len(tensors), task)
     return {n: t.detach().float().numpy() for n, t in zip(names, tensors)}

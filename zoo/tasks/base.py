@@ -64,8 +64,10 @@ class Agreement:
 
     def __str__(self) -> str:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in self.values.items())
-        return f"{'agrees' if self.ok else 'DISAGREES'}" + (f" ({shown})" if shown else "") + (
-            f": {self.note}" if self.note else ""
+        return (
+            f"{'agrees' if self.ok else 'DISAGREES'}"
+            + (f" ({shown})" if shown else "")
+            + (f": {self.note}" if self.note else "")
         )
 
 
@@ -106,6 +108,8 @@ class Task:
     outputs_doc: ClassVar[dict[str, str]] = {}
     # Whether the exported graph takes a dynamic-size batch of images (detectors take one image per call).
     batched_images: ClassVar[bool] = True
+    # The metrics a results table shows for a weight of this task: (metrics key, column title, format).
+    headline_metrics: ClassVar[tuple[tuple[str, str, str], ...]] = ()
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -169,6 +173,26 @@ class Task:
     def metrics(self, meta: Any) -> dict[str, Any]:
         """Fresh `zoo.metrics` objects that measure a weight of this task over a split."""
         return {}
+
+    def evaluation_pairs(self, images: np.ndarray, labels: Any, meta: Any) -> tuple[np.ndarray, Any]:
+        """(model inputs, metric targets) of a test split given as (N, H, W, C) uint8 images and its
+        labels: what `zoo verify` and the export's test-split check feed. Default: the preprocessed images
+        and the labels."""
+        inputs = np.concatenate([self.preprocess(image, meta) for image in images]) if len(images) else images
+        return inputs, labels
+
+    def update_metrics(
+        self, metrics: Mapping[str, Any], outputs: Mapping[str, np.ndarray], targets: Any, meta: Any
+    ) -> None:
+        """Feed one batch of named outputs (either runtime's) and its targets to `metrics`.
+        Default: the task's first output against the targets."""
+        import torch
+
+        main = (
+            outputs[self.output_names[0]] if self.output_names[0] in outputs else next(iter(outputs.values()))
+        )
+        for metric in metrics.values():
+            metric.update(torch.as_tensor(np.asarray(main)), torch.as_tensor(np.asarray(targets)))
 
     def agreement(
         self,

@@ -45,6 +45,7 @@ class ImageClassification(Task):
     pipeline_tag = "image-classification"
     summary = "one label per image, from logits over the weight's classes"
     output_names = ("logits",)
+    headline_metrics = (("acc", "top-1", "{:.2%}"),)
     outputs_doc = {"logits": "(N, num_classes) unnormalised class scores; softmax gives probabilities"}
 
     def postprocess(self, outputs: Mapping[str, np.ndarray], meta: Any, **options: Any) -> list[Any]:
@@ -104,4 +105,3 @@ def _logits(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
     if len(outputs) != 1:
         raise ValueError(f"a classifier gives one output ('logits'), got {sorted(outputs)}")
     return next(iter(outputs.values()))
-

@@ -65,6 +65,7 @@ class ObjectDetection(Task):
     pipeline_tag = "object-detection"
     summary = "labelled boxes around the objects of an image"
     weight_fields = _DETECTION_FIELDS
+    headline_metrics = (("map", "mAP", "{:.3f}"), ("map_50", "mAP@50", "{:.3f}"))
     output_names = ("boxes", "scores", "labels")
     outputs_doc = {
         "boxes": "(N, 4) x1, y1, x2, y2 in input pixels",
@@ -122,7 +123,9 @@ class ObjectDetection(Task):
         )
         line = f"{source}: {len(result)} found" + (f": {found}" if found else "")
         if out_dir is not None and image is not None:
-            line += f" -> {self.draw(result, image, Path(out_dir) / f'{Path(source).stem}_{self.iou_type}.png')}"
+            line += (
+                f" -> {self.draw(result, image, Path(out_dir) / f'{Path(source).stem}_{self.iou_type}.png')}"
+            )
         return line
 
     @staticmethod
@@ -185,7 +188,9 @@ class InstanceSegmentation(ObjectDetection):
     summary = "a mask, box and label for every object instance"
     weight_fields = (
         *_DETECTION_FIELDS,
-        WeightField("mask_thresh", 0.5, "mask probability above which a pixel belongs to the instance", (float,)),
+        WeightField(
+            "mask_thresh", 0.5, "mask probability above which a pixel belongs to the instance", (float,)
+        ),
     )
     output_names = ("boxes", "scores", "labels", "masks")
     outputs_doc = {

@@ -40,6 +40,7 @@ class FeatureExtraction(Task):
         WeightField("embed_dim", None, "length of the embedding", (int,)),
         WeightField("normalize", True, "whether embeddings are L2-normalised before use", (bool,)),
     )
+    headline_metrics = (("knn_acc", "kNN top-1", "{:.2%}"), ("linear_acc", "linear probe", "{:.2%}"))
     output_names = ("embedding",)
     outputs_doc = {"embedding": "(N, embed_dim) feature vectors"}
 
@@ -52,7 +53,9 @@ class FeatureExtraction(Task):
 
     def describe(self, result: Any, source: str, *, out_dir: Path | None = None, **options: Any) -> str:
         head = " ".join(f"{v:.3f}" for v in result.vector[:6])
-        return f"{source}: embedding ({len(result.vector)},) [{head}{' ...' if len(result.vector) > 6 else ''}]"
+        return (
+            f"{source}: embedding ({len(result.vector)},) [{head}{' ...' if len(result.vector) > 6 else ''}]"
+        )
 
     def metrics(self, meta: Any) -> dict[str, Any]:
         from zoo.metrics import KNNAccuracy, LinearProbeAccuracy

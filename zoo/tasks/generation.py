@@ -39,10 +39,13 @@ class ImageGeneration(Task):
     weight_fields = (
         WeightField("latent_dim", None, "size of the noise vector a sample starts from", (int,)),
         WeightField("sampler", None, "default sampler settings, e.g. {'name': 'ddim', 'steps': 50}", (dict,)),
-        WeightField("guidance_scale", None, "classifier-free guidance weight of class-conditional sampling", (float,)),
+        WeightField(
+            "guidance_scale", None, "classifier-free guidance weight of class-conditional sampling", (float,)
+        ),
         WeightField("output_range", (0.0, 1.0), "value range of the generated pixels", (tuple,)),
         WeightField("fid_features", None, "the zoo classifier whose features FID is measured in", (str,)),
     )
+    headline_metrics = (("fid", "FID", "{:.2f}"), ("nll_nats", "NLL (nats)", "{:.1f}"))
     output_names = ("image",)
     outputs_doc = {"image": "(N, C, H, W) generated images in output_range"}
 

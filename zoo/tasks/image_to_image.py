@@ -58,6 +58,7 @@ class ImageToImage(Task):
             (dict,),
         ),
     )
+    headline_metrics = (("mse", "MSE", "{:.4f}"), ("psnr", "PSNR (dB)", "{:.2f}"))
     output_names = ("image",)
     outputs_doc = {"image": "(N, C, H*scale, W*scale) in the input's normalised pixel space"}
 
@@ -95,6 +96,29 @@ class ImageToImage(Task):
         from zoo.metrics import PSNR, SSIM
 
         return {"psnr": PSNR(data_range=1.0), "ssim": SSIM(data_range=1.0)}
+
+    def evaluation_pairs(self, images: np.ndarray, labels: Any, meta: Any) -> tuple[np.ndarray, Any]:
+        """Reconstruction: the target is the input image itself, in [0, 1] pixel space."""
+        inputs, _ = super().evaluation_pairs(images, labels, meta)
+        return inputs, images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+
+    def update_metrics(
+        self, metrics: Mapping[str, Any], outputs: Mapping[str, np.ndarray], targets: Any, meta: Any
+    ) -> None:
+        """Outputs are compared in pixel space: the weight's normalisation is undone first."""
+        import torch
+
+        key = next(k for k, v in outputs.items() if k != "latent" and np.ndim(v) in (2, 4))
+        value = np.asarray(outputs[key], np.float32)
+        target = np.asarray(targets, np.float32)
+        value = value.reshape(target.shape)
+        if meta.mean is not None and meta.std is not None:
+            shape = (1, -1, 1, 1)
+            value = value * np.asarray(meta.std, np.float32).reshape(shape) + np.asarray(meta.mean).reshape(
+                shape
+            )
+        for metric in metrics.values():
+            metric.update(torch.from_numpy(value), torch.from_numpy(target))
 
     def agreement(
         self,

@@ -48,9 +48,12 @@ class SemanticSegmentation(Task):
     pipeline_tag = "image-segmentation"
     summary = "a class for every pixel"
     weight_fields = (
-        WeightField("ignore_index", 255, "target value that metrics and losses skip (unlabelled pixels)", (int,)),
+        WeightField(
+            "ignore_index", 255, "target value that metrics and losses skip (unlabelled pixels)", (int,)
+        ),
         WeightField("background_index", 0, "the class drawn without colour (background)", (int,)),
     )
+    headline_metrics = (("miou", "mIoU", "{:.3f}"), ("pixel_acc", "pixel acc", "{:.2%}"))
     output_names = ("logits",)
     outputs_doc = {"logits": "(N, num_classes, H, W) per-pixel class scores; argmax over axis 1 is the mask"}
 
@@ -96,7 +99,9 @@ class SemanticSegmentation(Task):
     def metrics(self, meta: Any) -> dict[str, Any]:
         from zoo.metrics import MeanIoU
 
-        return {"miou": MeanIoU(num_classes=len(meta.labels), ignore_index=getattr(meta, "ignore_index", None))}
+        return {
+            "miou": MeanIoU(num_classes=len(meta.labels), ignore_index=getattr(meta, "ignore_index", None))
+        }
 
     def agreement(
         self,
@@ -115,6 +120,7 @@ class SemanticSegmentation(Task):
             base.values["pixel_agreement"] = float(same.mean())
             base.ok = base.ok and base.values["pixel_agreement"] >= 0.999
         return base
+
 
 def _rgb(image: np.ndarray) -> np.ndarray:
     from zoo.tasks.draw import to_rgb

@@ -26,11 +26,14 @@ class ZeroShotClassification(Task):
     pipeline_tag = "zero-shot-image-classification"
     summary = "classes named in text at run time, matched to images by embedding similarity"
     weight_fields = (
-        WeightField("tokenizer", "tokenizer.json", "Hugging Face tokenizers file in the weight's folder", (str,)),
+        WeightField(
+            "tokenizer", "tokenizer.json", "Hugging Face tokenizers file in the weight's folder", (str,)
+        ),
         WeightField("context_length", 32, "tokens per text (longer texts are truncated)", (int,)),
         WeightField("templates", ("a photo of {}.",), "prompt templates a class name is put into", (tuple,)),
         WeightField("logit_scale", 100.0, "the learned temperature, exp(t), at export time", (float,)),
     )
+    headline_metrics = (("zero_shot_acc", "zero-shot top-1", "{:.2%}"),)
     output_names = ("image_embeds",)
     outputs_doc = {
         "image_embeds": "(N, D) image embeddings (image graph)",

@@ -1,0 +1,135 @@
+"""Re-measure a weight on the test split it records, with its task's metrics: ``zoo verify NAME``.
+
+A number in a model card is a measurement; this is how anyone measures it again. The split is the one
+the weight names (``Weights.dataset``, carved as ``Weights.split`` says, through `zoo.data`), the inputs
+are preprocessed by the weight's task exactly as ``zoo predict`` and the ONNX runtime do, and the metrics
+are the task's (`zoo.tasks.Task.metrics`), accumulated over the whole split. `measure` takes any way to
+run the network, so the export's test-split check (`export.onnx.verify_onnx`) is this same code with
+onnxruntime in place of PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import ConfigError
+
+__all__ = ["VerifyReport", "compare", "evaluation_split", "measure", "verify"]
+
+BATCH = 250
+
+
+def evaluation_split(meta: Any, limit: int | None = None) -> tuple[np.ndarray, Any]:
+    """(model inputs, metric targets) of the weight's recorded test split (the first `limit` items).
+
+    Items are taken in the split's own order; a `limit` is for quick checks (the full split is what the
+    card reports).
+    """
+    if not meta.dataset:
+        raise ConfigError(f"{meta.name} records no dataset, so there is no split to measure it on")
+    from zoo.data import load_dataset
+
+    test = load_dataset(meta.dataset).test
+    count = len(test) if limit is None else min(limit, len(test))
+    if hasattr(test, "images"):
+        images, labels = test.images[:count].numpy(), test.labels[:count].numpy()
+    else:
+        pairs = [test[i] for i in range(count)]
+        images = np.stack([np.asarray(image) for image, _ in pairs])
+        labels = np.asarray([int(label) for _, label in pairs])
+    return meta.task_object.evaluation_pairs(images.transpose(0, 2, 3, 1), labels, meta)
+
+
+def measure(
+    run: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+    meta: Any,
+    inputs: np.ndarray,
+    targets: Any,
+    keep_outputs: bool = False,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The task's metrics of `run` over (inputs, targets), in batches; optionally every output too."""
+    task = meta.task_object
+    metrics = task.metrics(meta)
+    if not metrics:
+        raise ConfigError(f"task '{task.name}' of {meta.name} defines no metrics to measure")
+    kept: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(inputs), BATCH):
+        outputs = run(inputs[start : start + BATCH])
+        task.update_metrics(metrics, outputs, targets[start : start + BATCH], meta)
+        if keep_outputs:
+            for key, value in outputs.items():
+                kept.setdefault(key, []).append(np.asarray(value))
+    measured = {k: v for metric in metrics.values() for k, v in metric.compute().items()}
+    return measured, {k: np.concatenate(v) for k, v in kept.items()}
+
+
+@dataclass
+class VerifyReport:
+    """Recorded against re-measured metrics of one weight."""
+
+    name: str
+    items: int
+    rows: list[tuple[str, float, float, float, bool]] = field(default_factory=list)  # key, card, now, tol, ok
+    measured: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.rows) and all(row[4] for row in self.rows)
+
+    def summary(self) -> str:
+        lines = [f"{self.name}: {self.items} test items, {'verified' if self.ok else 'MISMATCH'}"]
+        lines += [
+            f"  {key:<12} card {card:.6g}  measured {now:.6g}  (tolerance {tol:.2g}) {'ok' if ok else 'DIFFERS'}"
+            for key, card, now, tol, ok in self.rows
+        ]
+        others = {k: v for k, v in self.measured.items() if k not in {r[0] for r in self.rows}}
+        if others:
+            lines.append("  also measured: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(others.items())))
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def compare(measured: Mapping[str, float], recorded: Mapping[str, float], items: int) -> list[tuple]:
+    """Rows for every metric both sides have. The tolerance is one item's worth of a fraction (1/N) plus
+    a relative 1e-4: enough for float summation order and one near-tie, far below any real change."""
+    rows = []
+    for key in sorted(set(measured) & set(recorded)):
+        card, now = float(recorded[key]), float(measured[key])
+        tol = 1.0 / max(items, 1) + 1e-4 * max(1.0, abs(card))
+        ok = math.isfinite(now) and abs(now - card) <= tol
+        rows.append((key, card, now, tol, ok))
+    return rows
+
+
+def verify(name: str, limit: int | None = None) -> VerifyReport:
+    """Load a published weight, re-measure its metrics on its recorded test split, compare with its card.
+
+    With `limit`, only the first items are measured; the comparison then says how far off a subset is,
+    not whether the card holds (the report notes it).
+    """
+    import torch
+
+    from zoo.factory import create_model
+    from zoo.models.base import named_outputs
+
+    model = create_model(name, pretrained=True).eval()
+    meta = model.pretrained_weights
+    inputs, targets = evaluation_split(meta, limit)
+
+    @torch.no_grad()
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        return named_outputs(model, model(torch.from_numpy(x)), meta.task_object)
+
+    measured, _ = measure(run, meta, inputs, targets)
+    report = VerifyReport(meta.name, len(inputs), compare(measured, meta.metrics, len(inputs)), measured)
+    if limit is not None:
+        report.notes.append(f"measured on the first {len(inputs)} items only; the card is the full split")
+    if not report.rows:
+        report.notes.append("no metric the task measures is recorded in the card")
+    return report
