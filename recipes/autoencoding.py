@@ -108,7 +108,7 @@ class AutoencodingObjective(Objective):
         if self.config.noise_std:
             papers.append(DENOISING)
         meta = {
-            "task": "autoencoding",
+            "task": "image-to-image",
             "input_size": list(data.info["input_size"]),
             "papers": list(dict.fromkeys(papers)),
             "description": (

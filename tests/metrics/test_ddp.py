@@ -78,7 +78,9 @@ def _worker(rank: int, store: str, out_dir: str) -> None:
         torch.distributed.destroy_process_group()
 
 
-def test_sharded_compute_equals_one_process(tmp_path):
+def test_sharded_compute_equals_one_process(tmp_path, monkeypatch):
+    # Loopback only: gloo otherwise resolves the host's interfaces, which a sandbox may not route.
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
     ctx = mp.start_processes(
         _worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=WORLD, join=False, start_method="spawn"
     )
