@@ -175,3 +175,21 @@ def test_onnxruntime_snippet_runs_with_the_weights_preprocessing(weight, tmp_pat
         expected = model(torch.from_numpy((image / 255 - 0.1307) / 0.3081).float())
     np.testing.assert_allclose(namespace["outputs"][0], expected.numpy(), atol=1e-4)
     assert capsys.readouterr().out.strip() == f"digit {int(expected.argmax())}"
+
+
+def test_baselines_are_a_table_beside_the_weights_own_numbers(tmp_path):
+    meta = Weights(
+        arch="resnet8_small",
+        tag="local",
+        task="image-classification",
+        metrics={"acc": 0.99, "loss": 0.03},
+        baselines={"nearest neighbour": {"acc": 0.95}, "logistic regression": {"acc": 0.91, "loss": 0.3}},
+    )
+    folder = zoo.save_pretrained(zoo.create_model("resnet8_small"), tmp_path / "b", meta)
+    table = section((folder / "README.md").read_text(), "Baselines")
+    assert "| method | acc | loss |" in table
+    assert "| **resnet8_small.local** | 0.99 | 0.03 |" in table
+    assert "| nearest neighbour | 0.95 |  |" in table and "| logistic regression | 0.91 | 0.3 |" in table
+    assert config_of(folder)["weights"]["baselines"]["nearest neighbour"] == {"acc": 0.95}
+    plain = zoo.save_pretrained(zoo.create_model("resnet8_small"), tmp_path / "p")
+    assert "## Baselines" not in (plain / "README.md").read_text()

@@ -198,6 +198,23 @@ def render_model_card(config: dict[str, Any]) -> str:
             *[f"| {_cell(k)} | {_cell(v)} |" for k, v in metrics.items()],
             "",
         ]
+    baselines = w.get("baselines") or {}
+    if baselines:
+        keys = list(dict.fromkeys(k for values in [metrics, *baselines.values()] for k in values))
+        lines += [
+            "## Baselines",
+            "",
+            "Measured on the same split, beside this weight:",
+            "",
+            "| method | " + " | ".join(_cell(k) for k in keys) + " |",
+            "|---" * (len(keys) + 1) + "|",
+            f"| **{_cell(name)}** | " + " | ".join(_cell(metrics.get(k, "")) for k in keys) + " |",
+            *[
+                f"| {_cell(method)} | " + " | ".join(_cell(values.get(k, "")) for k in keys) + " |"
+                for method, values in baselines.items()
+            ],
+            "",
+        ]
     lines += _task(config).card_sections(config)
     curves = (config.get("files") or {}).get("curves")
     if curves:

@@ -61,6 +61,9 @@ class Weights:
     dataset: str | None = None
     split: str | None = None  # how the evaluation split was carved, reproducible by anyone
     metrics: dict[str, float] = field(default_factory=dict)  # measured on `split`
+    # Simple methods measured on the same split beside the weight (name -> their metrics), so every
+    # published number comes with a reference point: e.g. {"otsu + classifier": {"miou": 0.61}}.
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     recipe: str | None = None  # a recipe preset name that reproduces this weight
     recipe_config: dict[str, Any] = field(default_factory=dict)  # the resolved config of that run
     license: str = "apache-2.0"
