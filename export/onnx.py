@@ -403,9 +403,14 @@ def task_meta(model: nn.Module) -> Any:
     weights = getattr(model, "pretrained_weights", None)
     if weights is not None:
         return weights
+    from zoo.factory import model_task_fields
+    from zoo.tasks import get_task
+
     arch = model.zoo_config["architecture"]
     size = tuple(getattr(model, "input_size", ()) or ()) or None
-    return Weights(arch=arch, tag="local", task=get_entry(arch).task, input_size=size)
+    task = get_entry(arch).task
+    fields = model_task_fields(model, get_task(task))
+    return Weights(arch=arch, tag="local", task=task, input_size=size, task_fields=fields)
 
 
 def write_metadata(path: Path, meta: ZooMetadata, note: str = "") -> None:

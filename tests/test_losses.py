@@ -46,3 +46,124 @@ def test_reconstruction_losses():
     assert math.isfinite(loss.item()) and torch.isfinite(saturated.grad).all()
     with pytest.raises(ValueError, match="'l1'"):
         reconstruction_loss(recon, target, "l1")
+
+
+# ------------------------------------------------------------------------------------ segmentation
+def _seg_batch(seed: int = 0, ignore: bool = True, classes: int = 5):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(3, classes, 6, 7, generator=g) * 2
+    target = torch.randint(0, classes - 1, (3, 6, 7), generator=g)  # the last class is absent
+    if ignore:
+        target[0, :2] = 255
+    return logits, target
+
+
+def test_class_frequency_weights_are_inverse_frequency_with_unit_mean():
+    from zoo.losses import class_frequency_weights
+
+    counts = torch.tensor([900.0, 60.0, 40.0, 0.0])
+    w = class_frequency_weights(counts)
+    freq = counts / counts.sum()
+    assert (freq * w).sum().item() == pytest.approx(1.0, rel=1e-6)
+    assert w[1] / w[0] == pytest.approx(900 / 60, rel=1e-5) and w[2] / w[1] == pytest.approx(1.5, rel=1e-5)
+    assert w[3] == w[:3].max()  # an absent class gets the largest weight of the others
+    sqrt = class_frequency_weights(counts, power=0.5)
+    assert sqrt[1] / sqrt[0] == pytest.approx(math.sqrt(15), rel=1e-5)
+    assert class_frequency_weights(counts, max_weight=2.0).max() <= 2.0
+    with pytest.raises(ValueError):
+        class_frequency_weights(torch.zeros(3))
+
+
+def test_weighted_cross_entropy_is_torchs_weighted_mean():
+    from zoo.losses import class_frequency_weights, weighted_cross_entropy
+
+    logits, target = _seg_batch()
+    w = class_frequency_weights(torch.bincount(target[target != 255], minlength=5))
+    expected = F.cross_entropy(logits, target, weight=w, ignore_index=255)
+    torch.testing.assert_close(weighted_cross_entropy(logits, target, w, ignore_index=255), expected)
+    # Written out: sum_i w_{y_i} (-log p_{y_i}) / sum_i w_{y_i} over the labelled pixels.
+    keep = target != 255
+    logp = logits.log_softmax(1).movedim(1, -1)[keep]
+    y = target[keep]
+    by_hand = (w[y] * -logp[torch.arange(len(y)), y]).sum() / w[y].sum()
+    torch.testing.assert_close(
+        weighted_cross_entropy(logits.bfloat16(), target, w, 255), by_hand, atol=0.05, rtol=0
+    )
+
+
+@pytest.mark.parametrize("ignore", [False, True])
+def test_dice_loss_matches_segmentation_models_pytorch(ignore):
+    smp = pytest.importorskip("segmentation_models_pytorch")
+    from zoo.losses import dice_loss
+
+    logits, target = _seg_batch(1, ignore)
+    reference = smp.losses.DiceLoss("multiclass", from_logits=True, ignore_index=255 if ignore else None)
+    # smp zeroes an absent class's term but still divides by every class; ours averages the present ones.
+    present = torch.bincount(target[target != 255], minlength=5).gt(0).sum().item()
+    ours = dice_loss(logits, target, ignore_index=255 if ignore else None)
+    torch.testing.assert_close(ours * present / 5, reference(logits, target), rtol=1e-5, atol=1e-6)
+    # A perfect prediction has zero loss; the gradient exists.
+    perfect = F.one_hot(torch.where(target == 255, 0, target), 5).movedim(-1, 1).float() * 50
+    assert dice_loss(perfect, target, ignore_index=255).item() == pytest.approx(0.0, abs=1e-5)
+    leaf = logits.clone().requires_grad_()
+    dice_loss(leaf, target, ignore_index=255).backward()
+    assert torch.isfinite(leaf.grad).all() and leaf.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("ignore", [False, True])
+def test_sigmoid_focal_loss_matches_segmentation_models_pytorch(ignore):
+    smp = pytest.importorskip("segmentation_models_pytorch")
+    from zoo.losses import focal_loss
+
+    logits, target = _seg_batch(2, ignore)
+    idx = 255 if ignore else None
+    for gamma, alpha in ((2.0, 0.25), (1.0, 0.5)):
+        reference = smp.losses.FocalLoss("multiclass", alpha=alpha, gamma=gamma, ignore_index=idx)
+        ours = focal_loss(logits, target, gamma=gamma, alpha=alpha, kind="sigmoid", ignore_index=idx)
+        torch.testing.assert_close(ours, reference(logits, target), rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_focal_loss_written_out_and_cross_entropy_at_gamma_zero():
+    from zoo.losses import focal_loss
+
+    logits, target = _seg_batch(3)
+    keep = target != 255
+    p = logits.softmax(1).movedim(1, -1)[keep]
+    y = target[keep]
+    p_t = p[torch.arange(len(y)), y]
+    expected = (-((1 - p_t) ** 2) * p_t.log()).mean()
+    torch.testing.assert_close(focal_loss(logits, target, gamma=2.0, ignore_index=255), expected)
+    alpha = torch.where(y == 0, 0.75, 0.25)
+    torch.testing.assert_close(
+        focal_loss(logits, target, gamma=2.0, alpha=0.25, ignore_index=255),
+        (alpha * -((1 - p_t) ** 2) * p_t.log()).mean(),
+    )
+    torch.testing.assert_close(
+        focal_loss(logits, target, gamma=0.0, ignore_index=255),
+        F.cross_entropy(logits, target, ignore_index=255),
+    )
+    with pytest.raises(ValueError, match="'tanh'"):
+        focal_loss(logits, target, kind="tanh")
+
+
+def test_segmentation_loss_combines_the_parts():
+    from zoo.losses import dice_loss, focal_loss, segmentation_loss, weighted_cross_entropy
+
+    logits, target = _seg_batch(4)
+    w = torch.rand(5) + 0.5
+    ce = F.cross_entropy(logits, target, ignore_index=255)
+    torch.testing.assert_close(segmentation_loss(logits, target, "ce", weight=w), ce)
+    torch.testing.assert_close(
+        segmentation_loss(logits, target, "weighted_ce", weight=w),
+        weighted_cross_entropy(logits, target, w, 255),
+    )
+    torch.testing.assert_close(
+        segmentation_loss(logits, target, "ce_dice", dice_weight=0.5),
+        ce + 0.5 * dice_loss(logits, target, 255),
+    )
+    torch.testing.assert_close(segmentation_loss(logits, target, "dice"), dice_loss(logits, target, 255))
+    torch.testing.assert_close(
+        segmentation_loss(logits, target, "focal"), focal_loss(logits, target, ignore_index=255)
+    )
+    with pytest.raises(ValueError, match="'lovasz'"):
+        segmentation_loss(logits, target, "lovasz")

@@ -222,6 +222,7 @@ def save_pretrained(
         sha256=sha256,
         num_params=num_params,
         input_size=weights.input_size or tuple(getattr(model, "input_size", ()) or ()) or None,
+        task_fields={**model_task_fields(model, weights.task_object), **weights.task_fields},
     )
     from zoo import __version__
 
@@ -246,6 +247,17 @@ def save_pretrained(
 
     atomic_write_bytes(folder / CARD_NAME, render_model_card(config).encode())
     return folder
+
+
+def model_task_fields(model: nn.Module, task: Any) -> dict[str, Any]:
+    """The task fields a model states about itself: a declared field that the model has as an attribute
+    (e.g. ``size_multiple``), so a weight records it without the recipe repeating it."""
+    found = {}
+    for f in task.weight_fields:
+        value = getattr(model, f.name, None)
+        if value is not None and not callable(value):
+            found[f.name] = f.coerce(value, type(model).__name__)
+    return found
 
 
 def _descriptive_only(meta: Weights | None, arch: str, task: str) -> Weights:

@@ -12,7 +12,7 @@ import numpy as np
 
 from zoo.errors import ZooError
 
-__all__ = ["ImageInputError", "load_image", "preprocess_image", "softmax", "topk"]
+__all__ = ["ImageInputError", "conversion_note", "load_image", "preprocess_image", "softmax", "topk"]
 
 
 class ImageInputError(ZooError, ValueError):
@@ -36,6 +36,28 @@ def load_image(path: str | os.PathLike, channels: int) -> np.ndarray:
     except UnidentifiedImageError:
         raise ImageInputError(f"{path} is not an image file PIL can read (PNG, JPEG, BMP, ...)") from None
     return array[..., None] if array.ndim == 2 else array
+
+
+def conversion_note(path: str | os.PathLike, channels: int) -> str:
+    """What `load_image` changed about a file's colours to give `channels`, or "" when nothing.
+
+    ``zoo predict`` prints it beside the answer: a grey scan fed to an RGB model works, but the user should
+    know the model saw a converted image.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            bands = len(image.getbands())
+            mode = image.mode
+    except Exception:
+        return ""  # load_image reports unreadable files with the reason
+    if mode in ("P", "PA"):
+        return f"palette image converted to {'RGB' if channels == 3 else 'grey'}"
+    own = 1 if bands in (1, 2) else 3
+    if own == channels:
+        return "alpha channel dropped" if bands in (2, 4) else ""
+    return f"{'grey' if own == 1 else 'colour'} image converted to {'RGB' if channels == 3 else 'grey'}"
 
 
 def preprocess_image(

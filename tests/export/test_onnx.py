@@ -139,6 +139,21 @@ def test_validate_rereads_the_export_and_catches_a_different_model(exports):
     assert not info.value.report.ok and info.value.report.max_abs > 1e-3
 
 
+def test_parity_scales_with_the_outputs_magnitude(tmp_path):
+    """A deep random-init network's logits reach 1e2..1e5 (ResNet-152 by name: up to 72 off in absolute
+    terms at a relative 1e-6): the bound is atol + rtol * max|output|, so such a graph passes, while the
+    same absolute error on unit-scale outputs still fails (the test above)."""
+    model = build("mlp_small").eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(40.0)  # logits of magnitude ~1e3, as an uncalibrated deep net gives
+    result = to_onnx(model, tmp_path / "big.onnx")
+    checks = result.report.graphs[0].checks
+    assert result.report.ok and max(c.scale for c in checks) > 100
+    assert all(c.max_abs <= c.atol + c.rtol * c.scale for c in checks)
+    assert all(a.ok for a in result.report.graphs[0].agreements)  # and the same top-1 for every sample
+
+
 def test_static_export_fixes_batch_and_size(tmp_path):
     model = calibrate_batchnorm(build("cnn_dws"))
     result = to_onnx(model, tmp_path / "static.onnx", dynamic=False)

@@ -202,3 +202,37 @@ def test_drawing_helpers():
     assert (over[0, 0] == colors[0]).all() and not over[1:, 1:].any()
     boxed = draw_boxes(np.zeros((16, 16, 3), np.uint8), np.array([[2, 2, 12, 12]]), ["7"])
     assert boxed[2, 2:12].any() and not boxed[7, 7].any()
+
+
+def test_dense_weights_pad_to_their_multiple_and_crop_back(tmp_path):
+    from zoo.tasks.base import crop_to, pad_to_multiple
+
+    task = get_task("semantic-segmentation")
+    m = meta("semantic-segmentation", labels=("bg", "fg"), size_multiple=16, mean=(0.5,), std=(0.5,))
+    image = np.zeros((20, 37, 1), np.uint8)
+    x = task.preprocess(image, m)
+    assert x.shape == (1, 1, 32, 48)  # not resized to input_size: padded to multiples of 16
+    logits = np.zeros((1, 2, 32, 48), np.float32)
+    (seg,) = task.postprocess({"logits": logits}, m, source_size=(20, 37))
+    assert seg.mask.shape == (20, 37)
+    small = pad_to_multiple(np.ones((1, 1, 3, 5), np.float32), 16)
+    assert small.shape == (1, 1, 16, 16) and (small == 1).all()  # too small to reflect: edge-replicated
+    assert crop_to(np.zeros((1, 3, 64, 96)), (16, 24), scale=4).shape == (1, 3, 64, 96)
+    fixed = meta("semantic-segmentation", labels=("bg", "fg"), input_size=(1, 8, 8))
+    assert task.preprocess(image, fixed).shape == (1, 1, 8, 8)  # no size_multiple: resized as before
+
+
+def test_predict_notes_a_converted_image(tmp_path):
+    from PIL import Image
+
+    from zoo.preprocess import conversion_note
+    from zoo.tasks.base import predict_lines
+
+    grey, rgba = tmp_path / "grey.png", tmp_path / "rgba.png"
+    Image.new("L", (8, 8), 200).save(grey)
+    Image.new("RGBA", (8, 8), (1, 2, 3, 4)).save(rgba)
+    assert conversion_note(grey, 3) == "grey image converted to RGB"
+    assert conversion_note(grey, 1) == "" and conversion_note(rgba, 3) == "alpha channel dropped"
+    m = meta("image-classification", labels=("a", "b"), input_size=(3, 8, 8))
+    (line,) = predict_lines(get_task("image-classification"), m, [grey], lambda x: {"logits": np.zeros((1, 2))})
+    assert line.endswith("(note: grey image converted to RGB)") and line.startswith(f"{grey}: a 0.500")

@@ -14,6 +14,18 @@ from zoo.metrics.base import Metric
 MSE_FLOOR = 1e-10
 
 
+def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB in [0, 1] -> (N, 1, H, W) luma Y of ITU-R BT.601 YCbCr in [16/255, 235/255], the
+    channel super-resolution papers score (MATLAB's ``rgb2ycbcr``, which their evaluation code uses). A
+    1-channel batch is returned as it is (already grey)."""
+    if x.shape[1] == 1:
+        return x
+    if x.shape[1] != 3:
+        raise ValueError(f"the Y channel needs RGB (3-channel) images, got {x.shape[1]} channels")
+    weights = torch.tensor([65.481, 128.553, 24.966], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return ((x * weights).sum(1, keepdim=True) + 16.0) / 255.0
+
+
 def _check_images(outputs: torch.Tensor, targets: torch.Tensor, name: str) -> None:
     if outputs.shape != targets.shape or outputs.ndim != 4:
         raise ValueError(
@@ -62,12 +74,30 @@ class PSNR(_PerImageMean):
     It is computed here rather than with torchmetrics' per-image PSNR (``dim=(1, 2, 3)``, the same
     definition, which `tests/metrics/test_image.py` checks) so that it is bit-for-bit the formula the
     published autoencoders' numbers were measured with, and so that a perfect image gives a finite value.
+
+    Super-resolution papers score differently, and ``y_channel=True, crop=scale`` does as they do (e.g.
+    `Lim et al. 2017, EDSR <https://arxiv.org/abs/1707.02921>`_): only the luma Y of BT.601 YCbCr
+    (`rgb_to_y`, with data_range 1 for [0, 1] images), and ``crop`` pixels cut from every border first,
+    where an upsampler lacks the context it has inside the image.
     """
 
     name = "psnr"
 
+    def __init__(self, data_range: float, y_channel: bool = False, crop: int = 0):
+        super().__init__(data_range)
+        if crop < 0:
+            raise ValueError(f"crop must be >= 0, got {crop}")
+        self.y_channel, self.crop = y_channel, int(crop)
+
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         _check_images(outputs, targets, "PSNR")
+        if self.y_channel:
+            outputs, targets = rgb_to_y(outputs.float()), rgb_to_y(targets.float())
+        if self.crop:
+            c = self.crop
+            if min(outputs.shape[-2:]) <= 2 * c:
+                raise ValueError(f"PSNR with crop {c} needs images over {2 * c} pixels a side")
+            outputs, targets = outputs[..., c:-c, c:-c], targets[..., c:-c, c:-c]
         per_image = (outputs.detach().float() - targets.detach().to(outputs.device).float()).square()
         mse = per_image.flatten(1).mean(1)
         self._add(10 * torch.log10(self.data_range**2 / mse.clamp_min(MSE_FLOOR)))

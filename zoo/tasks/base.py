@@ -138,9 +138,19 @@ class Task:
 
     # ------------------------------------------------------------------------------ inference
     def preprocess(self, image: np.ndarray, meta: Any, *, invert: bool = False) -> np.ndarray:
-        """One (H, W, C) uint8 image -> the model's (1, C, H, W) float32 input, as the weight expects it."""
+        """One (H, W, C) uint8 image -> the model's (1, C, H, W) float32 input, as the weight expects it.
+
+        A weight with a ``size_multiple`` (dense models that take any size) keeps the image's size and
+        pads it at the bottom and right, by reflection, to that multiple (and at least to one multiple);
+        `postprocess` crops the answer back (``source_size``). Other weights resize to ``input_size``.
+        """
         from zoo.preprocess import preprocess_image
 
+        multiple = getattr(meta, "size_multiple", None)
+        if multiple:
+            size = (image.shape[2], image.shape[0], image.shape[1])
+            x = preprocess_image(image, size, meta.mean, meta.std, invert=invert)
+            return pad_to_multiple(x, int(multiple))
         size = meta.input_size
         if not size:
             raise ValueError(f"{meta.name}: the weight records no input_size to resize images to")
@@ -237,6 +247,29 @@ class Task:
         ]
 
 
+def pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
+    """Pad a (N, C, H, W) batch at the bottom and right so H and W are positive multiples of `multiple`.
+
+    Reflection (not zeros) keeps the border's statistics, so the model sees no artificial edge; images too
+    small to reflect that far are padded by edge replication.
+    """
+    height, width = x.shape[-2:]
+    target_h = max(multiple, -(-height // multiple) * multiple)
+    target_w = max(multiple, -(-width // multiple) * multiple)
+    pad = ((0, 0), (0, 0), (0, target_h - height), (0, target_w - width))
+    if pad[2][1] == 0 and pad[3][1] == 0:
+        return x
+    mode = "reflect" if target_h - height < height and target_w - width < width else "edge"
+    return np.pad(x, pad, mode=mode)
+
+
+def crop_to(x: np.ndarray, size: Sequence[int] | None, scale: int = 1) -> np.ndarray:
+    """Crop the last two axes of `x` back to ``size`` (H, W) times `scale` (undoes `pad_to_multiple`)."""
+    if size is None:
+        return x
+    return x[..., : int(size[0]) * scale, : int(size[1]) * scale]
+
+
 def _field(meta: Any, name: str, default: Any) -> Any:
     value = getattr(meta, name, default)
     return default if value is None else value
@@ -270,13 +303,15 @@ def predict_lines(
     The PyTorch path and the ONNX runtime both call this with their own `run`, so reading, pre- and
     post-processing and the pictures cannot drift between them.
     """
-    from zoo.preprocess import load_image
+    from zoo.preprocess import conversion_note, load_image
 
     channels = meta.input_size[0] if meta.input_size else 3
     for path in files:
         image = load_image(path, channels)
+        note = conversion_note(path, channels)
         outputs = run(task.preprocess(image, meta, invert=invert))
-        (result,) = task.postprocess(outputs, meta, **options)
-        yield task.describe(
+        (result,) = task.postprocess(outputs, meta, source_size=image.shape[:2], **options)
+        line = task.describe(
             result, str(path), out_dir=out_dir, image=image, meta=meta, output_names=tuple(outputs), **options
         )
+        yield f"{line} (note: {note})" if note else line

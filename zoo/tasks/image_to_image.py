@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from zoo.tasks import register_task
-from zoo.tasks.base import DEFAULT_ATOL, DEFAULT_RTOL, Agreement, Task, WeightField
+from zoo.tasks.base import DEFAULT_ATOL, DEFAULT_RTOL, Agreement, Task, WeightField, crop_to
 
 __all__ = ["ImageToImage", "to_uint8_images"]
 
@@ -52,6 +52,9 @@ class ImageToImage(Task):
     weight_fields = (
         WeightField("scale", 1, "output height and width over the input's (super-resolution)", (int,)),
         WeightField(
+            "size_multiple", None, "the model takes any size that is a multiple of this (padded, cropped back)", (int,)
+        ),
+        WeightField(
             "degradation",
             None,
             "what the model undoes, e.g. {'noise_std': 0.2} or {'downscale': 2}, for pictures and metrics",
@@ -65,6 +68,8 @@ class ImageToImage(Task):
     def postprocess(self, outputs: Mapping[str, np.ndarray], meta: Any, **options: Any) -> list[Any]:
         for key, value in outputs.items():
             if key != "latent" and np.ndim(value) in (2, 4):
+                if np.ndim(value) == 4:  # undo the preprocessing's padding (scaled for super-resolution)
+                    value = crop_to(value, options.get("source_size"), getattr(meta, "scale", 1) or 1)
                 size = _output_size(meta, value)
                 return to_uint8_images(value, size, meta.mean, meta.std)
         if "latent" in outputs:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from zoo.tasks import register_task
-from zoo.tasks.base import DEFAULT_ATOL, DEFAULT_RTOL, Agreement, Task, WeightField
+from zoo.tasks.base import DEFAULT_ATOL, DEFAULT_RTOL, Agreement, Task, WeightField, crop_to
 
 __all__ = ["Segmentation", "SemanticSegmentation"]
 
@@ -52,6 +52,9 @@ class SemanticSegmentation(Task):
             "ignore_index", 255, "target value that metrics and losses skip (unlabelled pixels)", (int,)
         ),
         WeightField("background_index", 0, "the class drawn without colour (background)", (int,)),
+        WeightField(
+            "size_multiple", None, "the model takes any size that is a multiple of this (padded, cropped back)", (int,)
+        ),
     )
     headline_metrics = (("miou", "mIoU", "{:.3f}"), ("pixel_acc", "pixel acc", "{:.2%}"))
     output_names = ("logits",)
@@ -61,6 +64,7 @@ class SemanticSegmentation(Task):
         logits = outputs["logits"] if "logits" in outputs else next(iter(outputs.values()))
         if np.ndim(logits) != 4:
             raise ValueError(f"segmentation logits must be (N, C, H, W), got {np.shape(logits)}")
+        logits = crop_to(logits, options.get("source_size"))  # undo the preprocessing's padding
         return [Segmentation(m.astype(np.int64), tuple(meta.labels or ())) for m in np.argmax(logits, axis=1)]
 
     def describe(
