@@ -220,7 +220,9 @@ class SegmentationObjective(Objective):
         from zoo.factory import create_model
 
         c = self.config
-        args = {"num_classes": len(data.info["labels"]), "in_chans": data.info["input_size"][0]}
+        channels, height, _ = data.info["input_size"]
+        # img_size: the zoo's builders record it as the weight's input_size (dense models take any size).
+        args = {"num_classes": len(data.info["labels"]), "in_chans": channels, "img_size": height}
         args.update(c.model_args)
         return {"model": create_model(c.model, **args)}
 
@@ -389,4 +391,18 @@ register_preset(
     SegmentationObjective,
     replace(_SCENES, model="unet"),
     "U-Net on the 64 px digit scenes (11 classes): CE weighted by class frequency + Dice, fresh compositions",
+)
+register_preset(
+    "unet_resnet8_small.scenes",
+    SegmentationObjective,
+    replace(
+        _SCENES,
+        model="unet_resnet8_small",
+        # The encoder starts from the zoo's MNIST classifier (trained on the same mnist_5k train digits the
+        # train scenes are made of; the test digits are unseen by both): it already tells digits apart,
+        # which is what a scene segmenter trained from scratch gets wrong.
+        model_args={"encoder_weights": "mnist"},
+        epochs=3,
+    ),
+    "U-Net decoder over resnet8_small (encoder from resnet8_small.mnist) on the 64 px digit scenes",
 )

@@ -38,6 +38,10 @@ def evaluation_split(meta: Any, limit: int | None = None) -> tuple[np.ndarray, A
     count = len(test) if limit is None else min(limit, len(test))
     if hasattr(test, "images"):
         images, labels = test.images[:count].numpy(), test.labels[:count].numpy()
+    elif hasattr(test, "to_memory"):
+        # Digit scenes: rendered once into uint8 images; the targets are their (N, H, W) semantic maps.
+        scenes = test.to_memory()
+        images, labels = scenes.images[:count].numpy(), scenes.semantic[:count].long().numpy()
     else:
         pairs = [test[i] for i in range(count)]
         images = np.stack([np.asarray(image) for image, _ in pairs])

@@ -103,7 +103,9 @@ class Objective:
         raise NotImplementedError
 
     def publish(self, model: nn.Module, data: Data) -> tuple[nn.Module, dict[str, Any]]:
-        """The module to save as the weight and its metadata (Weights fields: task, labels, ...)."""
+        """The module to save as the weight and its metadata (Weights fields: task, labels, ...). A
+        ``"files"`` entry (role -> path, e.g. ``{"predictions": "pred.png"}``) names pictures that are
+        copied into the weight folder beside ``curves.png`` and shown in the model card."""
         return model, {}
 
     def batch_size_of(self, batch: Any) -> int:

@@ -105,6 +105,8 @@ def _publish(
         trainer.config, "dataset", None
     )
     tag = preset_tag if preset_tag and preset_arch == arch and same_data else "local"
+    # Pictures the objective drew for the card (role -> file, e.g. "predictions"), copied beside the curves.
+    files = {**(meta.pop("files", None) or {}), **({"curves": curves} if curves else {})}
     weights = Weights.from_dict(
         {
             "arch": arch,
@@ -120,7 +122,7 @@ def _publish(
         }
     )
     folder = trainer.run_dir / "hub" / f"{arch}.{tag}"
-    return save_pretrained(model, folder, weights=weights, files={"curves": curves} if curves else None)
+    return save_pretrained(model, folder, weights=weights, files=files or None)
 
 
 def _finite(value: Any) -> Any:

@@ -249,6 +249,18 @@ register_dataset(
     ),
     targets=IMAGE_ONLY,
 )
+register_dataset(
+    "photos_128",
+    "zoo.data.photos:photos",
+    description="the bundled photographs as 128x128 patches: the image-to-image weights' test split",
+    split=(
+        "by photo: test = every 128x128 patch (stride 128) of coffee, coins, flower; train = those of "
+        "astronaut, camera, chelsea, china, hubble_deep_field, immunohistochemistry, moon, motorcycle, "
+        "page, rocket, text"
+    ),
+    targets=IMAGE_ONLY,
+    defaults={"size": 128},
+)
 _SCENES = "scene i of a split is a pure function of (seed {seed}, split, i); "
 for _name, _size, _digits in (
     ("digit_scenes", 64, 3),

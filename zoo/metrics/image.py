@@ -121,9 +121,10 @@ class SSIM(_PerImageMean):
 
     name = "ssim"
 
-    def __init__(self, data_range: float, sigma: float = 1.5):
+    def __init__(self, data_range: float, sigma: float = 1.5, y_channel: bool = False):
         super().__init__(data_range)
         self.sigma = sigma
+        self.y_channel = y_channel  # score the luma Y only (`rgb_to_y`), as super-resolution papers do
         # torchmetrics' window: a Gaussian truncated at 3.5 sigma, as scikit-image's (11 wide for 1.5).
         self.border = int(3.5 * sigma + 0.5)
 
@@ -131,6 +132,8 @@ class SSIM(_PerImageMean):
         from torchmetrics.functional.image import structural_similarity_index_measure
 
         _check_images(outputs, targets, "SSIM")
+        if self.y_channel:
+            outputs, targets = rgb_to_y(outputs.float()), rgb_to_y(targets.float())
         b = self.border
         if min(outputs.shape[-2:]) <= 2 * b:
             raise ValueError(f"SSIM with sigma {self.sigma} needs images over {2 * b} pixels a side")

@@ -37,9 +37,10 @@ from torch import nn
 from zoo.errors import ConfigError
 from zoo.layers import ConvNormAct
 from zoo.models.base import ZooModel
+from zoo.models.unet import UNet
 from zoo.registry import register_model
 
-__all__ = ["DnCNN", "EDSR", "ESPCN", "ResBlock", "SubPixelUpsampler", "bicubic_upsample"]
+__all__ = ["ColorizationUNet", "DnCNN", "EDSR", "ESPCN", "ResBlock", "SubPixelUpsampler", "bicubic_upsample"]
 
 DNCNN = "https://arxiv.org/abs/1608.03981"
 ESPCN_PAPER = "https://arxiv.org/abs/1609.05158"
@@ -61,6 +62,7 @@ class _ImageModel(ZooModel):
     classifier = None
     dynamic_size = True
     scale: int = 1
+    size_multiple: int = 1  # any size: the task keeps the input's size (no resize, no padding)
 
     def example_inputs(
         self, batch_size: int = 2, generator: torch.Generator | None = None
@@ -71,14 +73,20 @@ class _ImageModel(ZooModel):
 
     @property
     def receptive_radius(self) -> int:
-        """How many input pixels on each side can influence one output pixel (tiles overlap this much)."""
+        """How many input pixels on each side can influence one output pixel, at most (tiles overlap this
+        much): the convs' radii add up along the chain."""
         radius = 0
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 radius += (m.kernel_size[0] // 2) * m.dilation[0]
         # Convs after a pixel shuffle see output pixels: each is worth 1/scale input pixels, but counting
-        # them as whole input pixels only over-estimates. Bicubic reads 2 pixels either side.
-        return radius + (2 if getattr(self, "skip", "none") == "bicubic" else 0)
+        # them as whole input pixels only over-estimates. The bicubic skip, beside the convs, reads 2.
+        return max(radius, 2) if getattr(self, "skip", "none") == "bicubic" else radius
+
+    @property
+    def tile_overlap(self) -> int:
+        """The context ``zoo predict``'s tiles need for a seamless result (a weight records it)."""
+        return self.receptive_radius
 
 
 def _check_skip(skip: str) -> None:
@@ -219,6 +227,42 @@ class EDSR(_ImageModel):
         return out + bicubic_upsample(x, self.scale) if self.skip == "bicubic" else out
 
 
+class ColorizationUNet(UNet):
+    """`zoo.models.unet.UNet` that reads Lab lightness ``L / 100`` (1 channel) and writes the two ab channels
+    as ``ab / 256 + 0.5`` (the image-to-image task's colorization convention), starting from grey.
+
+    The head is zero-initialised and offset by 0.5, so the untrained model predicts ab = 0 (the grey
+    picture, the first baseline it must beat) and training only adds colour. U-Net's skips carry the
+    full-resolution edges and its pooled levels the context (sky, foliage, skin) that decides a colour.
+    """
+
+    # Input and output are fixed colour spaces: there is no head or stem to adapt.
+    first_conv = None
+    classifier = None
+    output_names = ("ab",)
+
+    def __init__(self, in_chans: int = 1, num_classes: int = 2, **kwargs: Any):
+        super().__init__(num_classes=num_classes, in_chans=in_chans, **kwargs)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def example_inputs(
+        self, batch_size: int = 2, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        device = next(self.parameters()).device
+        return (torch.rand(batch_size, *self.input_size, generator=generator).to(device),)
+
+    @property
+    def tile_overlap(self) -> int:
+        """Context per tile side for ``zoo predict``: four times the coarsest level's stride (the U-Net's
+        receptive field is wider than any practical overlap, so tiles match the untiled output closely,
+        not exactly)."""
+        return 4 * self.size_multiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + 0.5
+
+
 # ------------------------------------------------------------------------------------------ builders
 # The defaults are the published weights' configurations: narrower and shallower than the papers' (17 x 64
 # for DnCNN, 16 x 64 for the EDSR baseline) so that a recipe trains them in minutes on two CPU cores; the
@@ -227,9 +271,9 @@ class EDSR(_ImageModel):
 
 @register_model(task="image-to-image")
 def dncnn(**kwargs: Any) -> DnCNN:
-    """DnCNN residual denoiser (colour, 10 layers, 48 wide); ``depth=17, width=64`` is the paper's DnCNN-S."""
+    """DnCNN residual denoiser (colour, 10 layers, 32 wide); ``depth=17, width=64`` is the paper's DnCNN-S."""
     kwargs.setdefault("depth", 10)
-    kwargs.setdefault("width", 48)
+    kwargs.setdefault("width", 32)
     return DnCNN(**kwargs)
 
 
@@ -247,15 +291,22 @@ def espcn_x4(**kwargs: Any) -> ESPCN:
 
 @register_model(task="image-to-image")
 def edsr_x2(**kwargs: Any) -> EDSR:
-    """EDSR-style x2 super-resolution (8 residual blocks, 32 wide, bicubic skip)."""
+    """EDSR-style x2 super-resolution (6 residual blocks, 32 wide, bicubic skip)."""
     kwargs.setdefault("width", 32)
-    kwargs.setdefault("depth", 8)
+    kwargs.setdefault("depth", 6)
     return EDSR(scale=2, **kwargs)
 
 
 @register_model(task="image-to-image")
 def edsr_x4(**kwargs: Any) -> EDSR:
-    """EDSR-style x4 super-resolution (8 residual blocks, 32 wide, two x2 sub-pixel steps, bicubic skip)."""
+    """EDSR-style x4 super-resolution (6 residual blocks, 32 wide, two x2 sub-pixel steps, bicubic skip)."""
     kwargs.setdefault("width", 32)
-    kwargs.setdefault("depth", 8)
+    kwargs.setdefault("depth", 6)
     return EDSR(scale=4, **kwargs)
+
+
+@register_model(task="image-to-image")
+def colorization_unet(**kwargs: Any) -> ColorizationUNet:
+    """U-Net colorizer: Lab lightness in, ab out; depth 3, widths 16-128, bilinear upsampling."""
+    kwargs.setdefault("depth", 3)
+    return ColorizationUNet(**kwargs)

@@ -178,7 +178,11 @@ class EncoderUNet(ZooModel):
             )
         name = f"{encoder}.{encoder_weights}" if encoder_weights else encoder
         self.encoder = zoo.create_model(
-            name, pretrained=bool(encoder_weights), features_only=True, in_chans=in_chans, **(encoder_args or {})
+            name,
+            pretrained=bool(encoder_weights),
+            features_only=True,
+            in_chans=in_chans,
+            **(encoder_args or {}),
         )
         info = self.encoder.feature_info
         self.first_conv = f"encoder.{self.encoder.first_conv}" if self.encoder.first_conv else None

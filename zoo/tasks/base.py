@@ -156,6 +156,13 @@ class Task:
             raise ValueError(f"{meta.name}: the weight records no input_size to resize images to")
         return preprocess_image(image, size, meta.mean, meta.std, invert=invert)
 
+    def inference_runner(
+        self, run: Callable[[np.ndarray], Mapping[str, np.ndarray]], meta: Any, **options: Any
+    ) -> Callable[[np.ndarray], Mapping[str, np.ndarray]]:
+        """How ``zoo predict`` calls the network (either runtime's `run`) on one preprocessed input; a task
+        wraps it, e.g. to run large images in tiles (image-to-image). Default: `run` itself."""
+        return run
+
     def postprocess(self, outputs: Mapping[str, np.ndarray], meta: Any, **options: Any) -> list[Any]:
         """Named output arrays of a batch -> one result per sample (default: that sample's arrays)."""
         batch = len(next(iter(outputs.values())))
@@ -306,6 +313,7 @@ def predict_lines(
     from zoo.preprocess import conversion_note, load_image
 
     channels = meta.input_size[0] if meta.input_size else 3
+    run = task.inference_runner(run, meta, **options)
     for path in files:
         image = load_image(path, channels)
         note = conversion_note(path, channels)

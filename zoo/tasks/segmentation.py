@@ -53,7 +53,10 @@ class SemanticSegmentation(Task):
         ),
         WeightField("background_index", 0, "the class drawn without colour (background)", (int,)),
         WeightField(
-            "size_multiple", None, "the model takes any size that is a multiple of this (padded, cropped back)", (int,)
+            "size_multiple",
+            None,
+            "the model takes any size that is a multiple of this (padded, cropped back)",
+            (int,),
         ),
     )
     headline_metrics = (("miou", "mIoU", "{:.3f}"), ("pixel_acc", "pixel acc", "{:.2%}"))
@@ -103,9 +106,36 @@ class SemanticSegmentation(Task):
     def metrics(self, meta: Any) -> dict[str, Any]:
         from zoo.metrics import MeanIoU
 
+        # Named by the weight's labels (iou_background, iou_0, ...), as the recipes record them in the card.
+        labels = list(meta.labels) if meta.labels else None
         return {
-            "miou": MeanIoU(num_classes=len(meta.labels), ignore_index=getattr(meta, "ignore_index", None))
+            "miou": MeanIoU(
+                num_classes=len(meta.labels),
+                ignore_index=getattr(meta, "ignore_index", None),
+                class_names=labels,
+            )
         }
+
+    def evaluation_pairs(self, images: np.ndarray, labels: Any, meta: Any) -> tuple[np.ndarray, Any]:
+        """Scenes: the preprocessed images and their (N, H, W) class maps (the split's semantic targets)."""
+        inputs, _ = super().evaluation_pairs(images, labels, meta)
+        targets = np.asarray(labels, np.int64)
+        if targets.ndim != 3:
+            raise ValueError(f"segmentation targets must be (N, H, W) class maps, got shape {targets.shape}")
+        return inputs, targets
+
+    def update_metrics(
+        self, metrics: Mapping[str, Any], outputs: Mapping[str, np.ndarray], targets: Any, meta: Any
+    ) -> None:
+        """Logits cropped to the target's size (undoing any padding to ``size_multiple``), then the
+        arg-max class map against the targets."""
+        import torch
+
+        logits = outputs["logits"] if "logits" in outputs else next(iter(outputs.values()))
+        target = torch.as_tensor(np.asarray(targets, np.int64))
+        pred = torch.as_tensor(crop_to(np.asarray(logits), target.shape[-2:]).argmax(1))
+        for metric in metrics.values():
+            metric.update(pred, target)
 
     def agreement(
         self,
