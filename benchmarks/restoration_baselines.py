@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 TV_WEIGHTS = (0.02, 0.04, 0.06, 0.08, 0.1, 0.13, 0.16, 0.2, 0.25)  # multiplied by sigma / 25
-NLM_H = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2)  # h = factor * sigma
+NLM_H = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)  # h = factor * sigma
 TUNE_PATCHES = 12  # train patches the parameters are tuned on (evenly spaced over the train photos)
 
 Method = Callable[[np.ndarray], np.ndarray]  # (N, C, h, w) inputs -> (N, C, H, W) outputs, floats

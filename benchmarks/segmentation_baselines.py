@@ -7,22 +7,25 @@
    px and centred in 28x28 (MNIST's own framing), classified by the zoo's ``resnet8_small.mnist``; every
    pixel of the component gets that digit. Touching digits merge into one component and textured
    backgrounds leak into the mask: what a learned segmenter has to beat.
-2. ``smp Unet (resnet18, same budget)``: ``segmentation_models_pytorch.Unet(encoder_name="resnet18",
+2. ``smp Unet (resnet18, same compute)``: ``segmentation_models_pytorch.Unet(encoder_name="resnet18",
    encoder_weights=None, classes=11)`` trained with the segmentation recipe of the weight (same data,
-   augmentation, loss, optimizer and schedule), its number of epochs set so its training takes about the
-   weight's training time on this machine (``--budget`` seconds, default the weight's recorded time).
+   augmentation, loss, optimizer and schedule) on as many fresh compositions as give it the weight's
+   training compute (images seen x forward FLOPs per image; seconds on this shared machine measure the
+   other jobs' load more than the model).
 
 Both are scored with `zoo.metrics.MeanIoU` (mIoU over the 11 classes, pixel accuracy, per-class IoU),
 exactly as the recipe scores the weight. ``--write NAME`` stores them in ``hub/NAME/config.json`` under
 ``weights.baselines`` and renders the model card again, so the card shows them beside the weight.
 
-    .venv/bin/python benchmarks/segmentation_baselines.py [--limit N] [--skip-smp] [--write unet.scenes]
+    .venv/bin/python benchmarks/segmentation_baselines.py [--weight NAME] [--limit N] [--skip-smp]
+        [--save b.json] [--load b.json] [--write NAME]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -118,44 +121,61 @@ def otsu_baseline(limit: int | None, min_area: int) -> dict[str, float]:
     return score(pred, target, ["background", *[str(d) for d in range(10)]])
 
 
-def smp_baseline(
-    recipe: str, budget_s: float, overrides: list[str], probe_steps: int = 20
-) -> dict[str, float]:
-    """The recipe with its model replaced by smp's Unet(resnet18), epochs scaled to fit `budget_s`."""
+def flops_per_image(model: torch.nn.Module, size: tuple[int, int, int] = (3, 64, 64)) -> float:
+    """Forward FLOPs of one image (torch.utils.flop_counter: 2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, *size))
+    return float(counter.get_total_flops())
+
+
+def smp_baseline(weight: str, overrides: list[str]) -> dict[str, float]:
+    """smp's Unet(resnet18) trained by the weight's own recipe (data, augmentation, loss, optimizer,
+    schedule), for as many compositions as give it the weight's training compute.
+
+    The budget is compute, not seconds: on this shared 2-core machine a run's time moves with other
+    jobs' load far more than with the model, so seconds would compare loads. One pass over
+    ``4000 * (1 + fresh_scenes)`` scenes is chosen so its forward FLOPs match (at least) the weight's:
+    images seen x FLOPs per image. The run's own time is reported beside it.
+    """
+    from dataclasses import replace
+
     import segmentation_models_pytorch as smp
 
+    import zoo
     from recipes.engine import Trainer, resolve_config
 
-    preset, config = resolve_config(recipe, ["progress=false", "tensorboard=false", "pictures=0", *overrides])
+    # The weight's recipe (a preset named like the weight), whether or not the weight is published yet.
+    preset, config = resolve_config(weight, ["progress=false", "tensorboard=false", "pictures=0", *overrides])
+    seed, size, classes = config.seed, (3, 64, 64), 11
+    model = zoo.create_model(config.model, num_classes=classes, in_chans=3, img_size=64, **config.model_args)
+    ours = flops_per_image(model, size)
+    steps = (4000 * (1 + config.fresh_scenes) // config.batch_size) * config.epochs
+
+    def build_smp() -> torch.nn.Module:
+        return smp.Unet(encoder_name="resnet18", encoder_weights=None, classes=classes)
+
+    theirs = flops_per_image(build_smp(), size)
+    budget = steps * config.batch_size * ours  # what the weight's training cost, forward
+    scenes = math.ceil(budget / theirs / 4000) * 4000
+    config = replace(config, epochs=1, fresh_scenes=scenes // 4000 - 1)
+    print(
+        f"smp Unet: {theirs / 1e6:.0f} MFLOPs/image vs {ours / 1e6:.0f} for {weight}; budget "
+        f"{budget / 1e12:.2f} TFLOPs -> one pass over {scenes} scenes"
+    )
 
     class SmpObjective(preset.objective):
         def build(self, data):
-            torch.manual_seed(config.seed)
-            return {"model": smp.Unet(encoder_name="resnet18", encoder_weights=None, classes=11)}
+            torch.manual_seed(seed)
+            return {"model": build_smp()}
 
-    # Probe: the time of `probe_steps` optimizer steps (after 3 warm-up steps) gives the steps the budget
-    # affords; the one-cycle schedule then spans exactly that many epochs, as a full run of the recipe would.
-    from dataclasses import replace
-
-    probe = Trainer(SmpObjective(replace(config, max_steps=3 + probe_steps)), run_dir=None, publish=False)
-    probe.setup()
-    batches = probe.batches(0)
-    for _ in range(3):
-        probe.train_batch(next(batches))
-    start = time.perf_counter()
-    for _ in range(probe_steps):
-        probe.train_batch(next(batches))
-    per_step = (time.perf_counter() - start) / probe_steps
-    epochs = max(1, round(budget_s / per_step / probe.steps_per_epoch))
-    print(f"smp Unet: {per_step * 1000:.0f} ms/step -> {epochs} epochs of {probe.steps_per_epoch} steps")
-    trainer = Trainer(SmpObjective(replace(config, epochs=epochs)), run_dir=None, publish=False)
+    trainer = Trainer(SmpObjective(config), run_dir=None, publish=False)
     result = trainer.fit()
-    model = trainer.eval_models()["model"]
-    params = sum(p.numel() for p in model.parameters())
+    params = sum(p.numel() for p in trainer.eval_models()["model"].parameters())
     print(f"smp Unet: trained {result.steps} steps in {result.train_time_s:.0f} s, {params:,} parameters")
-    out = {k: round(v, 6) for k, v in result.metrics.items() if k != "loss"}
-    out["train_time_s"] = round(result.train_time_s, 1)
-    return out
+    return {k: round(v, 6) for k, v in result.metrics.items() if k != "loss"}
 
 
 def write_baselines(name: str, baselines: dict[str, dict[str, float]]) -> Path:
@@ -174,14 +194,16 @@ def write_baselines(name: str, baselines: dict[str, dict[str, float]]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weight", default="unet.scenes", help="the published weight to compare against")
+    parser.add_argument("--weight", default="unet_resnet8_small.scenes", help="the weight (and its recipe)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N test scenes (quick checks)")
     parser.add_argument("--min-area", type=int, default=12)
+    parser.add_argument("--skip-otsu", action="store_true")
     parser.add_argument("--skip-smp", action="store_true")
-    parser.add_argument(
-        "--budget", type=float, default=None, help="smp training seconds (default: the weight's)"
-    )
     parser.add_argument("--set", action="append", default=[], help="recipe overrides for the smp run")
+    parser.add_argument("--save", metavar="JSON", help="also write the measured baselines to this file")
+    parser.add_argument(
+        "--load", metavar="JSON", action="append", default=[], help="baselines measured before"
+    )
     parser.add_argument(
         "--write", metavar="NAME", help="store the baselines in hub/NAME and re-render its card"
     )
@@ -189,23 +211,26 @@ def main(argv: list[str] | None = None) -> int:
 
     import zoo
 
-    meta = zoo.get_weights(args.weight) if (ROOT / "hub" / args.weight).is_dir() else None
     results: dict[str, dict[str, float]] = {}
-    start = time.perf_counter()
-    results["otsu + components + resnet8_small.mnist"] = otsu_baseline(args.limit, args.min_area)
-    print(f"otsu baseline: {time.perf_counter() - start:.1f} s")
+    for path in args.load:
+        results.update(json.loads(Path(path).read_text()))
+    if not args.skip_otsu:
+        start = time.perf_counter()
+        results["otsu + components + resnet8_small.mnist"] = otsu_baseline(args.limit, args.min_area)
+        print(f"otsu baseline: {time.perf_counter() - start:.1f} s")
     if not args.skip_smp:
-        recipe = meta.recipe if meta else args.weight
-        budget = args.budget or (meta.training.get("train_time_s") if meta else None) or 600.0
-        results["smp Unet resnet18 (same budget)"] = smp_baseline(recipe, budget, args.set)
-    if meta:
-        results = {args.weight: {k: v for k, v in meta.metrics.items() if k != "loss"}, **results}
-    for name, values in results.items():
+        results["smp Unet resnet18 (same compute)"] = smp_baseline(args.weight, args.set)
+    if args.save:
+        Path(args.save).write_text(json.dumps(results, indent=2) + "\n")
+    shown = dict(results)
+    if (ROOT / "hub" / args.weight).is_dir():
+        metrics = zoo.get_weights(args.weight).metrics
+        shown = {args.weight: {k: v for k, v in metrics.items() if k != "loss"}, **results}
+    for name, values in shown.items():
         ious = " ".join(f"{k[4:]}:{v:.3f}" for k, v in values.items() if k.startswith("iou_"))
         print(f"{name}: mIoU {values['miou']:.4f}  pixel acc {values['pixel_acc']:.4f}  ({ious})")
     if args.write:
-        baselines = {k: v for k, v in results.items() if k != args.weight}
-        print(f"written to {write_baselines(args.write, baselines)}")
+        print(f"written to {write_baselines(args.write, results)}")
     return 0
 
 

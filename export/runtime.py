@@ -362,8 +362,10 @@ def predict_files(
     invert: bool = False,
     out_dir: Path | None = None,
     threads: int | None = None,
+    **options: Any,
 ) -> Iterator[str]:
-    """One printable line per file, as `zoo predict` prints them (used by ``zoo predict --onnx``)."""
+    """One printable line per file, as `zoo predict` prints them (used by ``zoo predict --onnx``); `options`
+    go to the task (e.g. ``tile`` for image-to-image)."""
     from zoo.tasks.base import predict_lines
 
     model = OnnxModel(model_path, threads=threads)
@@ -374,4 +376,4 @@ def predict_files(
             + ", not image files"
         )
     meta = model._sized_meta(model._input_size())
-    yield from predict_lines(model.task, meta, files, model.run, invert=invert, out_dir=out_dir, k=k)
+    yield from predict_lines(model.task, meta, files, model.run, invert=invert, out_dir=out_dir, k=k, **options)

@@ -138,9 +138,10 @@ class RestorationObjective(Objective):
             extra = [_pairs(test_images, self.degradation(s)).inputs for s in others]
             test = _WithExtras(test, torch.stack(extra, 1) if extra else None)
         channels = 1 if c.mode == "colorize" else 3
+        photos_used = "the colour train photos" if c.mode == "colorize" else "the train photos"
         split = (
-            f"{test_split.split}; train: every {c.patch_size}x{c.patch_size} patch (stride {c.patch_size // 2}) "
-            f"of {', '.join(names)}"
+            f"{test_split.split}; training reads every {c.patch_size}x{c.patch_size} patch (stride "
+            f"{c.patch_size // 2}) of {photos_used} ({', '.join(names)})"
         )
         return Data(train, None, test, c.dataset, split, {"input_size": (channels, c.patch_size, c.patch_size)})
 
@@ -361,8 +362,8 @@ register_preset(
         mode="colorize",
         patch_size=64,
         loss="mse",
-        epochs=8,
-        batch_size=32,
+        epochs=2,
+        batch_size=16,
         precision="auto",
         channels_last=True,
         optim=OptimizerConfig(name="adamw", lr=2e-3, weight_decay=1e-4),

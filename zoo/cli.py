@@ -85,14 +85,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         from export.runtime import predict_files as predict_onnx
 
         files = [Path(args.name), *args.files]
-        for line in predict_onnx(args.onnx, files, k=args.topk, invert=args.invert, out_dir=args.out):
+        for line in predict_onnx(
+            args.onnx, files, k=args.topk, invert=args.invert, out_dir=args.out, tile=args.tile
+        ):
             print(line)
         return 0
     if not args.files:
         raise ZooError("give one or more image files after NAME (or --onnx PATH, then image files)")
     from zoo.predict import predict_files
 
-    for line in predict_files(args.name, args.files, k=args.topk, invert=args.invert, out_dir=args.out):
+    for line in predict_files(
+        args.name, args.files, k=args.topk, invert=args.invert, out_dir=args.out, tile=args.tile
+    ):
         print(line)
     return 0
 
@@ -166,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--invert", action="store_true", help="invert intensities (dark digits on light paper)")
     p.add_argument(
         "--out", type=Path, default=None, help="folder for pictures: outputs, overlays, drawn boxes"
+    )
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="image-to-image: run large images in overlapping tiles of this side (default 512; 0: whole image)",
     )
     p.set_defaults(func=_cmd_predict)
 

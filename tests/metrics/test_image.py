@@ -97,3 +97,30 @@ def test_ssim_identical_images_and_validation():
         PSNR(1.0).update(clean, clean[:1])
     with pytest.raises(ValueError, match="positive"):
         PSNR(0)
+
+
+def test_psnr_on_the_y_channel_with_a_border_crop_as_super_resolution_papers_report_it():
+    """Y of BT.601 YCbCr (MATLAB's rgb2ycbcr, checked against scikit-image's), `crop` pixels cut a side."""
+    from skimage.color import rgb2ycbcr
+
+    from zoo.metrics.image import rgb_to_y
+
+    noisy, clean = _pairs(3, 4, 3, size=32)
+    y = rgb_to_y(clean)
+    expected_y = np.stack([rgb2ycbcr(c.permute(1, 2, 0).numpy())[..., 0] / 255.0 for c in clean])
+    np.testing.assert_allclose(y[:, 0].numpy(), expected_y, atol=1e-5)
+    m = PSNR(data_range=1.0, y_channel=True, crop=4)
+    m.update(noisy, clean)
+    refs = [
+        peak_signal_noise_ratio(c[0, 4:-4, 4:-4].numpy(), x[0, 4:-4, 4:-4].numpy(), data_range=1.0)
+        for x, c in zip(rgb_to_y(noisy), y)
+    ]
+    assert m.compute()["psnr"] == pytest.approx(np.mean(refs), abs=1e-4)
+    assert rgb_to_y(clean[:, :1]) is not None  # grey passes through
+    with pytest.raises(ValueError, match="crop"):
+        PSNR(data_range=1.0, crop=20).update(noisy, clean)
+    s = SSIM(data_range=1.0, y_channel=True)
+    s.update(noisy, clean)
+    ref = SSIM(data_range=1.0)
+    ref.update(rgb_to_y(noisy), rgb_to_y(clean))
+    assert s.compute()["ssim"] == pytest.approx(ref.compute()["ssim"])

@@ -69,7 +69,8 @@ def test_skip_fusion_keeps_the_input_size(skips, size):
 def test_skip_score_layers_start_at_zero_and_follow_num_classes(tmp_path):
     model = build("fcn_resnet8_small").eval()
     skips = model._modules["classifier"][4].skips
-    assert all(not conv.weight.any() for conv in skips)  # the paper: "initializing the new parameters to zero"
+    # The paper: "initializing the new parameters to zero".
+    assert all(not conv.weight.any() for conv in skips)
     folder = zoo.save_pretrained(model, tmp_path / "fcn")
     adapted = zoo.create_model(str(folder), num_classes=4).eval()
     assert all(conv.out_channels == 4 for conv in adapted._modules["classifier"][4].skips)
@@ -98,7 +99,8 @@ def test_atrous_matches_torchvision_replace_stride_with_dilation():
     convs = [(n, m) for n, m in ours.named_modules() if isinstance(m, torch.nn.Conv2d)]
     for name, conv in convs:
         other = theirs.get_submodule(name)
-        assert (conv.stride, conv.dilation, conv.padding) == (other.stride, other.dilation, other.padding), name
+        ours_geometry = (conv.stride, conv.dilation, conv.padding)
+        assert ours_geometry == (other.stride, other.dilation, other.padding), name
 
 
 def test_bad_output_stride_and_skips_are_refused():

@@ -64,12 +64,12 @@ def test_config_validation_names_the_key():
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """unet.scenes trained for 3 steps (fixed train scenes only, to keep it quick), published."""
+    """unet_resnet8_small.scenes trained for 3 steps (fixed train scenes only, to keep it quick), published."""
     run = tmp_path_factory.mktemp("seg") / "run"
     _, config = resolve_config(
-        "unet.scenes", ["max_steps=3", "fresh_scenes=0", "pictures=2", "progress=false", "tensorboard=false"]
+        "unet_resnet8_small.scenes", ["max_steps=3", "fresh_scenes=0", "pictures=2", "progress=false", "tensorboard=false"]
     )
-    trainer = Trainer(SegmentationObjective(config), run_dir=run, recipe="unet.scenes")
+    trainer = Trainer(SegmentationObjective(config), run_dir=run, recipe="unet_resnet8_small.scenes")
     result = trainer.fit()
     return trainer, result
 
@@ -80,7 +80,7 @@ def test_preset_smoke_trains_and_publishes_a_segmentation_weight(smoke):
     folder = result.weight_folder
     model = zoo.create_model(str(folder)).eval()
     meta = model.pretrained_weights
-    assert meta.task == "semantic-segmentation" and meta.recipe == "unet.scenes"
+    assert meta.task == "semantic-segmentation" and meta.recipe == "unet_resnet8_small.scenes"
     assert meta.labels == ("background", *(str(d) for d in range(10)))
     assert meta.input_size == (3, 64, 64) and meta.ignore_index == 255 and meta.dataset == "digit_scenes_64"
     assert {"miou", "pixel_acc", "iou_background", "iou_9", "loss"} <= set(meta.metrics)

@@ -132,16 +132,17 @@ def test_tiles_stitch_to_the_untiled_output(name, size):
 
 
 def test_tiling_keeps_windows_on_the_size_multiple_and_passes_small_images_through():
-    x = np.zeros((1, 1, 100, 70), np.float32)
     seen = []
 
     def run(t):
         seen.append(t.shape[-2:])
         return {"out": t + 1}
 
-    out = tiled_run(run, x, tile=36, overlap=8, multiple=8)["out"]
-    np.testing.assert_array_equal(out, x + 1)
-    assert all(h % 8 == 0 and w % 8 == 0 for h, w in seen if h < 100 and w < 70)
+    x = np.random.default_rng(0).random((1, 1, 96, 72), dtype=np.float32)
+    np.testing.assert_array_equal(tiled_run(run, x, tile=40, overlap=8, multiple=8)["out"], x + 1)
+    assert len(seen) > 4 and all(h % 8 == 0 and w % 8 == 0 for h, w in seen)
+    x = np.random.default_rng(0).random((1, 1, 100, 70), dtype=np.float32)  # not multiples: still covered
+    np.testing.assert_array_equal(tiled_run(run, x, tile=36, overlap=8, multiple=8)["out"], x + 1)
     seen.clear()
     tiled_run(run, x, tile=0)
     tiled_run(run, x, tile=128)

@@ -111,6 +111,8 @@ class DeepLabV3(TorchvisionHeads):
     before it. Heads named as torchvision's (see `zoo.models.fcn.TorchvisionHeads`)."""
 
     classifier = "classifier.4"
+    # The output stride (set per instance): inputs padded to a multiple keep the maps aligned.
+    size_multiple: int = 8
 
     def __init__(
         self,
@@ -175,6 +177,7 @@ class DeepLabV3Plus(DeepLabV3):
     """DeepLab v3 with the v3+ decoder on the backbone level ``low_level`` (default: ``layer1``, /4)."""
 
     classifier = "classifier.head"
+    size_multiple: int = 16
 
     def __init__(
         self, backbone: str = "resnet50", low_level: int = 1, output_stride: int | None = 16, **kwargs: Any

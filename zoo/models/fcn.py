@@ -144,6 +144,8 @@ class FCN(TorchvisionHeads):
     """A backbone's feature levels, an `FCNHead` on the deepest, skip fusion and an optional aux head."""
 
     classifier = "classifier.4"
+    # The output stride (set per instance): inputs padded to a multiple keep the maps aligned.
+    size_multiple: int = 8
 
     def __init__(
         self,
@@ -172,7 +174,8 @@ class FCN(TorchvisionHeads):
         channels = info.channels()
         self.input_size = (in_chans, img_size, img_size)
         self.num_classes = num_classes
-        self.size_multiple = int(info.reduction(-1))
+        self.output_stride = int(info.reduction(-1))
+        self.size_multiple = self.output_stride
         self.first_conv = f"backbone.{self.backbone.first_conv}" if self.backbone.first_conv else None
         head_channels = head_channels or channels[-1] // 4
         score = ScoreConv(head_channels, num_classes, [channels[i] for i in self._skips])

@@ -277,7 +277,7 @@ def dncnn(**kwargs: Any) -> DnCNN:
     return DnCNN(**kwargs)
 
 
-@register_model(task="image-to-image")
+@register_model(task="image-to-image", weights=("photos",))
 def espcn_x2(**kwargs: Any) -> ESPCN:
     """ESPCN x2 super-resolution (64-32 wide, tanh, sub-pixel output, bicubic skip)."""
     return ESPCN(scale=2, **kwargs)

@@ -92,6 +92,8 @@ class UNet(ZooModel):
 
     first_conv = "encoder.0.0.0"
     classifier = "head"
+    # Input sides that no pooling floors (2**depth; set per instance); the segmentation task pads to it.
+    size_multiple: int = 16
 
     def __init__(
         self,
@@ -154,6 +156,8 @@ class EncoderUNet(ZooModel):
     """
 
     classifier = "head"
+    # The encoder's deepest reduction (set per instance); the segmentation task pads inputs to it.
+    size_multiple: int = 32
 
     def __init__(
         self,
@@ -243,8 +247,8 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def _encoder_unet(encoder: str, small: bool, **kwargs: Any) -> EncoderUNet:
-    kwargs.setdefault("encoder", encoder)
+def _encoder_unet(default_encoder: str, small: bool, kwargs: dict[str, Any]) -> EncoderUNet:
+    kwargs.setdefault("encoder", default_encoder)
     if small:
         kwargs.setdefault("img_size", 64)
     return EncoderUNet(**kwargs)
@@ -252,7 +256,7 @@ def _encoder_unet(encoder: str, small: bool, **kwargs: Any) -> EncoderUNet:
 
 @register_model(task="semantic-segmentation")
 def unet(**kwargs: Any) -> UNet:
-    """U-Net for the 64 px digit scenes: depth 4, widths 16-256, bilinear upsampling, 11 classes (~1.9M).
+    """U-Net for the 64 px digit scenes: depth 4, widths 16-256, bilinear upsampling, 11 classes (1.8M).
 
     ``num_classes`` is the number of output channels (e.g. 2 for colorization's ab channels).
     """
@@ -269,22 +273,22 @@ def unet_small(**kwargs: Any) -> UNet:
 @register_model(task="semantic-segmentation")
 def unet_resnet18(**kwargs: Any) -> EncoderUNet:
     """U-Net decoder over a ResNet-18 encoder (ImageNet stem; output stride 32), as smp's ``Unet``."""
-    return _encoder_unet("resnet18", False, **kwargs)
+    return _encoder_unet("resnet18", False, kwargs)
 
 
 @register_model(task="semantic-segmentation")
 def unet_resnet34(**kwargs: Any) -> EncoderUNet:
     """U-Net decoder over a ResNet-34 encoder (ImageNet stem; output stride 32), as smp's ``Unet``."""
-    return _encoder_unet("resnet34", False, **kwargs)
+    return _encoder_unet("resnet34", False, kwargs)
 
 
 @register_model(task="semantic-segmentation")
 def unet_resnet8_small(**kwargs: Any) -> EncoderUNet:
     """U-Net decoder over ``resnet8_small`` (3x3 stem, stride 8, widths 16-128) for 64 px scenes."""
-    return _encoder_unet("resnet8_small", True, **kwargs)
+    return _encoder_unet("resnet8_small", True, kwargs)
 
 
 @register_model(task="semantic-segmentation")
 def unet_resnet18_small(**kwargs: Any) -> EncoderUNet:
     """U-Net decoder over ``resnet18_small`` (3x3 stem, stride 8, widths 64-512) for 64 px scenes."""
-    return _encoder_unet("resnet18_small", True, **kwargs)
+    return _encoder_unet("resnet18_small", True, kwargs)

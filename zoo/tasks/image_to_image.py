@@ -163,14 +163,16 @@ def tiled_run(
     if tile <= 0 or (h <= tile and w <= tile):
         return dict(run(x))
     tile = max(multiple, tile // multiple * multiple)
-    core = tile - 2 * overlap
+    # Rounding a window's start down to the multiple may cost up to multiple - 1 pixels of context on its
+    # far side: the core shrinks by as much.
+    core = tile - 2 * overlap - (multiple - 1)
     if core < 1:
         raise ValueError(f"tile {tile} leaves no core inside an overlap of {overlap} pixels a side")
     stitched: dict[str, np.ndarray] = {}
     for y0 in range(0, h, core):
         for x0 in range(0, w, core):
             y1, x1 = min(y0 + core, h), min(x0 + core, w)
-            wy0, wx0 = _window_start(y0, overlap, tile, h, multiple), _window_start(x0, overlap, tile, w, multiple)
+            wy0, wx0 = _window_start(y0, y1, overlap, tile, h, multiple), _window_start(x0, x1, overlap, tile, w, multiple)
             wy1, wx1 = min(h, wy0 + tile), min(w, wx0 + tile)
             for key, value in run(np.ascontiguousarray(x[:, :, wy0:wy1, wx0:wx1])).items():
                 value = np.asarray(value)
@@ -185,8 +187,12 @@ def tiled_run(
     return stitched
 
 
-def _window_start(start: int, overlap: int, tile: int, size: int, multiple: int) -> int:
-    return max(0, min(start - overlap, size - tile)) // multiple * multiple
+def _window_start(start: int, end: int, overlap: int, tile: int, size: int, multiple: int) -> int:
+    first = max(0, min(start - overlap, size - tile))
+    aligned = first // multiple * multiple
+    # A size that is not a multiple (the task pads to one; direct callers may not) can leave an aligned
+    # window short of the core's end: then the window stays where it is, unaligned.
+    return aligned if aligned + tile >= end else first
 
 
 def to_uint8_images(x: np.ndarray, input_size: Sequence[int] | None, mean=None, std=None) -> list[np.ndarray]:
