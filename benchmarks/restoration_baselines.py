@@ -67,9 +67,9 @@ def _measure(meta: Any, method: Method, inputs: np.ndarray, targets: np.ndarray)
 
 def _per_image(fn: Callable[[np.ndarray], np.ndarray]) -> Method:
     """Apply an (H, W, C) image function to every item of a (N, C, H, W) batch."""
-    return lambda x: np.stack([fn(im.transpose(1, 2, 0)).reshape(im.shape[1:] + im.shape[:1]) for im in x]).transpose(
-        0, 3, 1, 2
-    )
+    return lambda x: np.stack(
+        [fn(im.transpose(1, 2, 0)).reshape(im.shape[1:] + im.shape[:1]) for im in x]
+    ).transpose(0, 3, 1, 2)
 
 
 def _tv(weight: float) -> Method:
@@ -93,12 +93,15 @@ def _psnr(outputs: np.ndarray, targets: np.ndarray) -> float:
     return float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-10))))
 
 
-def _train_patches(count: int = TUNE_PATCHES, colour_only: bool = False) -> np.ndarray:
-    """Evenly spaced 128 px patches of the train photos (N, H, W, C) uint8: where parameters are tuned."""
+def _train_patches(count: int | None = TUNE_PATCHES, colour_only: bool = False) -> np.ndarray:
+    """Evenly spaced 128 px patches of the train photos (N, H, W, C) uint8 (all with `count` None): where
+    parameters are tuned."""
     from zoo.data.photos import COLOUR_PHOTOS, GREY_PHOTOS, TEST_PHOTOS, photo_patches
 
     names = [n for n in sorted(COLOUR_PHOTOS + (() if colour_only else GREY_PHOTOS)) if n not in TEST_PHOTOS]
     images = photo_patches(128, names=names).images.numpy().transpose(0, 2, 3, 1)
+    if count is None:
+        return images
     return images[np.linspace(0, len(images) - 1, count).round().astype(int)]
 
 
@@ -116,14 +119,21 @@ def denoising_baselines(meta: Any, images: np.ndarray) -> dict[str, dict[str, fl
 
     headline = float(meta.degradation["noise_std"])
     sigmas = sorted({headline, *_reported_sigmas(meta)})
-    rows: dict[str, dict[str, float]] = {"noisy input": {}, "TV (Chambolle), tuned": {}, "NL-means, tuned": {}}
+    rows: dict[str, dict[str, float]] = {
+        "noisy input": {},
+        "TV (Chambolle), tuned": {},
+        "NL-means, tuned": {},
+    }
     for sigma in sigmas:
         spec = {"noise_std": sigma}
         s = sigma / 255.0
         tv_best, tv_scores = _tune({f"{w * sigma / 25:.4f}": _tv(w * sigma / 25) for w in TV_WEIGHTS}, spec)
         nlm_best, nlm_scores = _tune({f"{h:.2f}": _nlm(h * s, s) for h in NLM_H}, spec)
-        print(f"sigma {sigma:g}: TV weight {tv_best} (train PSNR {tv_scores[tv_best]:.2f}), NL-means h "
-              f"{nlm_best} sigma (train PSNR {nlm_scores[nlm_best]:.2f})", flush=True)
+        print(
+            f"sigma {sigma:g}: TV weight {tv_best} (train PSNR {tv_scores[tv_best]:.2f}), NL-means h "
+            f"{nlm_best} sigma (train PSNR {nlm_scores[nlm_best]:.2f})",
+            flush=True,
+        )
         inputs, targets = degrade(images, spec)
         suffix = "" if sigma == headline else f"_sigma{sigma:g}"
         for row, method in (
@@ -169,7 +179,7 @@ def colorization_baselines(meta: Any, images: np.ndarray) -> dict[str, dict[str,
     from zoo.tasks.image_to_image import degrade
 
     inputs, targets = degrade(images, meta.degradation)
-    _, train_ab = degrade(_train_patches(10**6, colour_only=True), meta.degradation)
+    _, train_ab = degrade(_train_patches(None, colour_only=True), meta.degradation)
     mean_ab = train_ab.mean(axis=(0, 2, 3)).reshape(1, 2, 1, 1)
     shape = (len(inputs), 2, *inputs.shape[2:])
     return {
@@ -214,7 +224,9 @@ def write_baselines(folder: Path, rows: dict[str, dict[str, float]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="+", help="arch.tag (in hub/) or a weight folder")
-    parser.add_argument("--write", action="store_true", help="store the baselines in config.json and the card")
+    parser.add_argument(
+        "--write", action="store_true", help="store the baselines in config.json and the card"
+    )
     args = parser.parse_args(argv)
     for name in args.names:
         folder = _folder(name)

@@ -17,6 +17,7 @@ from zoo._lazy import lazy_exports
 _EXPORTS = {
     "to_onnx": "export.onnx",
     "validate": "export.onnx",
+    "verify_onnx": "export.verify",
     "quantize_int8": "export.onnx",
     "calibrate_batchnorm": "export.onnx",
     "graph_paths": "export.onnx",
@@ -60,6 +61,7 @@ __all__ = [
     "register_adapter",
     "to_onnx",
     "validate",
+    "verify_onnx",
 ]
 
 
@@ -89,3 +91,4 @@ if TYPE_CHECKING:
         predict_files,
         read_metadata,
     )
+    from export.verify import verify_onnx

@@ -28,7 +28,8 @@ def default_out(name: str) -> Path:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from export.onnx import DEFAULT_OPSET, to_onnx, verify_onnx, weight_test_split
+    from export.onnx import DEFAULT_OPSET, to_onnx
+    from export.verify import verify_onnx, weight_test_split
 
     out = args.out or default_out(args.name)
     if args.verify:

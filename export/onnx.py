@@ -48,7 +48,6 @@ __all__ = [
     "GraphReport",
     "ParityCheck",
     "QuantizationReport",
-    "SplitCheck",
     "ValidationReport",
     "calibrate_batchnorm",
     "flatten_outputs",
@@ -57,8 +56,6 @@ __all__ = [
     "quantize_int8",
     "to_onnx",
     "validate",
-    "verify_onnx",
-    "weight_test_split",
 ]
 
 # Opset 20: the dynamo exporter's default in torch 2.14, supported by onnxruntime >= 1.17 and by the
@@ -335,7 +332,8 @@ def _first_line(err: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------------------- exporting
-def _resolve(name_or_model: str | nn.Module, pretrained: bool | None) -> nn.Module:
+def resolve_model(name_or_model: str | nn.Module, pretrained: bool | None) -> nn.Module:
+    """A zoo model in eval mode from a model or a name (a weight, a folder, an hf-hub repo or an arch)."""
     if isinstance(name_or_model, nn.Module):
         model = name_or_model
     else:
@@ -543,7 +541,7 @@ def to_onnx(
     """
     if exporter not in ("auto", "dynamo", "torchscript"):
         raise ConfigError(f"exporter must be 'auto', 'dynamo' or 'torchscript', got {exporter!r}")
-    model = _resolve(name_or_model, pretrained)
+    model = resolve_model(name_or_model, pretrained)
     specs, size = graph_specs(model, input_size, dynamic)
     paths = graph_paths(path, [s.name for s in specs])
     graphs: list[ExportedGraph] = []
@@ -614,80 +612,6 @@ def graph_specs(
     return specs, size
 
 
-def weight_test_split(name: str) -> tuple[np.ndarray, Any] | None:
-    """A published weight's test split as its task feeds it: (model inputs, metric targets).
-
-    The split is the one the weight records (``Weights.dataset``), loaded through ``zoo.data`` and
-    preprocessed by the weight's task, exactly as `export.runtime` and ``zoo predict`` do it (see
-    `zoo.evaluation.evaluation_split`). None for a name without a published weight, or a dataset that is
-    not available offline.
-    """
-    from zoo.errors import ZooError
-    from zoo.evaluation import evaluation_split
-    from zoo.registry import get_entry, get_weights, parse_model_name
-
-    arch, tag = parse_model_name(name)
-    try:
-        tag = tag or get_entry(arch).default_tag
-        weights = get_weights(f"{arch}.{tag}") if tag else None
-        if weights is None or not weights.dataset:
-            return None
-        return evaluation_split(weights)
-    except (ImportError, ZooError):
-        return None
-
-
-@dataclass
-class SplitCheck:
-    """An exported weight on its whole test split: the task's verdict against PyTorch, and the card's
-    metrics re-measured from onnxruntime's outputs."""
-
-    name: str
-    items: int
-    agreement: Any  # zoo.tasks.Agreement over every test item at once
-    verify: Any  # zoo.evaluation.VerifyReport of the ONNX outputs against the card
-
-    @property
-    def ok(self) -> bool:
-        return self.agreement.ok and self.verify.ok
-
-    def summary(self) -> str:
-        return (
-            f"{self.name} on its test split ({self.items} items): onnxruntime vs PyTorch {self.agreement}\n"
-            + (self.verify.summary().replace(f"{self.verify.name}:", "card vs onnxruntime:", 1))
-        )
-
-
-@torch.no_grad()
-def verify_onnx(name: str, path: str | os.PathLike, limit: int | None = None) -> SplitCheck:
-    """Export a published weight to `path` and check it on its recorded test split at the task's level.
-
-    Both runtimes run the split (preprocessed once, by the task); the task compares their outputs
-    (`zoo.tasks.Task.agreement`: same classes, pixels, boxes...), and the metrics measured from
-    onnxruntime's outputs must be the card's (`zoo.evaluation.compare`).
-    """
-    from export.runtime import OnnxModel
-    from zoo.evaluation import VerifyReport, compare, evaluation_split, measure
-    from zoo.models.base import named_outputs
-
-    model = _resolve(name, True)
-    meta = model.pretrained_weights
-    result = to_onnx(model, path)
-    session = OnnxModel(result.path, threads=torch.get_num_threads())
-    inputs, targets = evaluation_split(meta, limit)
-    task = meta.task_object
-
-    def run_torch(x: np.ndarray) -> dict[str, np.ndarray]:
-        return named_outputs(model, model(torch.from_numpy(x)), task)
-
-    _, expected = measure(run_torch, meta, inputs, targets, keep_outputs=True)
-    measured, actual = measure(session.run, meta, inputs, targets, keep_outputs=True)
-    del session  # its idle threads would slow whatever runs next in this process (shared/FACTS.md)
-    agreement = task.agreement(expected, {k: actual[k] for k in expected}, meta)
-    report = VerifyReport(meta.name, len(inputs), compare(measured, meta.metrics, len(inputs)), measured)
-    return SplitCheck(meta.name, len(inputs), agreement, report)
-
-
 # --------------------------------------------------------------------------------------- validation
 def validate(
     name_or_model: str | nn.Module,
@@ -704,7 +628,7 @@ def validate(
     """
     from export.runtime import OnnxModel
 
-    model = _resolve(name_or_model, pretrained)
+    model = resolve_model(name_or_model, pretrained)
     main = graph_paths(path, ["model"])["model"]
     if not main.is_file():  # a model without a "model" graph: read the first file the folder holds
         candidates = sorted(Path(path).glob("*.onnx")) if Path(path).is_dir() else []

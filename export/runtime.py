@@ -376,4 +376,6 @@ def predict_files(
             + ", not image files"
         )
     meta = model._sized_meta(model._input_size())
-    yield from predict_lines(model.task, meta, files, model.run, invert=invert, out_dir=out_dir, k=k, **options)
+    yield from predict_lines(
+        model.task, meta, files, model.run, invert=invert, out_dir=out_dir, k=k, **options
+    )

@@ -63,7 +63,8 @@ class RestorationConfig(ObjectiveConfig):
     noise_std: float = 25.0  # denoise: the sigma (0..255) of the weight's degradation and headline metrics
     blind: bool = True  # denoise: one model for every sigma in [0, max_noise_std] (else noise_std only)
     max_noise_std: float = 55.0  # denoise, blind: the top of the training range (covers the tests' 50)
-    eval_noise_stds: tuple[float, ...] = (15.0, 25.0, 50.0)  # denoise, blind: sigmas measured on the test split
+    # denoise, blind: the sigmas measured on the test split
+    eval_noise_stds: tuple[float, ...] = (15.0, 25.0, 50.0)
     scale: int = 2  # super_resolution: the upscaling factor (the model's own `scale` must agree)
 
     def validate(self) -> None:
@@ -125,7 +126,9 @@ class RestorationObjective(Objective):
         names = [n for n in test_split.labels if n not in TEST_PHOTOS]
         if c.mode == "colorize":
             names = [n for n in names if n in COLOUR_PHOTOS]
-        pool = photo_patches(c.patch_size, c.patch_size // 2, names=names).images.numpy().transpose(0, 2, 3, 1)
+        pool = (
+            photo_patches(c.patch_size, c.patch_size // 2, names=names).images.numpy().transpose(0, 2, 3, 1)
+        )
         train_degradation = None if c.mode == "denoise" else self.degradation()  # noise is drawn per step
         train = _pairs(pool, train_degradation)
         test_images = test_split.test.images.numpy().transpose(0, 2, 3, 1)
@@ -143,7 +146,9 @@ class RestorationObjective(Objective):
             f"{test_split.split}; training reads every {c.patch_size}x{c.patch_size} patch (stride "
             f"{c.patch_size // 2}) of {photos_used} ({', '.join(names)})"
         )
-        return Data(train, None, test, c.dataset, split, {"input_size": (channels, c.patch_size, c.patch_size)})
+        return Data(
+            train, None, test, c.dataset, split, {"input_size": (channels, c.patch_size, c.patch_size)}
+        )
 
     # ------------------------------------------------------------------------------------ model
     def build(self, data: Data) -> dict[str, nn.Module]:
@@ -343,7 +348,7 @@ _SR = RestorationConfig(
 # (arch, scale, HR patch side, epochs): the epochs fit a few minutes of two shared CPU cores each.
 for _arch, _scale, _patch, _epochs in (
     ("espcn_x2", 2, 96, 8),
-    ("espcn_x4", 4, 96, 8),
+    ("espcn_x4", 4, 96, 16),
     ("edsr_x2", 2, 64, 2),
     ("edsr_x4", 4, 96, 5),
 ):
@@ -362,7 +367,7 @@ register_preset(
         mode="colorize",
         patch_size=64,
         loss="mse",
-        epochs=2,
+        epochs=4,
         batch_size=16,
         precision="auto",
         channels_last=True,

@@ -4,7 +4,7 @@ A number in a model card is a measurement; this is how anyone measures it again.
 the weight names (``Weights.dataset``, carved as ``Weights.split`` says, through `zoo.data`), the inputs
 are preprocessed by the weight's task exactly as ``zoo predict`` and the ONNX runtime do, and the metrics
 are the task's (`zoo.tasks.Task.metrics`), accumulated over the whole split. `measure` takes any way to
-run the network, so the export's test-split check (`export.onnx.verify_onnx`) is this same code with
+run the network, so the export's test-split check (`export.verify.verify_onnx`) is this same code with
 onnxruntime in place of PyTorch.
 """
 

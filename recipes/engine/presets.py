@@ -34,7 +34,12 @@ class Preset:
 
 _PRESETS: dict[str, Preset] = {}
 # Objective modules register their presets on import; a new objective adds its module here.
-RECIPE_MODULES = ("recipes.classification", "recipes.autoencoding", "recipes.segmentation", "recipes.restoration")
+RECIPE_MODULES = (
+    "recipes.classification",
+    "recipes.autoencoding",
+    "recipes.segmentation",
+    "recipes.restoration",
+)
 
 
 def register_preset(

@@ -3,7 +3,7 @@ and the card's metrics re-measured from onnxruntime's outputs are the card's.
 
 Parametrised over `zoo.list_models(pretrained=True)`, with no branch on the task: each weight's task
 preprocesses the split, compares the two runtimes (`Task.agreement`: same top-1 classes, same pixels to
-a grey level, same boxes...) and measures its metrics (`Task.metrics`), through `export.onnx.verify_onnx`.
+a grey level, same boxes...) and measures its metrics (`Task.metrics`), through `export.verify.verify_onnx`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import zoo
-from export.onnx import verify_onnx, weight_test_split
+from export.verify import verify_onnx, weight_test_split
 from zoo.registry import IN_TREE_HUB
 
 WEIGHTS = [n for n in zoo.list_models(pretrained=True) if (IN_TREE_HUB / n / "config.json").is_file()]

@@ -52,7 +52,14 @@ def test_denoising_tests_every_reported_sigma_on_the_same_clean_patches():
     assert others.shape == (5, 2, 3, 128, 128) and objective.other_sigmas == [15.0, 50.0]
     for sigma, x in ((25, noisy), (15, others[:, 0]), (50, others[:, 1])):
         assert abs(float((x - clean).std()) * 255 - sigma) < 0.1 * sigma
-    assert set(objective.metrics("test")) == {"psnr", "ssim", "psnr_sigma15", "ssim_sigma15", "psnr_sigma50", "ssim_sigma50"}
+    assert set(objective.metrics("test")) == {
+        "psnr",
+        "ssim",
+        "psnr_sigma15",
+        "ssim_sigma15",
+        "psnr_sigma50",
+        "ssim_sigma50",
+    }
 
 
 @pytest.mark.parametrize(
@@ -112,7 +119,12 @@ def test_an_untrained_super_resolution_model_scores_as_bicubic(tmp_path):
     np.testing.assert_allclose(inputs, lr.numpy(), atol=1e-6)
     pil = np.stack(
         [
-            np.stack([np.asarray(Image.fromarray(c).resize((128, 128), Image.BICUBIC)) for c in im.transpose(2, 0, 1)])
+            np.stack(
+                [
+                    np.asarray(Image.fromarray(c).resize((128, 128), Image.BICUBIC))
+                    for c in im.transpose(2, 0, 1)
+                ]
+            )
             for im in (inputs.transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
         ]
     )

@@ -90,7 +90,7 @@ def test_colorize_gives_lightness_in_and_ab_out():
     np.testing.assert_allclose(ab, lab[..., 1:].transpose(0, 3, 1, 2) / AB_RANGE + 0.5, atol=1e-6)
     grey = _pil_grey(images) / 255.0
     np.testing.assert_allclose(lightness[:, 0], grey_lightness(grey) / 100, atol=1e-6)
-    assert 0 <= ab.min() and ab.max() <= 1 and 0 <= lightness.min() and lightness.max() <= 1
+    assert ab.min() >= 0 and ab.max() <= 1 and lightness.min() >= 0 and lightness.max() <= 1
 
 
 def test_unknown_degradation_is_refused():
@@ -165,7 +165,10 @@ def test_uint8_conversion_in_bands_equals_the_direct_one():
 # ------------------------------------------------------------------------------------------ task
 def test_super_resolution_metrics_score_luma_with_a_border_cut():
     meta = zoo.registry.Weights(
-        arch="espcn_x2", tag="t", task="image-to-image", task_fields={"scale": 2, "degradation": {"downscale": 2}}
+        arch="espcn_x2",
+        tag="t",
+        task="image-to-image",
+        task_fields={"scale": 2, "degradation": {"downscale": 2}},
     )
     metrics = get_task("image-to-image").metrics(meta)
     assert metrics["psnr"].y_channel and metrics["psnr"].crop == 2 and metrics["ssim"].y_channel
@@ -220,7 +223,7 @@ def test_predict_colorizes_a_grey_photo(tmp_path):
 
     from zoo.predict import predict_files
 
-    model, folder = _save_weight(tmp_path, "colorization_unet", {"colorize": "lab"})
+    _, folder = _save_weight(tmp_path, "colorization_unet", {"colorize": "lab"})
     image = _photo(tmp_path / "grey.png", mode="L")
     (line,) = predict_files(str(folder), [image], out_dir=tmp_path / "out")
     written = np.asarray(Image.open(tmp_path / "out" / "grey_colorized.png"))

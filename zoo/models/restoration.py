@@ -40,7 +40,7 @@ from zoo.models.base import ZooModel
 from zoo.models.unet import UNet
 from zoo.registry import register_model
 
-__all__ = ["ColorizationUNet", "DnCNN", "EDSR", "ESPCN", "ResBlock", "SubPixelUpsampler", "bicubic_upsample"]
+__all__ = ["EDSR", "ESPCN", "ColorizationUNet", "DnCNN", "ResBlock", "SubPixelUpsampler", "bicubic_upsample"]
 
 DNCNN = "https://arxiv.org/abs/1608.03981"
 ESPCN_PAPER = "https://arxiv.org/abs/1609.05158"
@@ -289,7 +289,7 @@ def espcn_x4(**kwargs: Any) -> ESPCN:
     return ESPCN(scale=4, **kwargs)
 
 
-@register_model(task="image-to-image")
+@register_model(task="image-to-image", weights=("photos",))
 def edsr_x2(**kwargs: Any) -> EDSR:
     """EDSR-style x2 super-resolution (6 residual blocks, 32 wide, bicubic skip)."""
     kwargs.setdefault("width", 32)

@@ -11,7 +11,8 @@ the same inputs for the recipe, ``zoo verify`` and the ONNX check), the metrics 
 - ``{"downscale": 4, "kernel": "bicubic"}``: PIL's bicubic (antialiased) downscale to uint8; PSNR and SSIM
   are then measured on the Y channel with a border of ``scale`` pixels cut, as super-resolution papers do;
 - ``{"colorize": "lab"}``: the model reads CIE Lab lightness L / 100 of the grey image (``(H, W, 1)``) and
-  writes the two ab channels as ``ab / 256 + 0.5``; ``zoo predict`` joins them into an RGB picture.
+  writes the two ab channels as ``ab / 256 + 0.5``; ``zoo predict`` joins them into an RGB picture. Test
+  images that are grey already (R = G = B) are left out of its split: there is no colour to score.
   The colour conversions are numpy (`rgb_to_lab`, `lab_to_rgb`), so the torch-free runtime has them.
 
 ``zoo predict`` runs large images in overlapping tiles (`tiled_run`, option ``tile``, default
@@ -78,7 +79,9 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     f = np.stack([lab[..., 1] / 500.0 + fy, fy, np.maximum(fy - lab[..., 2] / 200.0, 0.0)], axis=-1)
     xyz = np.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / 7.787) * _WHITE_D65
     linear = xyz @ _RGB_FROM_XYZ.T
-    srgb = np.where(linear > 0.0031308, 1.055 * np.power(np.maximum(linear, 0.0), 1 / 2.4) - 0.055, 12.92 * linear)
+    srgb = np.where(
+        linear > 0.0031308, 1.055 * np.power(np.maximum(linear, 0.0), 1 / 2.4) - 0.055, 12.92 * linear
+    )
     return np.clip(srgb, 0.0, 1.0)
 
 
@@ -124,7 +127,9 @@ def degrade(
             [
                 np.stack(
                     [
-                        np.asarray(Image.fromarray(im[..., c]).resize((w // factor, h // factor), Image.BICUBIC))
+                        np.asarray(
+                            Image.fromarray(im[..., c]).resize((w // factor, h // factor), Image.BICUBIC)
+                        )
                         for c in range(im.shape[2])
                     ],
                     axis=-1,
@@ -134,6 +139,11 @@ def degrade(
         )
         return small.transpose(0, 3, 1, 2).astype(np.float32) / 255.0, clean[..., :h, :w]
     if "colorize" in spec:
+        # A grey photo (R = G = B everywhere) has no colour to predict: its ab is exactly 0, where the grey
+        # baseline scores a perfect (capped) PSNR that would swamp the mean. Colorization is scored on
+        # colour images only.
+        colour = (images.max(axis=-1) != images.min(axis=-1)).reshape(len(images), -1).any(axis=1)
+        images = images[colour] if images.shape[-1] == 3 else images
         grey = _pil_grey(images) if images.shape[-1] == 3 else images[..., 0]
         lightness = grey_lightness(grey.astype(np.float64) / 255.0)[:, None] / 100.0
         ab = rgb_to_lab(images.astype(np.float64) / 255.0)[..., 1:].transpose(0, 3, 1, 2)
@@ -172,12 +182,17 @@ def tiled_run(
     for y0 in range(0, h, core):
         for x0 in range(0, w, core):
             y1, x1 = min(y0 + core, h), min(x0 + core, w)
-            wy0, wx0 = _window_start(y0, y1, overlap, tile, h, multiple), _window_start(x0, x1, overlap, tile, w, multiple)
+            wy0, wx0 = (
+                _window_start(y0, y1, overlap, tile, h, multiple),
+                _window_start(x0, x1, overlap, tile, w, multiple),
+            )
             wy1, wx1 = min(h, wy0 + tile), min(w, wx0 + tile)
             for key, value in run(np.ascontiguousarray(x[:, :, wy0:wy1, wx0:wx1])).items():
                 value = np.asarray(value)
                 if value.ndim != 4:
-                    raise ValueError(f"tiling needs image outputs (N, C, H, W); '{key}' has shape {value.shape}")
+                    raise ValueError(
+                        f"tiling needs image outputs (N, C, H, W); '{key}' has shape {value.shape}"
+                    )
                 scale = value.shape[-1] // (wx1 - wx0)
                 if key not in stitched:
                     stitched[key] = np.empty((n, value.shape[1], h * scale, w * scale), np.float32)
@@ -235,7 +250,10 @@ class ImageToImage(Task):
     weight_fields = (
         WeightField("scale", 1, "output height and width over the input's (super-resolution)", (int,)),
         WeightField(
-            "size_multiple", None, "the model takes any size that is a multiple of this (padded, cropped back)", (int,)
+            "size_multiple",
+            None,
+            "the model takes any size that is a multiple of this (padded, cropped back)",
+            (int,),
         ),
         WeightField(
             "degradation",
