@@ -321,11 +321,11 @@ _DENOISE = RestorationConfig(
     patch_size=40,
     loss="mse",
     blind=True,
-    epochs=2,
+    epochs=3,
     batch_size=32,
     precision="auto",
     channels_last=True,
-    optim=_ADAM,
+    optim=OptimizerConfig(name="adam", lr=2e-3),
     schedule=_COSINE,
 )
 register_preset(
