@@ -321,11 +321,11 @@ _DENOISE = RestorationConfig(
     patch_size=40,
     loss="mse",
     blind=True,
-    epochs=3,
+    epochs=2,
     batch_size=32,
     precision="auto",
     channels_last=True,
-    optim=OptimizerConfig(name="adam", lr=2e-3),
+    optim=_ADAM,
     schedule=_COSINE,
 )
 register_preset(
@@ -348,7 +348,7 @@ _SR = RestorationConfig(
 # (arch, scale, HR patch side, epochs): the epochs fit a few minutes of two shared CPU cores each.
 for _arch, _scale, _patch, _epochs in (
     ("espcn_x2", 2, 96, 8),
-    ("espcn_x4", 4, 96, 16),
+    ("espcn_x4", 4, 96, 8),
     ("edsr_x2", 2, 64, 2),
     ("edsr_x4", 4, 96, 5),
 ):

@@ -67,7 +67,8 @@ def smoke(tmp_path_factory):
     """unet_resnet8_small.scenes trained for 3 steps (fixed train scenes only, to keep it quick), published."""
     run = tmp_path_factory.mktemp("seg") / "run"
     _, config = resolve_config(
-        "unet_resnet8_small.scenes", ["max_steps=3", "fresh_scenes=0", "pictures=2", "progress=false", "tensorboard=false"]
+        "unet_resnet8_small.scenes",
+        ["max_steps=3", "fresh_scenes=0", "pictures=2", "progress=false", "tensorboard=false"],
     )
     trainer = Trainer(SegmentationObjective(config), run_dir=run, recipe="unet_resnet8_small.scenes")
     result = trainer.fit()

@@ -269,7 +269,7 @@ class ColorizationUNet(UNet):
 # papers' sizes are one keyword away (``dncnn(depth=17, width=64)``, ``edsr_x2(width=64, depth=16)``).
 
 
-@register_model(task="image-to-image")
+@register_model(task="image-to-image", weights=("photos",))
 def dncnn(**kwargs: Any) -> DnCNN:
     """DnCNN residual denoiser (colour, 10 layers, 32 wide); ``depth=17, width=64`` is the paper's DnCNN-S."""
     kwargs.setdefault("depth", 10)
@@ -297,7 +297,7 @@ def edsr_x2(**kwargs: Any) -> EDSR:
     return EDSR(scale=2, **kwargs)
 
 
-@register_model(task="image-to-image")
+@register_model(task="image-to-image", weights=("photos",))
 def edsr_x4(**kwargs: Any) -> EDSR:
     """EDSR-style x4 super-resolution (6 residual blocks, 32 wide, two x2 sub-pixel steps, bicubic skip)."""
     kwargs.setdefault("width", 32)
@@ -305,7 +305,7 @@ def edsr_x4(**kwargs: Any) -> EDSR:
     return EDSR(scale=4, **kwargs)
 
 
-@register_model(task="image-to-image")
+@register_model(task="image-to-image", weights=("photos",))
 def colorization_unet(**kwargs: Any) -> ColorizationUNet:
     """U-Net colorizer: Lab lightness in, ab out; depth 3, widths 16-128, bilinear upsampling."""
     kwargs.setdefault("depth", 3)
