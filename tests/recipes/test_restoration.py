@@ -41,7 +41,9 @@ def test_colorization_trains_on_colour_photos_only():
     data = objective.data()
     lightness, ab = data.train.get_batch(torch.arange(4))
     assert lightness.shape == (4, 1, 64, 64) and ab.shape == (4, 2, 64, 64)
-    assert all(name not in data.split.split("training reads")[1] for name in ("camera", "moon", "page", "text"))
+    assert all(
+        name not in data.split.split("training reads")[1] for name in ("camera", "moon", "page", "text")
+    )
     assert data.info["input_size"] == (1, 64, 64)
 
 

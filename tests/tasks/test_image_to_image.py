@@ -232,3 +232,26 @@ def test_predict_colorizes_a_grey_photo(tmp_path):
     grey = np.asarray(Image.open(image)) / 255.0
     lab = skimage_color.rgb2lab(written / 255.0)
     assert np.abs(lab[..., 0] - grey_lightness(grey)).mean() < 1.5
+
+
+def test_zoo_predict_on_the_published_denoiser_both_runtimes(tmp_path):
+    """`zoo predict dncnn.photos img.png --out DIR` writes the denoised image; `--onnx` the same, torch-free
+    (to a grey level), tiled here so the tiles' stitching runs in both runtimes."""
+    from PIL import Image
+
+    from export.onnx import to_onnx
+    from zoo.cli import main
+
+    if "dncnn.photos" not in zoo.list_models(pretrained=True):
+        pytest.skip("dncnn.photos is not published in this checkout")
+    image = _photo(tmp_path / "noisy.png", size=(70, 50))
+    assert (
+        main(["predict", "dncnn.photos", str(image), "--out", str(tmp_path / "torch"), "--tile", "40"]) == 0
+    )
+    onnx_file = tmp_path / "dncnn.onnx"
+    to_onnx("dncnn.photos", onnx_file)
+    assert main(["predict", "--onnx", str(onnx_file), str(image), "--out", str(tmp_path / "ort")]) == 0
+    a = np.asarray(Image.open(tmp_path / "torch" / "noisy_denoised.png")).astype(int)
+    b = np.asarray(Image.open(tmp_path / "ort" / "noisy_denoised.png")).astype(int)
+    assert a.shape == (50, 70, 3) and np.abs(a - b).max() <= 1
+    assert np.abs(a - np.asarray(Image.open(image)).astype(int)).mean() > 1  # it changed the picture

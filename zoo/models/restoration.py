@@ -283,7 +283,7 @@ def espcn_x2(**kwargs: Any) -> ESPCN:
     return ESPCN(scale=2, **kwargs)
 
 
-@register_model(task="image-to-image")
+@register_model(task="image-to-image", weights=("photos",))
 def espcn_x4(**kwargs: Any) -> ESPCN:
     """ESPCN x4 super-resolution (64-32 wide, tanh, sub-pixel output, bicubic skip)."""
     return ESPCN(scale=4, **kwargs)
