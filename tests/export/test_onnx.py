@@ -17,10 +17,10 @@ import zoo
 from export.adapters import DEFAULT_ATOL, GraphSpec
 from export.onnx import ExportValidationError, calibrate_batchnorm, graph_paths, to_onnx, validate
 from export.runtime import OnnxModel, ZooMetadata
-from tests.helpers import build
+from tests.helpers import build, suite_models
 from zoo.errors import ConfigError
 
-ALL_MODELS = zoo.list_models()
+ALL_MODELS = suite_models()  # up to tests.helpers.MAX_SUITE_PARAMS
 
 # What an exporter names a value it was not given a name for: '1801', 'input.1', 'onnx::Gemm_12', 'output_0'.
 AUTO_NAME = re.compile(r"^(\d+|.*\.\d+|onnx::.*|(input|output)_?\d*|x|getitem.*|l_.*_)$")

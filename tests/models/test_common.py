@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import zoo
-from tests.helpers import build, flatten_outputs
+from tests.helpers import build, flatten_outputs, suite_models
 
-ALL_MODELS = zoo.list_models()
+ALL_MODELS = suite_models()  # up to tests.helpers.MAX_SUITE_PARAMS
 # Heavy models (ResNet-152 at 224 px) run at this side at most, so the suite stays fast; the size only
 # matters to models that take any size (`dynamic_size`), and those are the heavy ones.
 MAX_SIDE = 64

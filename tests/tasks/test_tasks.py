@@ -234,5 +234,7 @@ def test_predict_notes_a_converted_image(tmp_path):
     assert conversion_note(grey, 3) == "grey image converted to RGB"
     assert conversion_note(grey, 1) == "" and conversion_note(rgba, 3) == "alpha channel dropped"
     m = meta("image-classification", labels=("a", "b"), input_size=(3, 8, 8))
-    (line,) = predict_lines(get_task("image-classification"), m, [grey], lambda x: {"logits": np.zeros((1, 2))})
+    (line,) = predict_lines(
+        get_task("image-classification"), m, [grey], lambda x: {"logits": np.zeros((1, 2))}
+    )
     assert line.endswith("(note: grey image converted to RGB)") and line.startswith(f"{grey}: a 0.500")
