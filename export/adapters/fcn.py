@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from export.adapters import DEFAULT_ATOL, Adapter, GraphSpec, image_graph, register_adapter
+from export.adapters import Adapter, GraphSpec, image_graph, register_adapter
+from export.adapters.resnet import bottleneck_tolerance
 
 # Parity bound per bottleneck block of the backbone (see the module docstring).
 ATOL_PER_BOTTLENECK = 1e-4
@@ -26,16 +27,12 @@ class DenseResNetAdapter(Adapter):
     families = ("fcn", "deeplab")
 
     def graphs(self, model: Any, *, input_size: Sequence[int], dynamic: bool) -> list[GraphSpec]:
-        from zoo.models.resnet import Bottleneck
-
-        blocks = sum(isinstance(m, Bottleneck) for m in model.modules())
-        atol = max(DEFAULT_ATOL, ATOL_PER_BOTTLENECK * blocks)
-        note = ""
-        if atol > DEFAULT_ATOL:
-            note = (
-                f"{blocks} bottleneck blocks and a segmentation head: eager fp32 and onnxruntime drift apart "
-                "~1e-4 to 2e-3 at this depth (export/adapters/fcn.py)"
-            )
+        atol, note = bottleneck_tolerance(
+            model,
+            ATOL_PER_BOTTLENECK,
+            "a segmentation head over them: eager fp32 and onnxruntime drift apart ~1e-4 to 2e-3 at this "
+            "depth (export/adapters/fcn.py)",
+        )
         return [
             image_graph(
                 model,

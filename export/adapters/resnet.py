@@ -24,21 +24,27 @@ from export.adapters import DEFAULT_ATOL, Adapter, GraphSpec, image_graph, regis
 ATOL_PER_BOTTLENECK = 5e-5
 
 
+def bottleneck_tolerance(model: Any, per_block: float, why: str) -> tuple[float, str]:
+    """(atol, tolerance note) for a graph over bottleneck ResNet blocks: the default bound, or `per_block`
+    times the number of blocks where that is looser, with the reason (`why`) the note gives."""
+    from zoo.models.resnet import Bottleneck
+
+    blocks = sum(isinstance(m, Bottleneck) for m in model.modules())
+    atol = max(DEFAULT_ATOL, per_block * blocks)
+    return atol, (f"{blocks} bottleneck blocks: {why}" if atol > DEFAULT_ATOL else "")
+
+
 @register_adapter
 class ResNetAdapter(Adapter):
     families = ("resnet",)
 
     def graphs(self, model: Any, *, input_size: Sequence[int], dynamic: bool) -> list[GraphSpec]:
-        from zoo.models.resnet import Bottleneck
-
-        blocks = sum(isinstance(m, Bottleneck) for m in model.modules())
-        atol = max(DEFAULT_ATOL, ATOL_PER_BOTTLENECK * blocks)
-        note = ""
-        if atol > DEFAULT_ATOL:
-            note = (
-                f"{blocks} bottleneck blocks: eager fp32 itself drifts ~1e-4 to 1e-3 from float64 at this "
-                "depth, and onnxruntime as much in its own direction (export/adapters/resnet.py)"
-            )
+        atol, note = bottleneck_tolerance(
+            model,
+            ATOL_PER_BOTTLENECK,
+            "eager fp32 itself drifts ~1e-4 to 1e-3 from float64 at this depth, and onnxruntime as much in its "
+            "own direction (export/adapters/resnet.py)",
+        )
         return [
             image_graph(
                 model,

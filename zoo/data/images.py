@@ -89,7 +89,9 @@ class ImageSplits:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 (N, C, H, W) images in [0, 1], rounded to 4 places (a weight's
+    normalisation, measured on its train split)."""
     x = images.float().div_(255)
     mean = x.mean(dim=(0, 2, 3))
     std = x.std(dim=(0, 2, 3))
@@ -182,7 +184,7 @@ def mnist_5k(val_per_class: int = 0) -> ImageSplits:
     _check_mnist_5k_val(val_per_class)
     images, labels = mnist_5k_arrays()
     train, val, test = _carve(np.array(images), np.array(labels), 100, val_per_class)
-    mean, std = _channel_stats(train.images)
+    mean, std = channel_stats(train.images)
     val_text = (
         f"; validation = the last {val_per_class} of each digit's remaining rows ({10 * val_per_class}), "
         f"train = the other {len(train)}"
@@ -222,7 +224,7 @@ def digits_8x8(val_per_class: int = 0) -> ImageSplits:
     bunch = load_digits()
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
     train, val, test = _carve(images, bunch.target, 30, val_per_class)
-    mean, std = _channel_stats(train.images)
+    mean, std = channel_stats(train.images)
     split = "test: the last 30 images of each digit, in file order, of sklearn load_digits (1797 images)"
     if val_per_class:
         split += f"; validation = the last {val_per_class} of each digit's remaining rows"
@@ -256,7 +258,7 @@ def torchvision_mnist(data_root: str = "data", val_per_class: int = 0, download:
     train = InMemoryImages(tr.data[:, None].clone(), tr.targets.clone())
     test = InMemoryImages(te.data[:, None].clone(), te.targets.clone())
     train, val = _holdout_val(train, val_per_class)
-    mean, std = _channel_stats(train.images)
+    mean, std = channel_stats(train.images)
     split = "the official MNIST test set (10000 images)"
     return ImageSplits("mnist", train, val, test, DIGIT_LABELS, (1, 28, 28), mean, std, split)
 
@@ -277,7 +279,7 @@ def cifar10(data_root: str = "data", val_per_class: int = 0, download: bool = Fa
         )
 
     train, val = _holdout_val(load(tr), val_per_class)
-    mean, std = _channel_stats(train.images)
+    mean, std = channel_stats(train.images)
     split = "the official CIFAR-10 test set (10000 images)"
     return ImageSplits("cifar10", train, val, load(te), tuple(tr.classes), (3, 32, 32), mean, std, split)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zoo.data.images import ImageSplits, InMemoryImages, _channel_stats
+from zoo.data.images import ImageSplits, InMemoryImages, channel_stats
 from zoo.errors import ConfigError
 
 __all__ = ["COLOUR_PHOTOS", "GREY_PHOTOS", "TEST_PHOTOS", "photo_patches", "photos", "sample_photos"]
@@ -109,7 +109,7 @@ def photos(size: int = 32, stride: int | None = None, grey: bool = False) -> Ima
     train = photo_patches(size, stride, grey, train_names)
     test = photo_patches(size, stride, grey, test_names)
     test.labels += len(train_names)  # index into `names`, which lists train photos, then test photos
-    mean, std = _channel_stats(train.images)
+    mean, std = channel_stats(train.images)
     split = (
         f"by photo: test = every {size}x{size} patch (stride {stride}) of {', '.join(test_names)}; "
         f"train = those of {', '.join(train_names)}"

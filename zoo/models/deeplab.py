@@ -35,7 +35,7 @@ from torch import nn
 from zoo.errors import ConfigError
 from zoo.layers import create_norm2d
 from zoo.layers.aspp import ASPP
-from zoo.models.fcn import FCNHead, TorchvisionHeads, _plan_levels, _upsample, _with_aux, atrous_backbone
+from zoo.models.fcn import FCNHead, TorchvisionHeads, atrous_backbone, plan_levels, upsample_to, with_aux
 from zoo.models.features import FeatureExtractor
 from zoo.registry import register_model
 
@@ -102,7 +102,7 @@ class DeepLabV3PlusHead(nn.Module):
         self.head = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
-        x = _upsample(self.aspp(x), low_level.shape[-2:])
+        x = upsample_to(self.aspp(x), low_level.shape[-2:])
         return self.head(self.fuse(torch.cat([x, self.low_level(low_level)], dim=1)))
 
 
@@ -134,7 +134,7 @@ class DeepLabV3(TorchvisionHeads):
         if low_level is not None and not isinstance(self, DeepLabV3Plus):
             raise ConfigError("low_level= picks the v3+ decoder's input: build a deeplabv3plus_* model")
         model = atrous_backbone(backbone, output_stride, in_chans, backbone_weights, backbone_args)
-        levels, positions = _plan_levels(model.feature_info, backbone, 0, aux_loss, low_level)
+        levels, positions = plan_levels(model.feature_info, backbone, 0, aux_loss, low_level)
         self.backbone = FeatureExtractor(model, positions)
         info = self.backbone.feature_info
         index = {level["index"]: i for i, level in enumerate(info)}
@@ -170,7 +170,7 @@ class DeepLabV3(TorchvisionHeads):
             scores = head(features[self._out])
         else:
             scores = head(features[self._out], features[self._low_level])
-        return _with_aux(self, _upsample(scores, size), features, size)
+        return with_aux(self, upsample_to(scores, size), features, size)
 
 
 class DeepLabV3Plus(DeepLabV3):

@@ -36,7 +36,17 @@ from zoo.models.base import ZooModel
 from zoo.models.features import FeatureExtractor, FeatureInfo
 from zoo.registry import register_model
 
-__all__ = ["FCN", "FCNHead", "ScoreConv", "TorchvisionHeads", "atrous_backbone", "segmentation_backbone"]
+__all__ = [
+    "FCN",
+    "FCNHead",
+    "ScoreConv",
+    "TorchvisionHeads",
+    "atrous_backbone",
+    "plan_levels",
+    "segmentation_backbone",
+    "upsample_to",
+    "with_aux",
+]
 
 PAPER = "https://arxiv.org/abs/1411.4038"
 
@@ -119,7 +129,8 @@ class ScoreConv(nn.Conv2d):
             nn.init.zeros_(conv.bias)
 
 
-def _upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+def upsample_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear resize of a (N, C, h, w) map to ``size`` (H, W): FCN and DeepLab heads to the input size."""
     # Sizes read from tensors, so an exported graph follows the input's height and width.
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
@@ -164,7 +175,7 @@ class FCN(TorchvisionHeads):
     ):
         super().__init__()
         model = atrous_backbone(backbone, output_stride, in_chans, backbone_weights, backbone_args)
-        levels, positions = _plan_levels(model.feature_info, backbone, skips, aux_loss)
+        levels, positions = plan_levels(model.feature_info, backbone, skips, aux_loss)
         self.backbone = FeatureExtractor(model, positions)
         info = self.backbone.feature_info
         index = {level["index"]: i for i, level in enumerate(info)}
@@ -191,22 +202,22 @@ class FCN(TorchvisionHeads):
         scores = head(features[self._out])
         for conv, position in zip(head[4].skips, self._skips):
             skip = features[position]
-            scores = _upsample(scores, skip.shape[-2:]) + conv(skip)
-        out = _upsample(scores, size)
-        return _with_aux(self, out, features, size)
+            scores = upsample_to(scores, skip.shape[-2:]) + conv(skip)
+        out = upsample_to(scores, size)
+        return with_aux(self, out, features, size)
 
 
-def _with_aux(
+def with_aux(
     model: nn.Module, out: torch.Tensor, features: list[torch.Tensor], size: Sequence[int]
 ) -> torch.Tensor | dict[str, torch.Tensor]:
     """The logits, or in train mode with an aux head ``{"out": logits, "aux": aux_logits}``."""
     aux = model._modules.get("aux_classifier")
     if aux is None or not model.training:
         return out
-    return {"out": out, "aux": _upsample(aux(features[model._aux]), size)}
+    return {"out": out, "aux": upsample_to(aux(features[model._aux]), size)}
 
 
-def _plan_levels(
+def plan_levels(
     info: FeatureInfo, backbone: str, skips: int, aux_loss: bool, low_level: int | None = None
 ) -> tuple[dict[str, Any], tuple[int, ...]]:
     """Which backbone levels a head reads: the deepest (``out``), ``aux`` (the one before it, torchvision's
