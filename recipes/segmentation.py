@@ -387,13 +387,11 @@ def prediction_picture(
 _SCENES = SegmentationConfig(
     dataset="digit_scenes_64",
     batch_size=32,
-    # One pass over 16,000 compositions (the 4000 train scenes and 3 fresh sets of the same digits): 500
-    # steps, every scene seen once. Measured (2026-11-29, 2 cores shared with other jobs at load 7-10, so
-    # 5-12 images/s instead of ~100): too short. Test mIoU: unet_resnet8_small 0.230 (foreground IoU 0.89 on
-    # held-out train compositions, but 30% of stroke pixels the right digit), fcn_resnet8_small 0.442
-    # (69% right digit, blobs 1.4x the true area); Otsu + components + the MNIST classifier scores 0.471.
-    # Neither weight is published; the next run should train several epochs on a quiet machine.
-    epochs=1,
+    # 16,000 compositions per epoch (the 4000 train scenes and 3 fresh sets of the same digits). Measured on
+    # 2 quiet cores (2026-11-29, bf16): unet_resnet8_small 59 images/s, deeplabv3plus_resnet8_small 61,
+    # fcn_resnet8_small 119; so 5 epochs (2500 steps) train in ~23 min and FCN's 10 in ~22 min. (One epoch on
+    # a machine shared at load 7-10 gave unet 0.230 and fcn 0.442 test mIoU: far too short.)
+    epochs=5,
     fresh_scenes=3,
     loss="ce_dice",
     class_weight_power=0.5,
@@ -431,6 +429,6 @@ register_preset(
 register_preset(
     "fcn_resnet8_small.scenes",
     SegmentationObjective,
-    replace(_SCENES, model="fcn_resnet8_small", model_args={"backbone_weights": "mnist"}),
+    replace(_SCENES, model="fcn_resnet8_small", model_args={"backbone_weights": "mnist"}, epochs=10),
     "FCN-8s-style skip fusion over resnet8_small (backbone from resnet8_small.mnist) on the digit scenes",
 )

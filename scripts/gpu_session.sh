@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One lent GPU machine, one call: train the slowest ready presets side by side, plus the runs the U-Net card
+# compares (decoder upsampling, losses, a longer budget), then run the tests that take a CUDA path.
+#
+#   scripts/gpu_session.sh OUT_DIR
+#
+# Needs python3 with torch (CUDA), torchvision, torchmetrics, scikit-image and mlxtend importable and the
+# repository on PYTHONPATH. Each run is a plain `zoo train PRESET` (the preset is what a 2-core CPU also
+# trains in under 30 minutes; the GPU only makes it quicker, and the card records the device). What comes
+# back, per run: the weight folder (hub layout), result.json, metrics.csv and the log, one tar per run.
+set -u
+OUT=${1:?usage: scripts/gpu_session.sh OUT_DIR}
+RUNS=${RUNS:-/tmp/zoo-runs}
+PY=${PYTHON:-python3}
+JOB_TIMEOUT=${JOB_TIMEOUT:-420}
+export PYTHONUNBUFFERED=1
+mkdir -p "$RUNS" "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
+$PY -c "import torch, torchvision; print(torch.__version__, torchvision.__version__, torch.cuda.get_device_name())" \
+    >>"$OUT/gpu.txt" 2>&1
+
+job() { # NAME PRESET [--set KEY=VALUE ...]
+    local name=$1
+    shift
+    timeout "$JOB_TIMEOUT" $PY -m zoo train "$@" --set progress=false --set threads=1 \
+        --out "$RUNS/$name" >"$RUNS/$name.log" 2>&1 &
+}
+
+if [ -z "${PACKAGE_ONLY:-}" ]; then # PACKAGE_ONLY=1: only pack the runs already in $RUNS
+# The presets whose weights this call publishes.
+job unet unet_resnet8_small.scenes
+job fcn fcn_resnet8_small.scenes
+job deeplabv3plus deeplabv3plus_resnet8_small.scenes
+job dncnn dncnn.photos
+job espcn_x4 espcn_x4.photos
+# The U-Net card's comparisons, on the preset's budget: transposed-convolution decoder, and each loss.
+job unet_transposed unet_resnet8_small.scenes --set 'model_args={"encoder_weights": "mnist", "upsample": "transposed"}'
+for loss in ce weighted_ce dice focal; do
+    job "unet_loss_$loss" unet_resnet8_small.scenes --set loss=$loss --set pictures=0
+done
+# How far the same recipes go with three times the budget (reported, not published).
+job unet_long unet_resnet8_small.scenes --set epochs=15 --set pictures=0
+job dncnn_s dncnn.photos --set 'model_args={"depth": 17, "width": 64}'
+wait
+fi
+
+for run in "$RUNS"/*/; do
+    name=$(basename "$run")
+    files=(result.json metrics.csv config.json)
+    # Weights come back only for the runs that publish one or draw a card picture from one.
+    case $name in unet | fcn | deeplabv3plus | dncnn | espcn_x4 | unet_transposed) files+=(hub) ;; esac
+    present=()
+    for f in "${files[@]}"; do [ -e "$run/$f" ] && present+=("$name/$f"); done
+    cp "$RUNS/$name.log" "$run/train.log" && present+=("$name/train.log")
+    tar -C "$RUNS" -cf "$RUNS/$name.tar" "${present[@]}"
+done
+# At most 8 files come back: the six weight runs alone, the rest together.
+for name in unet fcn deeplabv3plus dncnn espcn_x4 unet_transposed; do
+    [ -f "$RUNS/$name.tar" ] && gzip -c "$RUNS/$name.tar" >"$OUT/$name.tar.gz" && rm "$RUNS/$name.tar"
+done
+tar -C "$RUNS" -czf "$OUT/other_runs.tar.gz" $(cd "$RUNS" && ls *.tar 2>/dev/null)
+
+[ -n "${PACKAGE_ONLY:-}" ] && exit 0
+# The CUDA paths of the suite (metrics on cuda, the engine picking cuda with device=auto).
+timeout 120 $PY -m pytest -q -x -p no:cacheprovider tests/metrics/test_base.py tests/recipes/test_engine.py \
+    >>"$OUT/gpu.txt" 2>&1
+ls -la "$OUT"
