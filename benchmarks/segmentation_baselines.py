@@ -188,7 +188,7 @@ def write_baselines(name: str, baselines: dict[str, dict[str, float]]) -> Path:
     config = json.loads(path.read_text())
     config["weights"]["baselines"] = {**config["weights"].get("baselines", {}), **baselines}
     atomic_write_bytes(path, (json.dumps(config, indent=2) + "\n").encode())
-    atomic_write_bytes(folder / "README.md", render_model_card(config, name).encode())
+    atomic_write_bytes(folder / "README.md", render_model_card(config).encode())
     return path
 
 

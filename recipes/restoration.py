@@ -168,7 +168,7 @@ class RestorationObjective(Objective):
     # ------------------------------------------------------------------------------------ steps
     def _augment(self, ctx: Context, *tensors: torch.Tensor) -> list[torch.Tensor]:
         """One of the 8 symmetries of the square for the whole batch, the same for input and target."""
-        k, flip = torch.randint(0, 4, (2,), generator=ctx.generator).tolist()
+        k, flip = torch.randint(0, 4, (2,), generator=ctx.generator, device=ctx.generator.device).tolist()
         out = []
         for t in tensors:
             t = torch.rot90(t, k, dims=(-2, -1)) if k else t
@@ -182,10 +182,12 @@ class RestorationObjective(Objective):
         if c.mode == "denoise":
             n = len(targets)
             if c.blind:
-                sigma = torch.rand(n, 1, 1, 1, generator=ctx.generator) * (c.max_noise_std / 255.0)
+                sigma = torch.rand(n, 1, 1, 1, generator=ctx.generator, device=ctx.generator.device)
+                sigma = sigma * (c.max_noise_std / 255.0)
             else:
-                sigma = torch.full((n, 1, 1, 1), c.noise_std / 255.0)
-            noise = torch.randn(targets.shape, generator=ctx.generator)
+                sigma = torch.full((n, 1, 1, 1), c.noise_std / 255.0, device=ctx.generator.device)
+            # Drawn where the run's generator lives (the training device), so CPU and CUDA runs both work.
+            noise = torch.randn(targets.shape, generator=ctx.generator, device=ctx.generator.device)
             inputs = targets + sigma.to(targets.device) * noise.to(targets.device)
         with ctx.autocast():
             outputs = ctx.models["model"](inputs.contiguous())

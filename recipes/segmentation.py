@@ -19,7 +19,8 @@ machines), and it overfitted the 4000 fixed scenes. So the recipe
   over the training pool, `zoo.losses.class_frequency_weights`), plus soft Dice (`zoo.losses`).
 
 Metrics (`zoo.metrics.MeanIoU` over the whole split, as the task's `zoo verify` measures): ``miou`` over
-the 11 classes, ``pixel_acc``, ``iou_<class>``; and the loss.
+the 11 classes, ``pixel_acc``, ``iou_<class>``; and ``loss``, plain cross-entropy whatever the training
+loss (comparable across losses; no dependence on the training pool).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from recipes.engine import (
 from zoo.errors import ConfigError
 from zoo.losses import DICE_LOSS, FOCAL_LOSS, class_frequency_weights, segmentation_loss
 
-__all__ = ["SceneAugment", "SegmentationConfig", "SegmentationObjective", "prediction_picture"]
+__all__ = ["SceneAugment", "SegmentationConfig", "SegmentationObjective", "TrainPool", "prediction_picture"]
 
 IGNORE_INDEX = 255  # the task's default: a target value no loss or metric counts (the scenes have none)
 
@@ -179,6 +180,31 @@ def _render_pool(train: Any, copies: int) -> Any:
     return _POOL_CACHE[key]
 
 
+class TrainPool(torch.utils.data.Dataset):
+    """The training scenes, rendered on first use: an evaluation of a published weight (the test suite,
+    ``zoo verify``) sets the objective up without ever drawing the 16,000 training compositions."""
+
+    def __init__(self, train: Any, copies: int):
+        self.train, self.copies = train, copies
+
+    def __len__(self) -> int:
+        return len(self.train) * (1 + self.copies)
+
+    @property
+    def scenes(self) -> Any:
+        return _render_pool(self.train, self.copies)
+
+    @property
+    def semantic(self) -> torch.Tensor:
+        return self.scenes.semantic
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.scenes[i]
+
+    def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.scenes.get_batch(indices)
+
+
 def _render(train: Any, copies: int) -> Any:
     from zoo.data import DigitScenes, InMemoryScenes
 
@@ -208,10 +234,10 @@ class SegmentationObjective(Objective):
         c = self.config
         splits = load_dataset(c.dataset, c.val_per_class, c.data_root, c.download)
         self.splits = splits
-        train = _render_pool(splits.train, c.fresh_scenes)
+        train = TrainPool(splits.train, c.fresh_scenes)
         val = splits.val.to_memory() if splits.val is not None else None
         test = splits.test.to_memory()
-        self.class_counts = torch.bincount(train.semantic.flatten().long(), minlength=len(splits.labels))
+        self.train_pool = train
         self.augment = SceneAugment(
             c.degrees, c.translate, tuple(c.scale), c.brightness, c.contrast, c.channel_shuffle
         )
@@ -252,9 +278,10 @@ class SegmentationObjective(Objective):
         if c.loss not in ("weighted_ce", "ce_dice") or not c.class_weight_power:
             return None
         if not hasattr(self, "_weights"):
-            self._weights = class_frequency_weights(
-                self.class_counts, c.class_weight_power, c.max_class_weight or None
+            counts = torch.bincount(
+                self.train_pool.semantic.flatten().long(), minlength=len(self.splits.labels)
             )
+            self._weights = class_frequency_weights(counts, c.class_weight_power, c.max_class_weight or None)
         return self._weights
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -292,7 +319,10 @@ class SegmentationObjective(Objective):
         logits = ctx.models["model"](x).float()
         ctx.metrics["miou"].update(logits.argmax(1), y)
         n = len(y)
-        return {"loss": (self._loss(logits, y) * n, n)}
+        # Plain cross-entropy, whatever the training loss: comparable across losses, and independent of the
+        # training pool's class frequencies (a published weight is re-measured without rendering them).
+        loss = F.cross_entropy(logits, y.long(), ignore_index=IGNORE_INDEX)
+        return {"loss": (loss * n, n)}
 
     def publish(self, model: nn.Module, data: Data) -> tuple[nn.Module, dict[str, Any]]:
         c = self.config
@@ -309,6 +339,10 @@ class SegmentationObjective(Objective):
             "focal": "focal",
             "ce_dice": f"{'class-weighted ' if self.class_weights is not None else ''}cross-entropy + Dice",
         }[c.loss]
+        # The small presets start the encoder from the zoo's MNIST classifier (`encoder_weights` of the
+        # U-Net, `backbone_weights` of FCN / DeepLab); the rest of the network starts from scratch.
+        init = c.model_args.get("encoder_weights") or c.model_args.get("backbone_weights")
+        start = f"encoder initialised from the `{init}` weight of its backbone" if init else "from scratch"
         meta: dict[str, Any] = {
             "task": "semantic-segmentation",
             "labels": list(data.info["labels"]),
@@ -319,8 +353,8 @@ class SegmentationObjective(Objective):
             "background_index": 0,
             "papers": list(dict.fromkeys(papers)),
             "description": (
-                f"{c.model} trained from scratch on {data.name} (11 classes: background and the digits "
-                f"0-9) with the `{self.name}` recipe, {loss} loss."
+                f"{c.model} trained on {data.name} (11 classes: background and the digits 0-9) with the "
+                f"`{self.name}` recipe, {loss} loss; {start}."
             ),
         }
         if c.pictures and data.test is not None:

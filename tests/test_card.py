@@ -193,3 +193,18 @@ def test_baselines_are_a_table_beside_the_weights_own_numbers(tmp_path):
     assert config_of(folder)["weights"]["baselines"]["nearest neighbour"] == {"acc": 0.95}
     plain = zoo.save_pretrained(zoo.create_model("resnet8_small"), tmp_path / "p")
     assert "## Baselines" not in (plain / "README.md").read_text()
+
+
+def test_ablations_are_a_table_of_one_change_runs(tmp_path):
+    meta = Weights(
+        arch="resnet8_small",
+        tag="local",
+        task="image-classification",
+        metrics={"acc": 0.99},
+        ablations={"no augmentation": {"acc": 0.97}},
+    )
+    folder = zoo.save_pretrained(zoo.create_model("resnet8_small"), tmp_path / "a", meta)
+    table = section((folder / "README.md").read_text(), "Ablations")
+    assert "| change | acc |" in table and "| no augmentation | 0.97 |" in table
+    assert "| **resnet8_small.local** | 0.99 |" in table
+    assert config_of(folder)["weights"]["ablations"] == {"no augmentation": {"acc": 0.97}}

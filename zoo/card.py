@@ -171,6 +171,34 @@ def _provenance(w: dict[str, Any]) -> list[str]:
     return ["## Training and provenance", "", *details, ""] if details else []
 
 
+def _comparison(
+    title: str,
+    intro: str,
+    column: str,
+    name: str,
+    metrics: dict[str, Any],
+    others: dict[str, dict[str, Any]] | None,
+) -> list[str]:
+    """A card table of this weight's metrics (first row, bold) beside other runs' on the same split."""
+    if not others:
+        return []
+    keys = list(dict.fromkeys(k for values in [metrics, *others.values()] for k in values))
+    return [
+        f"## {title}",
+        "",
+        intro,
+        "",
+        f"| {column} | " + " | ".join(_cell(k) for k in keys) + " |",
+        "|---" * (len(keys) + 1) + "|",
+        f"| **{_cell(name)}** | " + " | ".join(_cell(metrics.get(k, "")) for k in keys) + " |",
+        *[
+            f"| {_cell(other)} | " + " | ".join(_cell(values.get(k, "")) for k in keys) + " |"
+            for other, values in others.items()
+        ],
+        "",
+    ]
+
+
 def render_model_card(config: dict[str, Any]) -> str:
     """The README.md of a weight folder, from its config.json content."""
     arch = config["architecture"]
@@ -198,23 +226,22 @@ def render_model_card(config: dict[str, Any]) -> str:
             *[f"| {_cell(k)} | {_cell(v)} |" for k, v in metrics.items()],
             "",
         ]
-    baselines = w.get("baselines") or {}
-    if baselines:
-        keys = list(dict.fromkeys(k for values in [metrics, *baselines.values()] for k in values))
-        lines += [
-            "## Baselines",
-            "",
-            "Measured on the same split, beside this weight:",
-            "",
-            "| method | " + " | ".join(_cell(k) for k in keys) + " |",
-            "|---" * (len(keys) + 1) + "|",
-            f"| **{_cell(name)}** | " + " | ".join(_cell(metrics.get(k, "")) for k in keys) + " |",
-            *[
-                f"| {_cell(method)} | " + " | ".join(_cell(values.get(k, "")) for k in keys) + " |"
-                for method, values in baselines.items()
-            ],
-            "",
-        ]
+    lines += _comparison(
+        "Baselines",
+        "Measured on the same split, beside this weight:",
+        "method",
+        name,
+        metrics,
+        w.get("baselines"),
+    )
+    lines += _comparison(
+        "Ablations",
+        "The same recipe and budget with one change each, measured on the same split:",
+        "change",
+        name,
+        metrics,
+        w.get("ablations"),
+    )
     lines += _task(config).card_sections(config)
     curves = (config.get("files") or {}).get("curves")
     if curves:

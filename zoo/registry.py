@@ -64,6 +64,9 @@ class Weights:
     # Simple methods measured on the same split beside the weight (name -> their metrics), so every
     # published number comes with a reference point: e.g. {"otsu + classifier": {"miou": 0.61}}.
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    # The weight's own recipe and budget with one change each (name -> metrics on the same split), e.g.
+    # {"loss = plain cross-entropy": {"miou": 0.32}}: what each choice of the recipe is worth.
+    ablations: dict[str, dict[str, float]] = field(default_factory=dict)
     recipe: str | None = None  # a recipe preset name that reproduces this weight
     recipe_config: dict[str, Any] = field(default_factory=dict)  # the resolved config of that run
     license: str = "apache-2.0"

@@ -136,15 +136,17 @@ def git_commit() -> str | None:
     """The commit of the code that ran (``+dirty`` with uncommitted changes to tracked files).
 
     Where the code travels without its git folder (a copy of the working tree on another machine), the
-    ``ZOO_GIT_COMMIT`` environment variable names it instead.
+    ``ZOO_GIT_COMMIT`` environment variable names it (and wins over whatever git folder travelled along).
     """
+    if os.environ.get("ZOO_GIT_COMMIT"):
+        return os.environ["ZOO_GIT_COMMIT"]
     root = Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
         )
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("ZOO_GIT_COMMIT") or None
+        return None
     commit = out.stdout.strip()
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         dirty = subprocess.run(

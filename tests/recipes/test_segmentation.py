@@ -92,7 +92,7 @@ def test_preset_smoke_trains_and_publishes_a_segmentation_weight(smoke):
         assert model(torch.rand(2, 3, 64, 64)).shape == (2, 11, 64, 64)
     # Class weights come from the training pool: every pixel counted once, background the most common.
     objective = trainer.objective
-    assert objective.class_counts.sum() == 4000 * 64 * 64
+    assert objective.train_pool.semantic.numel() == 4000 * 64 * 64
     weights = objective.class_weights
     assert weights.argmin() == 0 and weights.shape == (11,)
 
@@ -164,3 +164,16 @@ def test_every_loss_trains_a_step(smoke, loss):
     finally:
         objective.config.loss = "ce_dice"
         objective.__dict__.pop("_weights", None)
+
+
+def test_evaluating_a_weight_never_renders_the_training_pool(monkeypatch):
+    """Setting the objective up for an evaluation (the published-weight re-measure, ``zoo verify``) draws
+    only the test scenes; the training compositions are rendered when a train step first asks."""
+    import recipes.segmentation as seg
+
+    rendered = []
+    monkeypatch.setattr(seg, "_render", lambda train, copies: rendered.append(copies))
+    _, config = resolve_config("unet_resnet8_small.scenes", ["progress=false"])
+    objective = SegmentationObjective(config)
+    data = objective.data()
+    assert len(data.train) == 4000 * (1 + config.fresh_scenes) and rendered == []

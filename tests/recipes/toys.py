@@ -43,6 +43,8 @@ def toy_config(**changes: Any) -> ToyConfig:
         progress=False,
         tensorboard=False,
         precision="fp32",
+        # The tests recompute what the engine did with CPU tensors; CUDA has its own test (test_cuda.py).
+        device="cpu",
         optim=OptimizerConfig(name="sgd", lr=0.05, momentum=0.0),
         schedule=ScheduleConfig(name="constant"),
     )

@@ -255,7 +255,7 @@ def deeplabv3plus_resnet101(**kwargs: Any) -> DeepLabV3Plus:
     return DeepLabV3Plus(**_defaults("resnet101", kwargs))
 
 
-@register_model(task="semantic-segmentation")
+@register_model(task="semantic-segmentation", weights=("scenes",))
 def deeplabv3plus_resnet8_small(**kwargs: Any) -> DeepLabV3Plus:
     """DeepLab v3+ over ``resnet8_small`` (stride 8, rates 2/4/6, decoder on ``layer2`` /2) for 64 px scenes."""
     small = {"output_stride": None, "atrous_rates": (2, 4, 6), "aspp_channels": 64, "low_level": 2}

@@ -275,7 +275,7 @@ def fcn_resnet101(**kwargs: Any) -> FCN:
     return FCN(**_backbone("resnet101", kwargs))
 
 
-@register_model(task="semantic-segmentation")
+@register_model(task="semantic-segmentation", weights=("scenes",))
 def fcn_resnet8_small(**kwargs: Any) -> FCN:
     """FCN-8s-style skip fusion over ``resnet8_small`` (stride 8; skips at /4 and /2) for 64 px scenes."""
     kwargs.setdefault("skips", 2)
