@@ -216,11 +216,18 @@ class EncoderUNet(ZooModel):
             blocks.append(UpBlock(in_ch, skip_ch, out_ch, upsample, norm, act, up_chans=in_ch // 2))
             in_ch = out_ch
         self.decoder = nn.ModuleList(blocks)
+        # Channels of `decode`'s output: what a model that puts its own heads on the decoder builds on.
+        self.out_chans = in_ch
         self.head = nn.Conv2d(in_ch, num_classes, 1)
         _init_weights(self.decoder)
         _init_weights(self.head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.decode(x))
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """The last decoder block's map ``(N, out_chans, H, W)`` at the input's size, before the head: the
+        hook for models that add heads of their own (``zoo.models.proposal_free``)."""
         size = x.shape[-2:]
         features = self.encoder(x)
         skips = [features[i] for i in self._skip_positions]
@@ -235,7 +242,7 @@ class EncoderUNet(ZooModel):
                 remaining = extra - (k - len(skips)) - 1
                 target = size if remaining == 0 else (x.shape[-2] * 2, x.shape[-1] * 2)
                 x = block(x, size=target)
-        return self.head(x)
+        return x
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -282,7 +289,7 @@ def unet_resnet34(**kwargs: Any) -> EncoderUNet:
     return _encoder_unet("resnet34", False, kwargs)
 
 
-@register_model(task="semantic-segmentation")
+@register_model(task="semantic-segmentation", weights=("scenes",))
 def unet_resnet8_small(**kwargs: Any) -> EncoderUNet:
     """U-Net decoder over ``resnet8_small`` (3x3 stem, stride 8, widths 16-128) for 64 px scenes."""
     return _encoder_unet("resnet8_small", True, kwargs)
