@@ -289,7 +289,8 @@ def example_picture(model: nn.Module, degradation: dict[str, Any], path: Path) -
     top, left, side = EXAMPLE_BOX
     crop = sample_photos(names=[EXAMPLE_PHOTO])[EXAMPLE_PHOTO][top : top + side, left : left + side]
     inputs, targets = degrade(crop[None], degradation)
-    outputs = model(torch.from_numpy(inputs)).float().numpy()
+    device = next(model.parameters()).device  # publish runs where training ran (a GPU, say)
+    outputs = model(torch.from_numpy(inputs).to(device)).float().cpu().numpy()
 
     def rgb(x: np.ndarray, lightness: np.ndarray | None = None) -> np.ndarray:
         if lightness is not None:  # ab -> RGB with the input's lightness

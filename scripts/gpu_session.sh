@@ -2,7 +2,8 @@
 # One lent GPU machine, one call: train the slowest ready presets side by side, plus the runs the U-Net card
 # compares (decoder upsampling, losses, a longer budget), then run the tests that take a CUDA path.
 #
-#   scripts/gpu_session.sh OUT_DIR [GROUP ...]     groups: dense (default), restoration, detection
+#   scripts/gpu_session.sh OUT_DIR [GROUP ...]     groups: dense (default), restoration, baselines,
+#   detection
 #
 # Needs python3 with torch (CUDA), torchvision, torchmetrics, scikit-image and mlxtend importable and the
 # repository on PYTHONPATH. Each run is a plain `zoo train PRESET` (the preset is what a 2-core CPU also
@@ -50,11 +51,13 @@ restoration() {
     job espcn_x4 espcn_x4.photos
     # DnCNN at the paper's size (17 x 64) on the same recipe: how far the small one is from it.
     job dncnn_s dncnn.photos --set 'model_args={"depth": 17, "width": 64}'
+    KEEP="$KEEP dncnn espcn_x4"
+}
+baselines() {
     # The same-compute segmentation_models_pytorch baseline of the U-Net card (needs smp importable).
     mkdir -p "$RUNS/smp_baseline"
     timeout "$JOB_TIMEOUT" $PY benchmarks/segmentation_baselines.py --weight unet_resnet8_small.scenes \
         --skip-otsu --save "$RUNS/smp_baseline/result.json" >"$RUNS/smp_baseline.log" 2>&1 &
-    KEEP="$KEEP dncnn espcn_x4"
 }
 detection() {
     for preset in fasterrcnn_resnet8_small retinanet_resnet8_small maskrcnn_resnet8_small \

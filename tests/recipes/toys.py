@@ -80,7 +80,7 @@ class RegressionObjective(_Base):
         x, y = batch
         with ctx.autocast():
             pred = ctx.models["model"](ctx.to_device(x)).squeeze(1)
-        return {"loss": F.mse_loss(pred.float(), y)}
+        return {"loss": F.mse_loss(pred.float(), ctx.to_device(y))}
 
 
 class TwoPlayerObjective(_Base):
