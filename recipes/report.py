@@ -21,14 +21,20 @@ def _row(config: dict[str, Any]) -> dict[str, str]:
     shown = [
         f"{title} {fmt.format(metrics[key])}" for key, title, fmt in task.headline_metrics if key in metrics
     ]
-    load = (training.get("machine") or {}).get("load_avg_1m_at_start")
+    machine = training.get("machine") or {}
+    load = machine.get("load_avg_1m_at_start")
+    # Where it trained: the GPU's name for a CUDA run, else the CPU's core count and load at the start.
+    if str(training.get("device", "")).startswith("cuda") and machine.get("gpu"):
+        where = f" on {machine['gpu']}"
+    else:
+        where = f" on {machine.get('cores', '?')} CPU cores" + (f", load {load}" if load is not None else "")
     return {
         "weight": f"`{w['arch']}.{w['tag']}`",
         "task": task.name,
         "params": f"{w.get('num_params') or 0:,}",
         "test metrics": ", ".join(shown) or "-",
         "train time": f"{training.get('train_time_s', float('nan')):.0f} s, {training.get('epochs', '?')} epochs"
-        + (f" (load {load})" if load is not None else ""),
+        + where,
         "recipe": f"`zoo train {w['recipe']}`" if w.get("recipe") else "-",
     }
 

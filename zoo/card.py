@@ -182,7 +182,10 @@ def _comparison(
     """A card table of this weight's metrics (first row, bold) beside other runs' on the same split."""
     if not others:
         return []
-    keys = list(dict.fromkeys(k for values in [metrics, *others.values()] for k in values))
+    # The columns the comparison has (a metric no other row reports would only be blanks), in the weight's
+    # metric order.
+    theirs = {k for values in others.values() for k in values}
+    keys = [k for k in metrics if k in theirs] + sorted(theirs - set(metrics))
     return [
         f"## {title}",
         "",
