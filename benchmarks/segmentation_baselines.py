@@ -62,15 +62,16 @@ def _digit_crop(grey: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def otsu_components(
+def otsu_instances(
     images: np.ndarray, classifier: torch.nn.Module, mean: float, std: float, min_area: int = 12
-) -> np.ndarray:
-    """(N, H, W, 3) uint8 scenes -> (N, H, W) class maps (0 background, digit + 1) by Otsu's threshold,
-    connected components and the MNIST classifier on each component."""
+) -> list[list[tuple[np.ndarray, int, float]]]:
+    """(N, H, W, 3) uint8 scenes -> per scene, one ``(mask (H, W) bool, digit, probability)`` per connected
+    component: Otsu's threshold, connected components and the MNIST classifier on each component (its
+    softmax probability of the digit it picks). The instance baseline of the detectors reads these."""
     from skimage.filters import threshold_otsu
     from skimage.measure import label
 
-    maps = np.zeros(images.shape[:3], np.int64)
+    found: list[list[tuple[np.ndarray, int, float]]] = [[] for _ in images]
     crops, owners = [], []
     for n, image in enumerate(images):
         grey = image.astype(np.float32).mean(axis=2) / 255.0
@@ -95,8 +96,21 @@ def otsu_components(
     if crops:
         x = (torch.from_numpy(np.stack(crops))[:, None] - mean) / std
         with torch.no_grad():
-            digits = torch.cat([classifier(b).argmax(1) for b in x.split(512)]).numpy()
-        for (n, mask), digit in zip(owners, digits):
+            probs = torch.cat([classifier(b).softmax(1) for b in x.split(512)])
+        best, digits = probs.max(1)
+        for (n, mask), digit, p in zip(owners, digits.tolist(), best.tolist()):
+            found[n].append((mask, digit, p))
+    return found
+
+
+def otsu_components(
+    images: np.ndarray, classifier: torch.nn.Module, mean: float, std: float, min_area: int = 12
+) -> np.ndarray:
+    """(N, H, W, 3) uint8 scenes -> (N, H, W) class maps (0 background, digit + 1) by Otsu's threshold,
+    connected components and the MNIST classifier on each component (`otsu_instances`)."""
+    maps = np.zeros(images.shape[:3], np.int64)
+    for n, instances in enumerate(otsu_instances(images, classifier, mean, std, min_area)):
+        for mask, digit, _ in instances:
             maps[n][mask] = digit + 1
     return maps
 

@@ -63,12 +63,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
         axes = sorted({name for axes in graph.dynamic_axes.values() for name in axes.values()})
         line += f", dynamic: {', '.join(axes)})" if axes else ", static shapes)"
         report = reports.get(graph.name)
-        if report is not None:
+        if report is not None and report.checks:
             line += (
                 f"; onnxruntime vs PyTorch on {len(report.checks)} checks: "
                 f"max abs {report.max_abs:.2e}, max rel {report.max_rel:.2e}"
             )
+        elif report is not None:  # detectors: variable-length outputs, compared at the task's level only
+            agreed = sum(a.ok for a in report.agreements)
+            line += f"; onnxruntime vs PyTorch: the task's answers agree on {agreed}/{len(report.agreements)} inputs"
         print(line)
+        split = graph.metadata.extra.get("export_split")
+        if split:
+            print(f"  split: {split['name']}: graph = {split['graph']}; runtime = {split['runtime']}")
         if graph.fallback_reason:
             print(f"  dynamo exporter not used: {graph.fallback_reason}")
         for rewrite in graph.metadata.extra.get("rewrites", []):

@@ -61,8 +61,7 @@ __all__ = [
 # Opset 20: the dynamo exporter's default in torch 2.14, supported by onnxruntime >= 1.17 and by the
 # TorchScript exporter (its last opset), so both exporters write the same opset.
 DEFAULT_OPSET = 20
-# Traced batch of dynamic graphs: not 1 (the exporter would specialise it) and not a validated batch size,
-# so validating at 1 and 2 checks that nothing kept the traced value.
+# Traced batch of dynamic graphs: not 1 (the exporter would specialise it) nor a validated size (1, 2).
 EXPORT_BATCH = 3
 VALIDATION_BATCHES = (1, 2)
 # Random example inputs that measure a quantised copy when no real inputs are given.
@@ -117,8 +116,7 @@ class GraphReport:
     name_error: str | None = None  # inputs or outputs named otherwise than the spec
     checks: list[ParityCheck] = field(default_factory=list)
     tolerance_note: str = ""
-    # The task's verdict on each validated input (`zoo.tasks.Task.agreement`): same classes, pixels,
-    # boxes... at the level a user sees, beyond float parity.
+    # The task's verdict on each validated input (`Task.agreement`, or the graph's): beyond float parity.
     agreements: list[Any] = field(default_factory=list)
 
     @property
@@ -481,7 +479,7 @@ def _export_graph(
     module, rewrites = onnx_friendly(spec.module) if rewrite else (spec.module, [])
     chosen = spec.exporter if exporter == "auto" else exporter
     order = ("dynamo", "torchscript") if chosen == "auto" else (chosen,)
-    inputs = spec.make_inputs(EXPORT_BATCH if spec.dynamic else 1, spec.variants[0])
+    inputs = spec.make_inputs(EXPORT_BATCH if spec.dynamic_batch else 1, spec.variants[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     for name in order:
@@ -553,6 +551,7 @@ def to_onnx(
             meta = _metadata(model, spec, size, opset, used)
             if spec.tolerance_note:
                 meta.extra["tolerance"] = {"atol": spec.atol, "why": spec.tolerance_note}
+            meta.extra.update(spec.extra)  # the adapter's own entries (a detector's export_split)
             return meta
 
         used, reason, meta = _export_graph(spec, target, opset, exporter, describe, rewrite)
@@ -604,7 +603,7 @@ def graph_specs(
     if size != default and not getattr(model, "dynamic_size", False) and dynamic:
         raise ConfigError(f"{model.zoo_config['architecture']} has a fixed input size {default}; got {size}")
     entry = get_entry(model.zoo_config["architecture"])
-    adapter = get_adapter(entry.family)
+    adapter = get_adapter(entry.family, model)
     specs = adapter.graphs(model, input_size=size, dynamic=dynamic)
     names = [s.name for s in specs]
     if len(set(names)) != len(names) or not names:
@@ -668,14 +667,14 @@ def _validate_graph(spec: GraphSpec, path: Path, meta: Any) -> GraphReport:
         )
         return report
     variants = spec.variants if spec.dynamic else spec.variants[:1]
-    batches = VALIDATION_BATCHES if spec.dynamic else (1,)
+    batches = VALIDATION_BATCHES if spec.dynamic_batch else (1,)
     for variant in variants:
         for batch in batches:
             inputs = spec.make_inputs(batch, variant)
             expected = [t.float().numpy() for t in flatten_outputs(spec.module(*inputs))]
             feeds = {n: t.numpy() for n, t in zip(spec.input_names, inputs)}
             actual = session.run(list(spec.output_names), feeds)
-            for out, want, got in zip(spec.output_names, expected, actual):
+            for out, want, got in zip(spec.output_names, expected, actual) if spec.elementwise else ():
                 _, diff, rel = parity(want, got, spec.atol, spec.rtol)
                 report.checks.append(
                     ParityCheck(
@@ -691,7 +690,8 @@ def _validate_graph(spec: GraphSpec, path: Path, meta: Any) -> GraphReport:
                     )
                 )
             named = dict(zip(spec.output_names, expected)), dict(zip(spec.output_names, actual))
-            report.agreements.append(meta.task_object.agreement(*named, meta, atol=spec.atol, rtol=spec.rtol))
+            check = spec.agreement or meta.task_object.agreement
+            report.agreements.append(check(*named, meta, atol=spec.atol, rtol=spec.rtol))
     return report
 
 

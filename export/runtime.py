@@ -245,6 +245,12 @@ class OnnxModel:
             )
         return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
 
+    def infer(self, inputs: np.ndarray | dict[str, np.ndarray], /) -> dict[str, Any]:
+        """`run`, then the adapter's `export.adapters.Adapter.decode`: the task's named outputs (what the
+        PyTorch model gives `zoo.tasks.Task.postprocess`), also where the graph stops short of them (a
+        proposal-free segmenter's dense maps are grouped into instances here)."""
+        return self.adapter.decode(self.meta.graph, self.run(inputs), self.meta)
+
     def _check_array(self, info: InputInfo, value: Any) -> np.ndarray:
         array = np.asarray(value)
         expected = info.describe()
@@ -336,6 +342,13 @@ class OnnxModel:
         autoencoder's decoder) take a batch array for their input. Classifiers give `Classification`s, the
         autoencoder (H, W, C) uint8 images, an encoder latent codes.
         """
+        if self.takes_images and not self.task.batched_images:
+            # Detectors: one image per call at its own size (images of different sizes cannot share a batch).
+            results: list[Any] = []
+            for item in items:
+                outputs = self.run(self.preprocess(item, invert=invert))
+                results += self.adapter.postprocess(self.meta.graph, outputs, self.meta, **options)
+            return results
         if self.takes_images:
             batch = np.concatenate([self.preprocess(item, invert=invert) for item in items], axis=0)
         else:
@@ -348,6 +361,21 @@ class OnnxModel:
             batch = np.asarray(items)
         outputs = self.run(batch)
         return self.adapter.postprocess(self.meta.graph, outputs, self.meta, **options)
+
+    # ------------------------------------------------------------------------------------ generators
+    def sample(self, n: int, *, seed: int = 0, labels: Any = None, **options: Any) -> np.ndarray:
+        """`n` generated images (n, C, H, W) in [0, 1], drawn torch-free as the file's export adapter says
+        (an adapter with a ``sample(model, n, seed=, labels=, **options)`` method: diffusion denoisers,
+        generators and decoders); options left None take the weight's defaults."""
+        sampler = getattr(self.adapter, "sample", None)
+        if sampler is None:
+            raise OnnxModelError(
+                f"{self.path.name} ({self.meta.name}, graph '{self.meta.graph}') is not a generator the runtime "
+                "can sample from (its family's export adapter defines no sample())"
+            )
+        return sampler(
+            self, n, seed=seed, labels=labels, **{k: v for k, v in options.items() if v is not None}
+        )
 
 
 def load(path: str | os.PathLike, **kwargs: Any) -> OnnxModel:
@@ -377,5 +405,5 @@ def predict_files(
         )
     meta = model._sized_meta(model._input_size())
     yield from predict_lines(
-        model.task, meta, files, model.run, invert=invert, out_dir=out_dir, k=k, **options
+        model.task, meta, files, model.infer, invert=invert, out_dir=out_dir, k=k, **options
     )

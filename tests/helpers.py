@@ -27,17 +27,29 @@ MAX_SUITE_PARAMS = 30_000_000
 
 
 @functools.cache
-def num_params(name: str) -> int:
-    """Parameters of a registered architecture, counted on the meta device (no memory, no time)."""
+def _meta_facts(name: str) -> tuple[int, tuple[str, ...]]:
     import zoo
 
     with torch.device("meta"):
         model = zoo.create_model(name)
-    return sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters()), tuple(getattr(model, "excluded_suites", ()))
 
 
-def suite_models() -> list[str]:
-    """Registered architectures the generic suites run on (gated on size, never on names)."""
+def num_params(name: str) -> int:
+    """Parameters of a registered architecture, counted on the meta device (no memory, no time)."""
+    return _meta_facts(name)[0]
+
+
+def suite_models(suite: str = "common") -> list[str]:
+    """Registered architectures the generic suites run on (gated on size and attributes, never on names).
+
+    A model class leaves a generic suite by naming it in its ``excluded_suites`` attribute, with a comment
+    saying why and where it is tested instead: ``"common"`` (tests/models/test_common.py) or ``"onnx"``
+    (tests/export/test_onnx.py). The detectors (zoo.models.detection) name both until their ONNX export
+    lands; that suite then asks for ``suite_models("onnx")`` and the detectors drop ``"onnx"``.
+    """
     import zoo
 
-    return [n for n in zoo.list_models() if num_params(n) <= MAX_SUITE_PARAMS]
+    return [
+        n for n in zoo.list_models() if num_params(n) <= MAX_SUITE_PARAMS and suite not in _meta_facts(n)[1]
+    ]

@@ -16,7 +16,13 @@ from pathlib import Path
 from zoo.errors import ZooError
 
 # Verbs defined outside this file (training and its toolbox in recipes/, export in export/).
-PLUGIN_MODULES: tuple[str, ...] = ("recipes.cli", "recipes.tools", "export.cli", "zoo.data.cli")
+PLUGIN_MODULES: tuple[str, ...] = (
+    "recipes.cli",
+    "recipes.tools",
+    "export.cli",
+    "zoo.data.cli",
+    "zoo.sampling",
+)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -86,7 +92,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
         files = [Path(args.name), *args.files]
         for line in predict_onnx(
-            args.onnx, files, k=args.topk, invert=args.invert, out_dir=args.out, tile=args.tile
+            args.onnx,
+            files,
+            k=args.topk,
+            invert=args.invert,
+            out_dir=args.out,
+            tile=args.tile,
+            **_thresh(args),
         ):
             print(line)
         return 0
@@ -95,10 +107,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from zoo.predict import predict_files
 
     for line in predict_files(
-        args.name, args.files, k=args.topk, invert=args.invert, out_dir=args.out, tile=args.tile
+        args.name,
+        args.files,
+        k=args.topk,
+        invert=args.invert,
+        out_dir=args.out,
+        tile=args.tile,
+        **_thresh(args),
     ):
         print(line)
     return 0
+
+
+def _thresh(args: argparse.Namespace) -> dict[str, float]:
+    # Only when given: a task's postprocess falls back to the weight's own score_thresh.
+    return {} if args.score_thresh is None else {"score_thresh": args.score_thresh}
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
@@ -177,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PIXELS",
         help="image-to-image: run large images in overlapping tiles of this side (default 512; 0: whole image)",
+    )
+    p.add_argument(
+        "--score-thresh",
+        type=float,
+        default=None,
+        metavar="P",
+        help="detection: show boxes scoring at least this (default: the weight's score_thresh)",
     )
     p.set_defaults(func=_cmd_predict)
 

@@ -16,6 +16,7 @@ graphs, extra inputs, other dynamic axes, other post-processing) adds **one file
 
         def graphs(self, model, *, input_size, dynamic): ...         # list[GraphSpec]; torch allowed inside
         # optional, where a graph's outputs mean something else than the task's (numpy only):
+        def decode(self, graph, outputs, meta): ...                   # raw outputs -> the task's outputs
         def postprocess(self, graph, outputs, meta, **options): ...  # one item per sample
 
 The modules of this package are discovered (no list to edit) and are imported by the torch-free runtime,
@@ -84,6 +85,17 @@ class GraphSpec:
     tolerance_note: str = ""  # why `atol`/`rtol` are looser than the defaults; required when they are
     exporter: str = "auto"  # "auto" (dynamo, TorchScript where dynamo fails), "dynamo" or "torchscript"
     note: str = ""  # recorded in the file's metadata (what the graph computes, in a sentence)
+    # More ``zoo.*`` metadata entries for the file: what the runtime must know to read the outputs (e.g. a
+    # detector's ``export_split``: which part of the model is in the graph and which is left to numpy).
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Whether each output is compared element by element with PyTorch. Detectors set False: their outputs
+    # are variable-length lists whose order among near-tied scores is arbitrary, so only the task-level
+    # `agreement` (detections matched by IoU) can decide.
+    elementwise: bool = True
+    # The task-level check of one validated input, ``(expected, actual, meta) -> zoo.tasks.Agreement`` on
+    # the named outputs; None: the task's own (`zoo.tasks.Task.agreement`). A graph whose outputs are not
+    # the task's (a dense network whose grouping the runtime does) brings its own.
+    agreement: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         if (self.atol > DEFAULT_ATOL or self.rtol > DEFAULT_RTOL) and not self.tolerance_note:
@@ -103,6 +115,11 @@ class GraphSpec:
     def dynamic(self) -> bool:
         return any(self.dynamic_axes.get(n) for n in self.input_names)
 
+    @property
+    def dynamic_batch(self) -> bool:
+        """Whether every input's axis 0 is dynamic (a detector traced with its one image is not)."""
+        return self.dynamic and all(0 in (self.dynamic_axes.get(n) or {}) for n in self.input_names)
+
 
 class Adapter:
     """The default export adapter: one tensor-in, tensor-out graph. Subclass it for a family."""
@@ -121,10 +138,24 @@ class Adapter:
         outputs = output_names_of(model, _count_outputs(model, input_size), get_task(task_of(model)))
         return [image_graph(model, input_size=input_size, dynamic=dynamic, output_names=outputs)]
 
+    def matches(self, model: Any) -> bool:
+        """Whether this adapter exports `model` although its family is not in ``families`` (a new builder
+        module over the same kind of network); asked only when no adapter names the family."""
+        return False
+
     # ---------------------------------------------------------------- runtime side (numpy only)
+    def decode(self, graph: str, outputs: dict[str, np.ndarray], meta: Any) -> dict[str, np.ndarray]:
+        """A graph's raw outputs -> the task's named outputs (what `zoo.tasks.Task.postprocess` reads).
+
+        Identity by default; a family whose graph stops before the task's outputs (a dense network whose
+        instances the runtime groups in numpy) finishes the computation here, so ``zoo predict --onnx``,
+        validation and the PyTorch path all hand the task the same arrays.
+        """
+        return outputs
+
     def postprocess(self, graph: str, outputs: dict[str, np.ndarray], meta: Any, **options: Any) -> list[Any]:
         """One result per sample, as the model's task reads its outputs."""
-        return get_task(meta.task).postprocess(outputs, meta, **options)
+        return get_task(meta.task).postprocess(self.decode(graph, outputs, meta), meta, **options)
 
 
 _ADAPTERS: list[Adapter] = []
@@ -171,8 +202,9 @@ def adapters() -> list[Adapter]:
     return list(_ADAPTERS)
 
 
-def get_adapter(family: str | None) -> Adapter:
-    """The adapter of a family (a ``zoo/models/<family>.py`` module name), else the default one.
+def get_adapter(family: str | None, model: Any = None) -> Adapter:
+    """The adapter of a family (a ``zoo/models/<family>.py`` module name), else, given the `model`, the
+    first adapter that `matches` it (a torchvision detector defined in a new module), else the default one.
 
     What a task's outputs mean is the task's business (`zoo.tasks`); an adapter only says which graphs a
     family exports, so there is no lookup by task here.
@@ -181,6 +213,10 @@ def get_adapter(family: str | None) -> Adapter:
     for adapter in _ADAPTERS:
         if family and family in adapter.families:
             return adapter
+    if model is not None:
+        for adapter in _ADAPTERS:
+            if adapter.matches(model):
+                return adapter
     return _DEFAULT
 
 

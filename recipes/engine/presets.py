@@ -39,6 +39,10 @@ RECIPE_MODULES = (
     "recipes.autoencoding",
     "recipes.segmentation",
     "recipes.restoration",
+    "recipes.instance",
+    "recipes.detection",
+    "recipes.vae",
+    "recipes.diffusion",
 )
 
 

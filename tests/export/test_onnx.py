@@ -20,7 +20,9 @@ from export.runtime import OnnxModel, ZooMetadata
 from tests.helpers import build, suite_models
 from zoo.errors import ConfigError
 
-ALL_MODELS = suite_models()  # up to tests.helpers.MAX_SUITE_PARAMS
+# Up to tests.helpers.MAX_SUITE_PARAMS. Under pytest-xdist (`--dist loadgroup`) every test of one model
+# runs in the worker that exported it: each worker caches its own exports, and an export is the slow part.
+ALL_MODELS = [pytest.param(n, marks=pytest.mark.xdist_group(f"export-{n}")) for n in suite_models()]
 
 # What an exporter names a value it was not given a name for: '1801', 'input.1', 'onnx::Gemm_12', 'output_0'.
 AUTO_NAME = re.compile(r"^(\d+|.*\.\d+|onnx::.*|(input|output)_?\d*|x|getitem.*|l_.*_)$")

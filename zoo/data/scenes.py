@@ -61,6 +61,7 @@ __all__ = [
     "collate_scenes",
     "digit_scenes",
     "render_scene",
+    "touching_instances",
 ]
 
 SEMANTIC_CLASSES = ("background", *(str(d) for d in range(10)))
@@ -272,6 +273,24 @@ def _mask_boxes(masks: np.ndarray) -> np.ndarray:
         ys, xs = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
         boxes[k] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
     return boxes
+
+
+def touching_instances(masks: np.ndarray, gap: int = 1) -> bool:
+    """Whether any two instances of a scene overlap or touch: some pair whose masks ``(N, H, W)``, each
+    dilated by `gap` pixels (a square, so diagonal neighbours count), intersect.
+
+    Scenes' masks are disjoint visible pixels, so an occluded digit touches the one in front of it: this is
+    the "overlapping or touching digits" subset, where one connected component may hold several digits.
+    """
+    from scipy.ndimage import binary_dilation
+
+    masks = np.asarray(masks, bool)
+    if len(masks) < 2:
+        return False
+    structure = np.ones((2 * gap + 1, 2 * gap + 1), bool)
+    grown = np.stack([binary_dilation(m, structure) for m in masks])
+    # Two dilated masks meet where more than one covers a pixel.
+    return bool((grown.sum(0) > 1).any())
 
 
 # ------------------------------------------------------------------------------------------ captions

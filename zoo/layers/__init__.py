@@ -5,6 +5,7 @@ from zoo.layers.aspp import ASPP, ASPPPooling
 from zoo.layers.atrous import dilate_, dilate_to_output_stride
 from zoo.layers.conv import ConvNormAct, DepthwiseSeparableConv
 from zoo.layers.norm import NORMS, create_norm1d, create_norm2d
+from zoo.layers.timestep import TimestepEmbedding, sinusoidal_embedding
 from zoo.layers.upsample import UPSAMPLE_MODES, Upsample2x, icnr_
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "Abs",
     "ConvNormAct",
     "DepthwiseSeparableConv",
+    "TimestepEmbedding",
     "Upsample2x",
     "create_act",
     "create_norm1d",
@@ -23,4 +25,5 @@ __all__ = [
     "dilate_",
     "dilate_to_output_stride",
     "icnr_",
+    "sinusoidal_embedding",
 ]

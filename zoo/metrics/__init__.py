@@ -17,7 +17,11 @@ Every metric follows one protocol (`Metric`)::
 | `PSNR`, `SSIM` | ``psnr`` / ``ssim`` | images ``(N, C, H, W)``, reference images |
 | `MeanAveragePrecision` | ``map``, ``map_50``, ... (COCO's twelve) | torchvision detection dicts |
 | `FID` | ``fid`` | generated images, real images (features: `classifier_features`) |
+| `SampleQuality` | ``fid``, ``fid_floor``, ``inception_score``, ``share_<d>``, ``nn_ratio``, ... | called on generated digits |
 | `KNNAccuracy`, `LinearProbeAccuracy` | ``knn_acc`` / ``linear_acc`` | ``fit(train features, labels)``, then test features, labels |
+
+Likelihoods of binarized digits (`zoo.metrics.likelihood`): `binarize` (the zoo's one stated binarization),
+`bits_per_dim`, and the `IndependentBernoulli` / `BernoulliMixture` baselines (`likelihood_baselines`).
 
 ``coco_evaluate`` runs pycocotools' COCOeval directly on a COCO-format ground truth and detections.
 
@@ -44,6 +48,13 @@ _EXPORTS = {
     "coco_evaluate": "zoo.metrics.detection",
     "FID": "zoo.metrics.generation",
     "classifier_features": "zoo.metrics.generation",
+    "SampleQuality": "zoo.metrics.sample_quality",
+    "sample_quality": "zoo.metrics.sample_quality",
+    "binarize": "zoo.metrics.likelihood",
+    "bits_per_dim": "zoo.metrics.likelihood",
+    "IndependentBernoulli": "zoo.metrics.likelihood",
+    "BernoulliMixture": "zoo.metrics.likelihood",
+    "likelihood_baselines": "zoo.metrics.likelihood",
     "KNNAccuracy": "zoo.metrics.representation",
     "LinearProbeAccuracy": "zoo.metrics.representation",
 }
@@ -53,16 +64,23 @@ __all__ = [
     "PSNR",
     "SSIM",
     "Accuracy",
+    "BernoulliMixture",
+    "IndependentBernoulli",
     "KNNAccuracy",
     "LinearProbeAccuracy",
     "Mean",
     "MeanAveragePrecision",
     "MeanIoU",
     "Metric",
+    "SampleQuality",
     "all_gather_cat",
     "all_reduce_sum",
+    "binarize",
+    "bits_per_dim",
     "classifier_features",
     "coco_evaluate",
+    "likelihood_baselines",
+    "sample_quality",
 ]
 
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
@@ -72,5 +90,13 @@ if TYPE_CHECKING:
     from zoo.metrics.detection import MeanAveragePrecision, coco_evaluate
     from zoo.metrics.generation import FID, classifier_features
     from zoo.metrics.image import PSNR, SSIM
+    from zoo.metrics.likelihood import (
+        BernoulliMixture,
+        IndependentBernoulli,
+        binarize,
+        bits_per_dim,
+        likelihood_baselines,
+    )
     from zoo.metrics.representation import KNNAccuracy, LinearProbeAccuracy
+    from zoo.metrics.sample_quality import SampleQuality, sample_quality
     from zoo.metrics.segmentation import MeanIoU

@@ -32,6 +32,10 @@ class ZooModel(nn.Module):
     input_size: tuple[int, ...] = (3, 32, 32)
     # Whether height and width of the input may differ from `input_size` (fully convolutional models).
     dynamic_size: bool = True
+    # Names of forward's inputs, in order. One image by default; a model whose forward takes more (a
+    # diffusion denoiser's (noisy_image, timestep, label)) names them all, and generic code that cannot
+    # make those inputs from an image calls `example_inputs` instead (the ONNX graph's input names too).
+    input_names: tuple[str, ...] = ("image",)
     # Names of forward's outputs in `flatten_outputs` order; None means the task's (`Task.output_names`).
     # The PyTorch predict path, the ONNX graph and the runtime all use these names.
     output_names: tuple[str, ...] | None = None

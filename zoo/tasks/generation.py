@@ -18,7 +18,10 @@ import numpy as np
 from zoo.tasks import register_task
 from zoo.tasks.base import Task, WeightField
 
-__all__ = ["ImageGeneration", "samples_to_uint8"]
+__all__ = ["NLL_OUTPUT", "ImageGeneration", "samples_to_uint8"]
+
+# The output a likelihood model's forward gives per image (VAE: an IWAE estimate), in bits per dimension.
+NLL_OUTPUT = "nll_bits_per_dim"
 
 
 def samples_to_uint8(x: np.ndarray, output_range: tuple[float, float] = (0.0, 1.0)) -> list[np.ndarray]:
@@ -44,21 +47,34 @@ class ImageGeneration(Task):
         ),
         WeightField("output_range", (0.0, 1.0), "value range of the generated pixels", (tuple,)),
         WeightField("fid_features", None, "the zoo classifier whose features FID is measured in", (str,)),
+        WeightField(
+            "takes_images",
+            False,
+            "forward scores an input image (a VAE: reconstruction, NLL): `zoo predict` feeds it images",
+            (bool,),
+        ),
     )
     headline_metrics = (("fid", "FID", "{:.2f}"), ("nll_nats", "NLL (nats)", "{:.1f}"))
     output_names = ("image",)
     outputs_doc = {"image": "(N, C, H, W) generated images in output_range"}
 
     def preprocess(self, image: np.ndarray, meta: Any, *, invert: bool = False) -> np.ndarray:
+        if getattr(meta, "takes_images", False):
+            return super().preprocess(image, meta, invert=invert)  # [0, 1] pixels at input_size
         from zoo.errors import ConfigError
 
         raise ConfigError(f"{meta.name} generates images and takes none: use `zoo sample {meta.name}`")
 
     def postprocess(self, outputs: Mapping[str, np.ndarray], meta: Any, **options: Any) -> list[Any]:
+        output_range = tuple(getattr(meta, "output_range", None) or (0.0, 1.0))
+        if "reconstruction" in outputs or NLL_OUTPUT in outputs:
+            return _scored(outputs, output_range)
         value = outputs["image"] if "image" in outputs else next(iter(outputs.values()))
-        return samples_to_uint8(value, tuple(getattr(meta, "output_range", None) or (0.0, 1.0)))
+        return samples_to_uint8(value, output_range)
 
     def describe(self, result: Any, source: str, *, out_dir: Path | None = None, **options: Any) -> str:
+        if isinstance(result, Mapping):
+            return _describe_scored(result, source, out_dir)
         if out_dir is None:
             return f"{source}: image {result.shape}"
         from zoo.tasks.draw import save_png
@@ -80,3 +96,41 @@ class ImageGeneration(Task):
             f'session = ort.InferenceSession("{onnx_file}")',
             "# inputs are noise (and a class); see the file's zoo.outputs_doc metadata and `zoo sample`",
         ]
+
+
+# ------------------------------------------------------------------------- models that score an image
+def _scored(outputs: Mapping[str, np.ndarray], output_range: tuple[float, float]) -> list[dict[str, Any]]:
+    """A likelihood model's outputs (``reconstruction`` and/or ``nll_bits_per_dim``) -> one dict per image:
+    the reconstruction as an (H, W, C) uint8 image, the NLL in bits/dim and in nats per image."""
+    recon = samples_to_uint8(outputs["reconstruction"], output_range) if "reconstruction" in outputs else None
+    nll = np.asarray(outputs[NLL_OUTPUT], np.float64).reshape(-1) if NLL_OUTPUT in outputs else None
+    batch = len(recon) if recon is not None else len(nll)  # type: ignore[arg-type]
+    results: list[dict[str, Any]] = []
+    for i in range(batch):
+        item: dict[str, Any] = {}
+        if recon is not None:
+            item["reconstruction"] = recon[i]
+        if nll is not None:
+            item[NLL_OUTPUT] = float(nll[i])
+            if recon is not None:  # dims of the image the NLL is over
+                item["nll_nats"] = float(nll[i]) * recon[i].size * float(np.log(2.0))
+        results.append(item)
+    return results
+
+
+def _describe_scored(result: Mapping[str, Any], source: str, out_dir: Path | None) -> str:
+    parts = []
+    if NLL_OUTPUT in result:
+        nats = f", {result['nll_nats']:.1f} nats" if "nll_nats" in result else ""
+        parts.append(f"NLL {result[NLL_OUTPUT]:.4f} bits/dim{nats}")
+    if "reconstruction" in result:
+        if out_dir is None:
+            parts.append(f"reconstruction {result['reconstruction'].shape}")
+        else:
+            from zoo.tasks.draw import save_png
+
+            stem = Path(source).stem
+            parts.append(
+                f"reconstruction -> {save_png(result['reconstruction'], Path(out_dir) / f'{stem}_reconstruction.png')}"
+            )
+    return f"{source}: {'; '.join(parts)}"

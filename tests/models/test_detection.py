@@ -1,0 +1,273 @@
+"""Detectors on zoo backbones (zoo.models.detection): torchvision's contract in eval and train mode, strict
+state-dict interchange with torchvision's builders, bad input, no download, the weight fields."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import zoo
+from tests.helpers import build, suite_models
+
+SMALL = ["fasterrcnn_resnet8_small", "retinanet_resnet8_small", "maskrcnn_resnet8_small"]
+LARGE = [
+    "fasterrcnn_resnet18_fpn",
+    "fasterrcnn_resnet50_fpn",
+    "retinanet_resnet50_fpn",
+    "maskrcnn_resnet50_fpn",
+]
+
+
+@pytest.fixture(scope="module")
+def small():
+    cache: dict[str, torch.nn.Module] = {}
+
+    def get(name: str) -> torch.nn.Module:
+        if name not in cache:
+            cache[name] = build(name)
+        return cache[name]
+
+    return get
+
+
+def _targets(masks: bool = False, size: int = 128) -> list[dict[str, torch.Tensor]]:
+    boxes = torch.tensor([[10.0, 12.0, 40.0, 60.0], [70.0, 20.0, 100.0, 50.0]])
+    target = {"boxes": boxes, "labels": torch.tensor([3, 7])}
+    if masks:
+        m = torch.zeros(2, size, size, dtype=torch.uint8)
+        m[0, 12:60, 10:40] = 1
+        m[1, 20:50, 70:100] = 1
+        target["masks"] = m
+    return [target, {k: v.clone() for k, v in target.items()}]
+
+
+def test_builders_are_registered_under_their_tasks():
+    assert set(SMALL + LARGE) <= set(zoo.list_models())
+    assert "maskrcnn_resnet8_small" in zoo.list_models(task="instance-segmentation")
+    assert "fasterrcnn_resnet8_small" in zoo.list_models(task="object-detection")
+    for name in SMALL + LARGE:
+        assert zoo.model_info(name)["summary"]
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_eval_contract_is_torchvisions(name, small):
+    model = small(name).eval()
+    images = [torch.rand(3, 128, 128), torch.rand(3, 96, 150)]  # different sizes in one batch
+    old, model.score_thresh = model.score_thresh, 0.0  # random init: keep all it finds, to exercise shapes
+    try:
+        with torch.no_grad():
+            out = model(images)
+    finally:
+        model.score_thresh = old
+    assert isinstance(out, list) and len(out) == 2
+    for det, image in zip(out, images):
+        n = len(det["scores"])
+        assert det["boxes"].shape == (n, 4) and det["boxes"].dtype == torch.float32
+        assert det["labels"].dtype == torch.int64 and det["labels"].shape == (n,)
+        if n:
+            assert (det["labels"] >= 1).all() and (det["labels"] < 11).all()
+            assert (det["boxes"][:, 2] <= image.shape[2]).all() and (
+                det["boxes"][:, 3] <= image.shape[1]
+            ).all()
+        if name.startswith("maskrcnn"):
+            assert det["masks"].shape == (n, 1, *image.shape[1:])
+    assert set(out[0]) == set(model.output_names)
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_no_detection_is_empty_tensors_not_an_error(name, small):
+    model = small(name).eval()
+    old = model.score_thresh
+    model.score_thresh = 1.01  # nothing can pass
+    try:
+        with torch.no_grad():
+            (det,) = model([torch.rand(3, 128, 128)])
+    finally:
+        model.score_thresh = old
+    assert det["boxes"].shape == (0, 4) and det["scores"].shape == (0,) and det["labels"].shape == (0,)
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_train_mode_returns_the_loss_dict_and_reaches_every_parameter(name, small):
+    model = small(name).train()
+    model.zero_grad(set_to_none=True)
+    losses = model([torch.rand(3, 128, 128), torch.rand(3, 128, 128)], _targets(name.startswith("mask")))
+    expected = (
+        {"classification", "bbox_regression"}
+        if name.startswith("retina")
+        else {
+            "loss_classifier",
+            "loss_box_reg",
+            "loss_objectness",
+            "loss_rpn_box_reg",
+            *({"loss_mask"} if name.startswith("mask") else ()),
+        }
+    )
+    assert set(losses) == expected
+    sum(losses.values()).backward()
+    unreached = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unreached, unreached[:5]
+    model.zero_grad(set_to_none=True)
+
+
+def test_example_inputs_and_targets_train(small):
+    model = small("maskrcnn_resnet8_small").train()
+    g = torch.Generator().manual_seed(0)
+    losses = model(*model.example_inputs(2, g), model.example_targets(2, g))
+    assert all(torch.isfinite(v) for v in losses.values())
+    model.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t[1]["boxes"].__setitem__((0, 2), 5.0), r"image 1, box 0 .* degenerate"),
+        (lambda t: t[0]["boxes"].__setitem__((1, 2), 200.0), r"image 0, box 1 .* outside the 128x128 image"),
+        (lambda t: t[0]["boxes"].__setitem__((0, 0), float("nan")), r"image 0, box 0 .* non-finite"),
+        (lambda t: t[1]["labels"].__setitem__(1, 0), r"image 1, box 1 .* label outside 1\.\.10"),
+        (lambda t: t[0].pop("labels"), r"target of image 0 lacks \['labels'\]"),
+    ],
+)
+def test_bad_training_targets_name_the_image_and_box(change, message, small):
+    model = small("fasterrcnn_resnet8_small").train()
+    targets = _targets()
+    change(targets)
+    with pytest.raises(ValueError, match=message):
+        model([torch.rand(3, 128, 128), torch.rand(3, 128, 128)], targets)
+
+
+def test_bad_masks_and_missing_targets(small):
+    model = small("maskrcnn_resnet8_small").train()
+    targets = _targets(masks=True)
+    targets[0]["masks"] = targets[0]["masks"][:, :64]
+    with pytest.raises(ValueError, match=r"image 0: masks \(2, 64, 128\) must be \(2, 128, 128\)"):
+        model([torch.rand(3, 128, 128)] * 2, targets)
+    with pytest.raises(ValueError, match="takes targets"):
+        model([torch.rand(3, 128, 128)])
+    model.eval()
+
+
+def test_grey_image_is_converted_with_a_warning_other_channels_are_refused(small):
+    model = small("fasterrcnn_resnet8_small").eval()
+    grey = torch.rand(1, 128, 128)
+    with pytest.warns(UserWarning, match="grey image converted to RGB"), torch.no_grad():
+        (a,) = model([grey])
+    with torch.no_grad():
+        (b,) = model([grey.expand(3, -1, -1)])
+    assert torch.equal(a["boxes"], b["boxes"])
+    with pytest.raises(ValueError, match="image 0 has 2 channels"):
+        model([torch.rand(2, 64, 64)])
+    with pytest.raises(ValueError, match="no images"):
+        model([])
+
+
+def _tv(name: str, **kwargs):
+    from torchvision.models import detection
+
+    torch.manual_seed(1)
+    return getattr(detection, name)(weights=None, weights_backbone=None, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "name", ["fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "maskrcnn_resnet50_fpn"]
+)
+def test_resnet50_state_dicts_load_strictly_into_torchvision_and_back(name):
+    size = {"min_size": 96, "max_size": 96}
+    ours = build(name, num_classes=5, **size).eval()
+    theirs = _tv(name, num_classes=5, **size).eval()
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    if name == "fasterrcnn_resnet50_fpn":  # same weights, same answers
+        x = [torch.rand(3, 96, 96, generator=torch.Generator().manual_seed(0))]
+        with torch.no_grad():
+            a, b = ours(x)[0], theirs(x)[0]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    other = _tv(name, num_classes=5, **size)
+    ours.load_state_dict(other.state_dict(), strict=True)
+    for key, value in other.state_dict().items():
+        assert torch.equal(ours.state_dict()[key], value), key
+
+
+def test_builders_never_download(monkeypatch):
+    import torchvision.models._api
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a builder tried to download weights")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(torchvision.models._api.WeightsEnum, "get_state_dict", refuse)
+    for name in SMALL + LARGE:
+        with torch.device("meta"):
+            zoo.create_model(name)
+    # Backbone weights come from the zoo's own hub, strictly loaded.
+    model = zoo.create_model("fasterrcnn_resnet8_small", backbone_weights="mnist")
+    mnist = zoo.create_model("resnet8_small.mnist", pretrained=True, in_chans=3)
+    assert torch.equal(model.backbone.body.layer2[0].conv1.weight, mnist.layer2[0].conv1.weight)
+
+
+def test_scene_builders_do_not_resize_and_weight_fields_are_recorded(tmp_path, small):
+    model = small("maskrcnn_resnet8_small").eval()
+    assert (model.min_size, model.max_size) == (128, 128) and model.input_size == (3, 128, 128)
+    assert model.first_conv == "backbone.body.conv1" and model.train_needs_targets
+    folder = zoo.save_pretrained(model, tmp_path / "w")
+    loaded = zoo.create_model(str(folder)).eval()
+    meta = loaded.pretrained_weights
+    assert (meta.min_size, meta.max_size, meta.score_thresh, meta.mask_thresh) == (128, 128, 0.05, 0.5)
+    assert meta.detections_per_img == 100
+    x = [torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))]
+    with torch.no_grad():
+        a, b = model(x)[0], loaded(x)[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_builder_kwargs_reach_torchvision():
+    model = zoo.create_model("fasterrcnn_resnet8_small", score_thresh=0.3, min_size=96, max_size=160)
+    assert model.roi_heads.score_thresh == 0.3 and model.score_thresh == 0.3
+    assert model.transform.min_size == (96,) and model.transform.max_size == 160
+    big = zoo.create_model("fasterrcnn_resnet18_fpn", num_classes=3)
+    assert (big.min_size, big.max_size) == (800, 1333)  # real images: torchvision's defaults
+    assert big.roi_heads.box_predictor.cls_score.out_features == 3
+
+
+def test_detectors_are_left_out_of_the_generic_suites_by_attribute():
+    common, onnx = suite_models(), suite_models("onnx")
+    assert not set(SMALL + LARGE) & (set(common) | set(onnx))
+    assert "resnet8_small" in common and "resnet8_small" in onnx
+
+
+def test_predict_draws_boxes_and_takes_a_score_threshold(tmp_path, capsys, small):
+    from PIL import Image
+
+    from zoo.cli import main
+    from zoo.data import load_dataset
+
+    model = small("fasterrcnn_resnet8_small").eval()
+    folder = zoo.save_pretrained(model, tmp_path / "w", weights={"labels": [str(i) for i in range(11)]})
+    scene = load_dataset("digit_scenes_128").test.scene(0)
+    Image.fromarray(scene.image).save(tmp_path / "scene.png")
+    Image.fromarray(scene.image[..., 0]).save(tmp_path / "grey.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        args = [str(folder), str(tmp_path / "scene.png"), str(tmp_path / "grey.png"), "--out", str(tmp_path)]
+        assert main(["predict", *args, "--score-thresh", "0.0"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(str(tmp_path / "scene.png")) and "found" in lines[0]
+    assert "grey image converted to RGB" in lines[1]
+    picture = np.asarray(Image.open(tmp_path / "scene_bbox.png"))
+    assert picture.shape[:2] == (128, 128)
+    assert main(["predict", *args, "--score-thresh", "1.01"]) == 0
+    assert ": 0 found" in capsys.readouterr().out
+
+
+def test_num_classes_with_pretrained_weights_remakes_the_class_head(tmp_path, small):
+    model = small("fasterrcnn_resnet8_small").eval()
+    folder = zoo.save_pretrained(model, tmp_path / "w")
+    tuned = zoo.create_model(str(folder), num_classes=3)
+    assert tuned.roi_heads.box_predictor.cls_score.out_features == 3
+    assert torch.equal(tuned.backbone.body.conv1.weight, model.backbone.body.conv1.weight)
+    mask = zoo.create_model(
+        "maskrcnn_resnet8_small", mask_layers=[32], representation_size=1024, num_classes=4
+    )
+    assert mask.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 4 and mask.classifier is None

@@ -1,0 +1,98 @@
+"""The proposal-free instance recipe: a preset smoke run on a few scenes that trains, evaluates with COCO
+mAP (all scenes and the touching subset) and publishes a weight with its instance picture."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import zoo.data
+from recipes.engine import Trainer, resolve_config
+from recipes.instance import InstanceConfig, InstanceObjective, InstanceScenes, instance_targets_of
+from zoo.errors import ConfigError
+
+PRESET = "instance_unet_resnet8_small.scenes"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The preset for 2 steps on 32 train / 12 test scenes of the 128 px world (same config otherwise)."""
+    from zoo.data.scenes import digit_scenes
+
+    patch = pytest.MonkeyPatch()
+    # A few scenes of the same world: rendering the full 4000 + 1000 alone would take the test's budget.
+    patch.setattr(
+        zoo.data,
+        "load_dataset",
+        lambda *a, **k: digit_scenes(size=128, max_digits=5, num_train=32, num_test=12),
+    )
+    run = tmp_path_factory.mktemp("inst") / "run"
+    _, config = resolve_config(
+        PRESET, ["max_steps=2", "fresh_scenes=0", "pictures=2", "progress=false", "tensorboard=false"]
+    )
+    try:
+        trainer = Trainer(InstanceObjective(config), run_dir=run, recipe=PRESET)
+        result = trainer.fit()
+    finally:
+        patch.undo()
+    return trainer, result, run
+
+
+def test_preset_smoke_trains_evaluates_and_publishes(smoke):
+    _, result, run = smoke
+    assert result.steps == 2
+    for key in (
+        "map",
+        "map_50",
+        "map_75",
+        "map_small",
+        "bbox_map",
+        "bbox_map_50",
+        "overlap_map",
+        "overlap_bbox_map",
+    ):
+        assert key in result.metrics and (math.isnan(result.metrics[key]) or 0 <= result.metrics[key] <= 1)
+    folder = run / "hub" / f"{PRESET}"
+    config = json.loads((folder / "config.json").read_text())
+    weights = config["weights"]
+    assert weights["task"] == "instance-segmentation" and weights["labels"][0] == "background"
+    assert "touching" in weights["split"]
+    assert (folder / "instances.png").is_file()
+    model = zoo.create_model(str(folder)).eval()
+    (out,) = model([torch.rand(3, 96, 80)])
+    assert out["masks"].shape[1:] == (1, 96, 80)
+
+
+def test_targets_come_back_from_the_id_maps():
+    ids = torch.zeros(1, 16, 16, dtype=torch.uint8)
+    ids[0, 2:6, 2:6], ids[0, 8:12, 8:14] = 1, 2
+    labels = torch.tensor([[3, 5, 0]])
+    (target,) = instance_targets_of(ids, labels)
+    assert target["labels"].tolist() == [3, 5]
+    assert target["masks"].shape == (2, 16, 16) and target["masks"].sum().item() == 16 + 24
+    assert target["boxes"].tolist() == [[2, 2, 6, 6], [8, 8, 14, 12]]
+    ids[0][ids[0] == 2] = 0  # pushed off the canvas by the augmentation: dropped
+    assert instance_targets_of(ids, labels)[0]["labels"].tolist() == [3]
+
+
+def test_rendered_scenes_hold_each_visible_digit():
+    from zoo.data import DigitScenes
+    from zoo.data.scenes import SceneConfig
+
+    source = DigitScenes("test", 6, SceneConfig(size=64, max_digits=4))
+    scenes = InstanceScenes.render(source)
+    for i in range(6):
+        scene = source.scene(i)
+        (target,) = instance_targets_of(scenes.ids[i : i + 1], scenes.labels[i : i + 1])
+        assert torch.equal(target["masks"], torch.from_numpy(scene.masks))
+        assert target["labels"].tolist() == scene.labels.tolist()
+
+
+def test_config_validation_names_the_key():
+    with pytest.raises(ConfigError, match="fresh_scenes"):
+        InstanceConfig(fresh_scenes=-1).validate()
+    with pytest.raises(ConfigError, match="scale"):
+        InstanceConfig(scale=(1.2, 1.0)).validate()
