@@ -212,10 +212,10 @@ class DiffusionObjective(Objective):
         splits = load_dataset(c.dataset, c.val_per_class, c.data_root, c.download)
         self.splits = splits
         self.process = c.process
-        # A run that max_steps stops inside its first epoch is a smoke test (CI trains every preset for 2
-        # steps): its samples are noise, so it evaluates and draws its pictures with 2 sampler steps and
-        # at most 16 samples instead of minutes of sampling on CPU. The published sampler is unchanged.
-        self.smoke = bool(c.max_steps) and c.max_steps < len(splits.train) // c.batch_size
+        # A run with a limited evaluation (eval_limit: CI's two-step run of every preset) is a smoke test:
+        # it evaluates and draws its pictures with 2 sampler steps and at most 16 samples instead of
+        # minutes of sampling on CPU. The published sampler is unchanged.
+        self.smoke = bool(c.eval_limit)
         info = {"labels": splits.labels, "input_size": splits.input_size}
         return Data(splits.train, splits.val, splits.test, splits.name, splits.split, info)
 

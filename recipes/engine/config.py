@@ -82,6 +82,8 @@ class TrainConfig:
     channels_last: bool = False  # NHWC memory format for convolutions (faster with bf16 on CPU)
     ema_decay: float = 0.0  # EMA of the weights (0: off); evaluated and published instead of the weights
     eval_every: int = 0  # validate every N optimizer steps (0: at the end of each epoch)
+    eval_limit: int = 0  # evaluate only the first N items of each split (0: all); for smoke runs: the
+    # published weight's split then says so
     early_stop_metric: str = ""  # a validation metric name (e.g. "acc"); "" disables early stopping
     early_stop_mode: Literal["max", "min"] = "max"
     patience: int = 3  # evaluations without improvement before stopping
@@ -98,7 +100,15 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "accum_steps", "log_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 1")
-        for key in ("max_steps", "eval_every", "checkpoint_every", "num_workers", "threads", "patience"):
+        for key in (
+            "max_steps",
+            "eval_every",
+            "eval_limit",
+            "checkpoint_every",
+            "num_workers",
+            "threads",
+            "patience",
+        ):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
         _in_range("grad_clip", self.grad_clip, 0.0, math.inf)

@@ -113,7 +113,7 @@ def _publish(
             "tag": tag,
             "task": meta.pop("task", "unknown"),
             "dataset": trainer.data.name or None,
-            "split": trainer.data.split or None,
+            "split": _split(trainer),
             "metrics": {k: round(v, 6) for k, v in test_metrics.items() if math.isfinite(v)},
             "recipe": trainer.recipe or None,
             "recipe_config": config_to_dict(trainer.config),
@@ -123,6 +123,15 @@ def _publish(
     )
     folder = trainer.run_dir / "hub" / f"{arch}.{tag}"
     return save_pretrained(model, folder, weights=weights, files=files or None)
+
+
+def _split(trainer: Trainer) -> str | None:
+    """The evaluation split as the data describes it, and what a limited (smoke) evaluation left out."""
+    split = trainer.data.split or None
+    limit = trainer.config.eval_limit
+    if split and limit:
+        split += f"; metrics measured on the first {limit} items of each split only (eval_limit)"
+    return split
 
 
 def _finite(value: Any) -> Any:

@@ -400,7 +400,8 @@ class Trainer:
         means: dict[str, Any] = {}
         try:
             batch_size = max(256, self.config.batch_size // self.world_size)
-            for batch in self._load(dataset, self._eval_indices(len(dataset), batch_size)):
+            n = len(dataset) if not self.config.eval_limit else min(len(dataset), self.config.eval_limit)
+            for batch in self._load(dataset, self._eval_indices(n, batch_size)):
                 for key, (total, count) in (self.objective.eval_step(self.ctx, batch) or {}).items():
                     if key not in means:
                         means[key] = Mean(key).to(self.device)
