@@ -95,6 +95,9 @@ class Trainer:
             self.device = torch.device(f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu")
         else:
             self.device = torch.device(cfg.device)
+            if self.device.type == "cuda" and self.device.index is None:
+                # A bare "cuda" names this process's GPU; torch.cuda.set_device refuses an index-less device.
+                self.device = torch.device(f"cuda:{self.local_rank}")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         if self.world_size > 1 and not torch.distributed.is_initialized():

@@ -63,7 +63,7 @@ class _Base(Objective):
         )
 
     def eval_step(self, ctx, batch):
-        x, y = batch
+        x, y = (ctx.to_device(t) for t in batch)
         pred = ctx.models["model"](x).squeeze(1)
         return {"mse": (F.mse_loss(pred, y, reduction="sum"), len(y))}
 
