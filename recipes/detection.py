@@ -13,7 +13,8 @@ transform (``min_size`` = ``max_size``) from ``scales`` with the run's generator
 weight's own size. ``fresh_scenes`` adds new compositions of the same train digits, as the segmentation
 recipe does.
 
-Evaluation is pycocotools' COCOeval (`zoo.metrics.coco_evaluate`) against the COCO annotations of the test
+Evaluation is pycocotools' COCOeval (`zoo.metrics.CocoEvaluation`, the metric ``zoo verify`` re-measures
+the card with through `zoo.tasks.detection`) against the COCO annotations of the test
 scenes exactly as `zoo.data.coco` exports them (mask areas, RLE masks): ``map`` (AP@[.5:.95]), ``map_50``,
 ``map_75``, ``map_small/medium/large``, ``mar_*``, and per-class AP ``ap_<digit>``, of boxes for a
 detector and of masks for an instance model, whose box numbers are reported as ``bbox_*`` beside them.
@@ -22,7 +23,6 @@ detector and of masks for an instance model, whose box numbers are reported as `
 from __future__ import annotations
 
 import copy
-import math
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,8 +42,10 @@ from recipes.engine import (
     ScheduleConfig,
     register_preset,
 )
+from zoo.data.coco import coco_ground_truth
 from zoo.errors import ConfigError
-from zoo.metrics.base import Metric, distributed
+from zoo.metrics.base import Metric
+from zoo.metrics.detection import CocoEvaluation
 
 __all__ = ["CocoEvaluation", "DetectionConfig", "DetectionObjective", "SceneDetections", "prediction_picture"]
 
@@ -108,120 +110,6 @@ class SceneDetections(torch.utils.data.Dataset):
                 target["masks"] = torch.from_numpy(scene.masks.astype(np.uint8))
             targets.append(target)
         return cls(torch.stack(images).contiguous(), targets)
-
-
-def coco_ground_truth(scenes: Any, count: int) -> dict[str, Any]:
-    """The COCO instances of the first `count` scenes, as `zoo.data.coco.export_coco` writes them."""
-    from zoo.data.coco import CATEGORIES, scene_annotations
-
-    images, annotations = [], []
-    for i in range(count):
-        scene = scenes.scene(i)
-        height, width = scene.semantic.shape
-        images.append({"id": i + 1, "file_name": f"{i + 1:06d}.png", "width": width, "height": height})
-        annotations += scene_annotations(scene, i + 1, len(annotations) + 1)
-    return {"images": images, "annotations": annotations, "categories": CATEGORIES}
-
-
-class CocoEvaluation(Metric):
-    """COCOeval over the images seen since `reset`, against fixed COCO ground truth (`zoo.metrics.coco_evaluate`).
-
-    ``update(outputs, image_ids)`` takes torchvision detection dicts (one per image) and the images' COCO
-    ids; detections become COCO results (boxes as x, y, w, h; masks thresholded at ``mask_thresh`` and
-    RLE-encoded). ``compute`` evaluates only the images seen (a partial split is scored on its own
-    images), once per ``iou_types`` entry (the first unprefixed, the others prefixed ``bbox_`` /
-    ``segm_``), plus per-class AP ``ap_<name>`` for the first type when ``per_class``. Under DDP the
-    results of every rank are gathered first.
-    """
-
-    def __init__(
-        self,
-        gt: dict[str, Any],
-        iou_types: tuple[str, ...] = ("bbox",),
-        per_class: bool = True,
-        mask_thresh: float = 0.5,
-    ):
-        super().__init__()
-        from zoo.metrics.detection import COCO_STATS
-
-        self.gt, self.iou_types, self.per_class, self.mask_thresh = (
-            gt,
-            tuple(iou_types),
-            per_class,
-            mask_thresh,
-        )
-        names = [
-            p + s
-            for i, t in enumerate(self.iou_types)
-            for p in ("" if i == 0 else f"{t}_",)
-            for s in COCO_STATS
-        ]
-        if per_class:
-            names += [f"ap_{c['name']}" for c in gt["categories"]]
-        self.higher_is_better = dict.fromkeys(names, True)
-        self.reset()
-
-    def reset(self) -> None:
-        self._results: list[dict[str, Any]] = []
-        self._seen: list[int] = []
-
-    def update(self, outputs: list[dict[str, torch.Tensor]], image_ids: list[int]) -> None:
-        from pycocotools import mask as mask_api
-
-        for out, image_id in zip(outputs, image_ids):
-            self._seen.append(int(image_id))
-            boxes = out["boxes"].detach().float().cpu().numpy()
-            scores = out["scores"].detach().float().cpu().numpy()
-            labels = out["labels"].detach().cpu().numpy()
-            masks = None
-            if "segm" in self.iou_types and "masks" in out:
-                masks = (out["masks"].detach()[:, 0] > self.mask_thresh).cpu().numpy().astype(np.uint8)
-            for k in range(len(scores)):
-                x1, y1, x2, y2 = (float(v) for v in boxes[k])
-                result = {
-                    "image_id": int(image_id),
-                    "category_id": int(labels[k]),
-                    "score": float(scores[k]),
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                }
-                if masks is not None:
-                    rle = mask_api.encode(np.asfortranarray(masks[k]))
-                    rle["counts"] = rle["counts"].decode("ascii")
-                    result["segmentation"] = rle
-                self._results.append(result)
-
-    def compute(self) -> dict[str, float]:
-        from zoo.metrics import coco_evaluate
-
-        results, seen = self._results, self._seen
-        if distributed():
-            gathered: list[Any] = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(gathered, (results, seen))
-            results = [r for part, _ in gathered for r in part]
-            seen = [i for _, part in gathered for i in part]
-        ids = set(seen)
-        gt = {
-            "images": [im for im in self.gt["images"] if im["id"] in ids],
-            "annotations": [a for a in self.gt["annotations"] if a["image_id"] in ids],
-            "categories": self.gt["categories"],
-        }
-        values: dict[str, float] = {}
-        for i, iou_type in enumerate(self.iou_types):
-            dets = [r for r in results if iou_type == "bbox" or "segmentation" in r]
-            prefix = "" if i == 0 else f"{iou_type}_"
-            values.update({prefix + k: v for k, v in coco_evaluate(gt, dets, iou_type).items()})
-        if self.per_class:
-            # COCOeval averages over the categories present: with one category left, "map" is its AP.
-            for category in gt["categories"]:
-                one = {
-                    **gt,
-                    "annotations": [a for a in gt["annotations"] if a["category_id"] == category["id"]],
-                }
-                dets = [r for r in results if r["category_id"] == category["id"]]
-                values[f"ap_{category['name']}"] = coco_evaluate(one, dets, self.iou_types[0])["map"]
-        # Undefined values (COCOeval's -1: no ground truth in that area range or class, e.g. map_large,
-        # since every digit's mask is under 32^2 pixels) are left out rather than recorded as nan.
-        return {k: v for k, v in values.items() if not math.isnan(v)}
 
 
 # The rendered pools, by what determines them: scenes are a pure function of these, so the presets' smoke

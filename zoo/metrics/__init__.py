@@ -23,7 +23,8 @@ Every metric follows one protocol (`Metric`)::
 Likelihoods of binarized digits (`zoo.metrics.likelihood`): `binarize` (the zoo's one stated binarization),
 `bits_per_dim`, and the `IndependentBernoulli` / `BernoulliMixture` baselines (`likelihood_baselines`).
 
-``coco_evaluate`` runs pycocotools' COCOeval directly on a COCO-format ground truth and detections.
+``coco_evaluate`` runs pycocotools' COCOeval directly on a COCO-format ground truth and detections;
+``CocoEvaluation`` accumulates torchvision detections as COCO results and evaluates them that way.
 
 Importing this package is cheap: torchmetrics, pycocotools and scikit-learn are imported by the classes
 that need them, when they are built, and nothing here is imported by ``import zoo``.
@@ -45,6 +46,7 @@ _EXPORTS = {
     "PSNR": "zoo.metrics.image",
     "SSIM": "zoo.metrics.image",
     "MeanAveragePrecision": "zoo.metrics.detection",
+    "CocoEvaluation": "zoo.metrics.detection",
     "coco_evaluate": "zoo.metrics.detection",
     "FID": "zoo.metrics.generation",
     "classifier_features": "zoo.metrics.generation",
@@ -65,6 +67,7 @@ __all__ = [
     "SSIM",
     "Accuracy",
     "BernoulliMixture",
+    "CocoEvaluation",
     "IndependentBernoulli",
     "KNNAccuracy",
     "LinearProbeAccuracy",
@@ -87,7 +90,7 @@ __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 if TYPE_CHECKING:
     from zoo.metrics.base import Accuracy, Mean, Metric, all_gather_cat, all_reduce_sum
-    from zoo.metrics.detection import MeanAveragePrecision, coco_evaluate
+    from zoo.metrics.detection import CocoEvaluation, MeanAveragePrecision, coco_evaluate
     from zoo.metrics.generation import FID, classifier_features
     from zoo.metrics.image import PSNR, SSIM
     from zoo.metrics.likelihood import (

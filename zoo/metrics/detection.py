@@ -1,5 +1,6 @@
 """Object detection and instance segmentation: COCO mean average precision, by torchmetrics on torchvision
-outputs (`MeanAveragePrecision`) or by pycocotools on COCO-format data (`coco_evaluate`)."""
+outputs (`MeanAveragePrecision`) or by pycocotools on COCO-format data (`coco_evaluate`, and
+`CocoEvaluation`, which turns torchvision outputs into COCO results for it)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from zoo.metrics.base import Metric
+from zoo.metrics.base import Metric, distributed
 
 IoUType = Literal["bbox", "segm"]
 
@@ -148,3 +149,124 @@ def coco_evaluate(
         evaluator.accumulate()
         evaluator.summarize()
     return {name: _undefined_to_nan(v) for name, v in zip(COCO_STATS, evaluator.stats.tolist())}
+
+
+class CocoEvaluation(Metric):
+    """COCOeval over the images seen since `reset`, against COCO ground truth (`coco_evaluate`).
+
+    The digit-scene detection recipe's evaluation and ``zoo verify``'s for detection and instance
+    segmentation weights (`zoo.tasks.detection`): one code path, so a card's numbers are re-measured exactly.
+
+    ``update(outputs, targets)`` takes torchvision detection dicts (one per image) and, per image, either its
+    COCO image id (an int: the ground truth is `gt`, given up front) or a dict with ``image_id``,
+    ``coco_image`` (the COCO ``images`` entry) and ``coco_annotations`` (its COCO annotations), which
+    accumulate into the ground truth (`gt` may then be None). Detections become COCO results (boxes as x, y,
+    w, h; masks thresholded at ``mask_thresh`` and RLE-encoded). ``compute`` evaluates only the images seen
+    (a partial split is scored on its own images), once per ``iou_types`` entry (the first unprefixed, the
+    others prefixed ``bbox_`` / ``segm_``), plus per-class AP ``ap_<name>`` for the first type when
+    ``per_class``; every name carries ``prefix`` (e.g. ``overlap_`` for a subset of the images). Undefined
+    values (COCOeval's -1) are left out. Under DDP the results of every rank are gathered first.
+    """
+
+    def __init__(
+        self,
+        gt: dict[str, Any] | None = None,
+        iou_types: tuple[str, ...] = ("bbox",),
+        per_class: bool = True,
+        mask_thresh: float = 0.5,
+        prefix: str = "",
+        categories: list[dict[str, Any]] | None = None,
+    ):
+        super().__init__()
+        if gt is None and categories is None:
+            from zoo.data.coco import CATEGORIES
+
+            categories = CATEGORIES
+        self.gt = gt
+        self.categories = list(gt["categories"] if gt is not None else categories)
+        self.iou_types, self.per_class, self.mask_thresh = tuple(iou_types), per_class, mask_thresh
+        self.prefix = prefix
+        names = [
+            p + s
+            for i, t in enumerate(self.iou_types)
+            for p in ("" if i == 0 else f"{t}_",)
+            for s in COCO_STATS
+        ]
+        if per_class:
+            names += [f"ap_{c['name']}" for c in self.categories]
+        self.higher_is_better = dict.fromkeys((prefix + n for n in names), True)
+        self.reset()
+
+    def reset(self) -> None:
+        self._results: list[dict[str, Any]] = []
+        self._seen: list[int] = []
+        self._images: list[dict[str, Any]] = []
+        self._annotations: list[dict[str, Any]] = []
+
+    def update(self, outputs: list[dict[str, torch.Tensor]], targets: list[Any]) -> None:
+        from pycocotools import mask as mask_api
+
+        if len(outputs) != len(targets):
+            raise ValueError(f"{len(outputs)} outputs for {len(targets)} targets: one per image each")
+        for out, target in zip(outputs, targets):
+            if isinstance(target, dict):
+                image_id = int(target["image_id"])
+                self._images.append(target["coco_image"])
+                self._annotations += list(target["coco_annotations"])
+            else:
+                image_id = int(target)
+            self._seen.append(image_id)
+            boxes = torch.as_tensor(out["boxes"]).detach().float().cpu().numpy().reshape(-1, 4)
+            scores = torch.as_tensor(out["scores"]).detach().float().cpu().numpy().reshape(-1)
+            labels = torch.as_tensor(out["labels"]).detach().cpu().numpy().reshape(-1)
+            masks = None
+            if "segm" in self.iou_types and "masks" in out:
+                probs = torch.as_tensor(out["masks"]).detach()
+                probs = probs[:, 0] if probs.dim() == 4 else probs
+                masks = (probs.float() > self.mask_thresh).cpu().numpy().astype(np.uint8)
+            for k in range(len(scores)):
+                x1, y1, x2, y2 = (float(v) for v in boxes[k])
+                result = {
+                    "image_id": image_id,
+                    "category_id": int(labels[k]),
+                    "score": float(scores[k]),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                }
+                if masks is not None:
+                    rle = mask_api.encode(np.asfortranarray(masks[k]))
+                    rle["counts"] = rle["counts"].decode("ascii")
+                    result["segmentation"] = rle
+                self._results.append(result)
+
+    def compute(self) -> dict[str, float]:
+        results, seen = self._results, self._seen
+        images, annotations = self._images, self._annotations
+        if distributed():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, (results, seen, images, annotations))
+            results = [r for part in gathered for r in part[0]]
+            seen = [i for part in gathered for i in part[1]]
+            images = [im for part in gathered for im in part[2]]
+            annotations = [a for part in gathered for a in part[3]]
+        ids = set(seen)
+        if self.gt is not None:
+            images = [im for im in self.gt["images"] if im["id"] in ids]
+            annotations = [a for a in self.gt["annotations"] if a["image_id"] in ids]
+        gt = {"images": images, "annotations": annotations, "categories": self.categories}
+        values: dict[str, float] = {}
+        for i, iou_type in enumerate(self.iou_types):
+            dets = [r for r in results if iou_type == "bbox" or "segmentation" in r]
+            prefix = "" if i == 0 else f"{iou_type}_"
+            values.update({prefix + k: v for k, v in coco_evaluate(gt, dets, iou_type).items()})
+        if self.per_class:
+            # COCOeval averages over the categories present: with one category left, "map" is its AP.
+            for category in self.categories:
+                one = {
+                    **gt,
+                    "annotations": [a for a in gt["annotations"] if a["category_id"] == category["id"]],
+                }
+                dets = [r for r in results if r["category_id"] == category["id"]]
+                values[f"ap_{category['name']}"] = coco_evaluate(one, dets, self.iou_types[0])["map"]
+        # Undefined values (COCOeval's -1: no ground truth in that area range or class, e.g. map_large,
+        # since every digit's mask is under 32^2 pixels) are left out rather than recorded as nan.
+        return {self.prefix + k: v for k, v in values.items() if not math.isnan(v)}

@@ -191,6 +191,27 @@ class Task:
         """Fresh `zoo.metrics` objects that measure a weight of this task over a split."""
         return {}
 
+    def evaluation_data(self, test: Any, count: int, meta: Any) -> tuple[np.ndarray, Any]:
+        """The first `count` items of a weight's test split (a `zoo.data` dataset) as (N, H, W, C) uint8
+        images and their labels, for `evaluation_pairs`. Default: a dataset's ``images`` and ``labels``
+        tensors, the digit scenes' semantic maps (``to_memory``), or ``(image, int label)`` items."""
+        if hasattr(test, "images"):
+            images, labels = test.images[:count].numpy(), test.labels[:count].numpy()
+        elif hasattr(test, "to_memory"):
+            # Digit scenes: rendered once into uint8 images; the targets are their (N, H, W) semantic maps.
+            scenes = test.to_memory()
+            images, labels = scenes.images[:count].numpy(), scenes.semantic[:count].long().numpy()
+        else:
+            pairs = [test[i] for i in range(count)]
+            images = np.stack([np.asarray(image) for image, _ in pairs])
+            labels = np.asarray([int(label) for _, label in pairs])
+        return images.transpose(0, 2, 3, 1), labels
+
+    def metrics_table(self, measured: Mapping[str, float], meta: Any) -> list[str]:
+        """Lines ``zoo verify`` prints after its comparison: the task's customary summary of the measured
+        metrics (COCOeval's table for detectors). Default: none."""
+        return []
+
     def evaluation_pairs(self, images: np.ndarray, labels: Any, meta: Any) -> tuple[np.ndarray, Any]:
         """(model inputs, metric targets) of a test split given as (N, H, W, C) uint8 images and its
         labels: what `zoo verify` and the export's test-split check feed. Default: the preprocessed images

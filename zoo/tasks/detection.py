@@ -140,10 +140,81 @@ class ObjectDetection(Task):
         text = [f"{result.label(i)} {result.scores[i]:.2f}" for i in range(len(result))]
         return save_png(draw_boxes(canvas, result.boxes, text, colors), target)
 
-    def metrics(self, meta: Any) -> dict[str, Any]:
-        from zoo.metrics import MeanAveragePrecision
+    # ------------------------------------------------------------------------------ evaluation
+    # COCOeval of the types below (the first unprefixed, the others as bbox_* / segm_*), as the detection
+    # recipe records them: `zoo.metrics.CocoEvaluation` against the split's COCO annotations.
+    iou_types: tuple[str, ...] = ("bbox",)
 
-        return {"map": MeanAveragePrecision(iou_type=self.iou_type)}
+    def evaluation_data(self, test: Any, count: int, meta: Any) -> tuple[np.ndarray, Any]:
+        """The first `count` digit scenes as (N, H, W, 3) uint8 images and one target dict per scene:
+        ``image_id`` (COCO id, index + 1), ``coco_image`` and ``coco_annotations`` (exactly as
+        `zoo.data.coco.export_coco` writes them: visible-pixel RLE masks, mask areas) and ``touching``
+        (`zoo.data.scenes.touching_instances`: some digits overlap or touch)."""
+        from zoo.data.coco import coco_records
+        from zoo.data.scenes import touching_instances
+        from zoo.errors import ConfigError
+
+        if not hasattr(test, "scene"):
+            raise ConfigError(f"{meta.name}: its test split has no instances (boxes, masks) to evaluate on")
+        images, targets = [], []
+        for scene, image, anns in coco_records(test, count):
+            images.append(scene.image)
+            targets.append(
+                {
+                    "image_id": image["id"],
+                    "coco_image": image,
+                    "coco_annotations": anns,
+                    "touching": bool(touching_instances(scene.masks)),
+                }
+            )
+        return np.stack(images), targets
+
+    def metrics(self, meta: Any) -> dict[str, Any]:
+        """COCOeval as the recipe records it; per-class AP (``ap_<digit>``, ten more COCOeval runs) when
+        the weight's card records it (or it records nothing yet)."""
+        from zoo.metrics import CocoEvaluation
+
+        recorded = getattr(meta, "metrics", None) or {}
+        per_class = not recorded or any(str(k).startswith("ap_") for k in recorded)
+        mask_thresh = float(getattr(meta, "mask_thresh", None) or 0.5)
+        return {"coco": CocoEvaluation(None, self.iou_types, per_class=per_class, mask_thresh=mask_thresh)}
+
+    def update_metrics(
+        self, metrics: Mapping[str, Any], outputs: Mapping[str, np.ndarray], targets: Any, meta: Any
+    ) -> None:
+        """One image's named outputs (either runtime's: ``boxes``, ``scores``, ``labels``, ``masks``) and
+        its one target; a metric whose name starts with ``overlap`` sees only scenes with touching digits."""
+        (target,) = targets
+        output = {k: np.asarray(v) for k, v in outputs.items() if k in ("boxes", "scores", "labels", "masks")}
+        for name, metric in metrics.items():
+            if name.startswith("overlap") and not target.get("touching"):
+                continue
+            metric.update([output], [target])
+
+    def metrics_table(self, measured: Mapping[str, float], meta: Any) -> list[str]:
+        """COCOeval's summary, as pycocotools prints it, for each IoU type measured."""
+        from zoo.metrics.detection import COCO_STATS
+
+        rows = [("Average Precision", "0.50:0.95", "all", 100), ("Average Precision", "0.50", "all", 100)]
+        rows += [("Average Precision", "0.75", "all", 100)]
+        rows += [("Average Precision", "0.50:0.95", area, 100) for area in ("small", "medium", "large")]
+        rows += [("Average Recall", "0.50:0.95", "all", k) for k in (1, 10, 100)]
+        rows += [("Average Recall", "0.50:0.95", area, 100) for area in ("small", "medium", "large")]
+        lines = []
+        for i, iou_type in enumerate(self.iou_types):
+            prefix = "" if i == 0 else f"{iou_type}_"
+            lines.append(f"COCOeval {iou_type}:")
+            for (kind, iou, area, dets), key in zip(rows, COCO_STATS):
+                value = measured.get(prefix + key, float("nan"))
+                short = "AP" if kind.startswith("Average Precision") else "AR"
+                lines.append(
+                    f" {kind:<18} ({short}) @[ IoU={iou:<9} | area={area:>6} | maxDets={dets:>3} ] = "
+                    + ("  n/a" if value != value else f"{value:.3f}")
+                )
+        per_class = [(k[3:], v) for k, v in measured.items() if k.startswith("ap_")]
+        if per_class:
+            lines.append("per-class AP: " + ", ".join(f"{k} {v:.3f}" for k, v in per_class))
+        return lines
 
     def agreement(
         self,
@@ -198,3 +269,16 @@ class InstanceSegmentation(ObjectDetection):
         "masks": "(N, 1, H, W) per-instance mask probabilities at the input's size",
     }
     iou_type = "segm"
+    iou_types = ("segm", "bbox")
+
+    def metrics(self, meta: Any) -> dict[str, Any]:
+        """Masks (``map``, ...), boxes (``bbox_map``, ...) and both on the scenes whose digits overlap or
+        touch (``overlap_map``, ``overlap_bbox_map``, ...: the hard case, as the instance recipe reports)."""
+        from zoo.metrics import CocoEvaluation
+
+        found = super().metrics(meta)
+        mask_thresh = found["coco"].mask_thresh
+        found["overlap"] = CocoEvaluation(
+            None, self.iou_types, per_class=False, mask_thresh=mask_thresh, prefix="overlap_"
+        )
+        return found
