@@ -8,11 +8,14 @@ differences the gradient is made of.
 - segmentation (logits (N, C, H, W), class maps (N, H, W), an ``ignore_index``): `weighted_cross_entropy`
   with `class_frequency_weights`, `dice_loss`, `focal_loss` and their combination `segmentation_loss`;
 - image restoration (denoising, super-resolution, colorization): `restoration_loss` (MSE, L1, or the
-  `charbonnier_loss`).
+  `charbonnier_loss`);
+- adversarial (GANs): `discriminator_loss` and `generator_loss` (non-saturating or Wasserstein) and the
+  WGAN-GP `gradient_penalty`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -21,12 +24,18 @@ import torch.nn.functional as F
 __all__ = [
     "DICE_LOSS",
     "FOCAL_LOSS",
+    "GAN_LOSSES",
+    "GAN_PAPER",
     "LABEL_SMOOTHING",
+    "WGAN_GP_PAPER",
     "charbonnier_loss",
     "class_frequency_weights",
     "cross_entropy",
     "dice_loss",
+    "discriminator_loss",
     "focal_loss",
+    "generator_loss",
+    "gradient_penalty",
     "reconstruction_loss",
     "restoration_loss",
     "segmentation_loss",
@@ -265,3 +274,58 @@ def restoration_loss(
     if kind == "charbonnier":
         return charbonnier_loss(output, target)
     raise ValueError(f"restoration loss {kind!r}: expected mse, l1 or charbonnier")
+
+
+# ------------------------------------------------------------------------------------ adversarial
+GAN_LOSSES = ("ns", "wgan-gp")
+GAN_PAPER = "https://arxiv.org/abs/1406.2661"  # Goodfellow et al. 2014, the non-saturating loss
+WGAN_GP_PAPER = "https://arxiv.org/abs/1704.00028"  # Gulrajani et al. 2017, Improved Training of WGANs
+
+
+def discriminator_loss(
+    real_scores: torch.Tensor, fake_scores: torch.Tensor, kind: Literal["ns", "wgan-gp"] = "ns"
+) -> torch.Tensor:
+    """The discriminator's (critic's) loss on scores of real and generated images, in float32.
+
+    ``ns``: binary cross-entropy of logits, real -> 1 and fake -> 0, i.e. ``softplus(-D(x)) + softplus(D(G(z)))``
+    (Goodfellow et al. 2014). ``wgan-gp``: the critic's Wasserstein estimate ``E[D(G(z))] - E[D(x)]``
+    (Gulrajani et al. 2017; add `gradient_penalty` for the Lipschitz constraint)."""
+    real, fake = real_scores.float(), fake_scores.float()
+    if kind == "ns":
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+    if kind == "wgan-gp":
+        return fake.mean() - real.mean()
+    raise ValueError(f"GAN loss {kind!r}: expected one of {GAN_LOSSES}")
+
+
+def generator_loss(fake_scores: torch.Tensor, kind: Literal["ns", "wgan-gp"] = "ns") -> torch.Tensor:
+    """The generator's loss on the discriminator's scores of its images, in float32.
+
+    ``ns``, the non-saturating loss: "Rather than training G to minimize log(1 - D(G(z))) we can train G to
+    maximize log D(G(z)). This objective function [...] provides much stronger gradients early in learning"
+    (Goodfellow et al. 2014): ``softplus(-D(G(z)))``. ``wgan-gp``: ``-E[D(G(z))]``."""
+    fake = fake_scores.float()
+    if kind == "ns":
+        return F.softplus(-fake).mean()
+    if kind == "wgan-gp":
+        return -fake.mean()
+    raise ValueError(f"GAN loss {kind!r}: expected one of {GAN_LOSSES}")
+
+
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """WGAN-GP's two-sided penalty ``E[(||grad_x D(x_hat)||_2 - 1)^2]`` at ``x_hat = e x + (1 - e) G(z)``,
+    e ~ U[0, 1] per sample (Gulrajani et al. 2017, Algorithm 1), in float32; differentiable (create_graph)
+    so it trains the critic. `critic` maps images to (N,) scores (close over the labels of a conditional
+    one); `generator` draws e on its own device. Weight it by lambda (10 in the paper)."""
+    n = real.shape[0]
+    where = generator.device if generator is not None else real.device
+    eps = torch.rand(n, *([1] * (real.dim() - 1)), generator=generator, device=where).to(real.device)
+    x_hat = (eps * real.detach().float() + (1 - eps) * fake.detach().float()).requires_grad_(True)
+    scores = critic(x_hat).float()
+    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1).square().mean()

@@ -43,6 +43,7 @@ RECIPE_MODULES = (
     "recipes.detection",
     "recipes.vae",
     "recipes.diffusion",
+    "recipes.gan",
 )
 
 

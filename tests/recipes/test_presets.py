@@ -47,9 +47,10 @@ def test_preset_trains_two_steps_and_publishes(name, tmp_path):
     task = meta.task_object
     batch = 2 if task.batched_images else 1
     with torch.no_grad():
-        # A model with more inputs than an image (ZooModel.input_names) runs on its own example inputs.
-        several = len(getattr(model, "input_names", ("image",))) > 1
-        out = model(*model.example_inputs(batch)) if several else model(torch.rand(batch, *meta.input_size))
+        # A model whose inputs are not one image (ZooModel.input_names: a generator's latent, a denoiser's
+        # image and timestep) runs on its own example inputs.
+        own = tuple(getattr(model, "input_names", ("image",))) != ("image",)
+        out = model(*model.example_inputs(batch)) if own else model(torch.rand(batch, *meta.input_size))
     assert len(task.postprocess(named_outputs(model, out, task), meta)) == batch
     headline = [key for key, _, _ in task.headline_metrics if key in meta.metrics]
     assert headline, f"{name}: the weight records none of its task's headline metrics {task.headline_metrics}"

@@ -7,6 +7,7 @@ from zoo.models import (  # noqa: F401
     detection,
     diffusion,
     fcn,
+    gan,
     mlp,
     proposal_free,
     resnet,
