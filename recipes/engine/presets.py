@@ -42,6 +42,7 @@ RECIPE_MODULES = (
     "recipes.instance",
     "recipes.detection",
     "recipes.vae",
+    "recipes.pixelcnn",
     "recipes.diffusion",
     "recipes.gan",
 )

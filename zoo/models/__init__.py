@@ -9,6 +9,7 @@ from zoo.models import (  # noqa: F401
     fcn,
     gan,
     mlp,
+    pixelcnn,
     proposal_free,
     resnet,
     restoration,
