@@ -59,12 +59,18 @@ def build_scheduler(
 
     total_steps = max(1, total_steps)
     if cfg.name == "onecycle":
+        if total_steps < 3:
+            # torch's OneCycleLR divides by each phase's length in steps: a run of one or two steps has no
+            # room for a warmup and a decay, and keeps its learning rate.
+            return S.LambdaLR(optimizer, lambda _: 1.0)
         max_lr = [g["lr"] for g in optimizer.param_groups]
         return S.OneCycleLR(
             optimizer,
             max_lr=max_lr,
             total_steps=total_steps,
-            pct_start=max(cfg.warmup, 1.0 / total_steps),
+            # Each phase at least one step long (else torch divides by zero): warmup ends at step >= 1 and
+            # before the last step.
+            pct_start=min(max(cfg.warmup, 2.0 / total_steps), (total_steps - 1) / total_steps),
             anneal_strategy="cos",
             div_factor=cfg.div_factor,
             final_div_factor=cfg.final_div,
