@@ -265,8 +265,9 @@ class DetectionObjective(Objective):
             # takes [0, 1] images, so the weight records no extra normalisation.
             "papers": list(dict.fromkeys(papers)),
             "description": (
-                f"{c.model} trained from scratch (backbone: {c.model_args.get('backbone_weights') or 'random'} "
-                f"init) on {data.name} ({kind}; 10 digit classes, label = digit + 1, 0 = background) with the "
+                f"{c.model} (backbone initialised from "
+                f"{c.model_args.get('backbone_weights') or 'random'} weights, the rest from scratch) trained on "
+                f"{data.name} ({kind}; 10 digit classes, label = digit + 1, 0 = background) with the "
                 f"`{self.name}` recipe; COCOeval on the test scenes."
             ),
         }

@@ -297,6 +297,8 @@ class InstanceObjective(Objective):
         model = copy.deepcopy(model).eval().to(memory_format=torch.contiguous_format)
         papers = family_papers(model) + optimizer_papers(c)
         grouping = getattr(model, "grouping", "")
+        init = c.model_args.get("encoder_weights")
+        start = f"encoder initialised from the `{init}` weight of its backbone" if init else "from scratch"
         meta: dict[str, Any] = {
             "task": "instance-segmentation",
             "labels": list(data.info["labels"]),
@@ -309,7 +311,7 @@ class InstanceObjective(Objective):
             "score_thresh": float(getattr(model, "grouping_args", {}).get("score_thresh", 0.05)),
             "papers": list(dict.fromkeys(papers)),
             "description": (
-                f"{c.model} trained from scratch on {data.name} (digits as instances, labels 1-10 = digits "
+                f"{c.model} ({start}) trained on {data.name} (digits as instances, labels 1-10 = digits "
                 f"0-9) with the `{self.name}` recipe: dense class, centre, offset and boundary maps, "
                 f"instances grouped by {grouping or 'the model'} without proposals."
             ),
