@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from zoo.processes.diffusion import (
+    DEFAULT_SAMPLER,
     DiffusionProcess,
     check_guidance,
     check_labels,
@@ -29,8 +30,6 @@ from zoo.processes.diffusion import (
 )
 
 __all__ = ["sample"]
-
-_DEFAULT = {"name": "ddim", "steps": 50, "eta": 0.0, "spacing": "trailing"}
 
 
 def sample(
@@ -56,7 +55,7 @@ def sample(
     process = DiffusionProcess.from_dict(meta.extra.get("process"))
     num_classes = int(meta.extra.get("num_classes", 0))
     check_n(n)
-    defaults = {**_DEFAULT, **(getattr(meta, "sampler", None) or {})}
+    defaults = {**DEFAULT_SAMPLER, **(getattr(meta, "sampler", None) or {})}
     sampler = sampler or defaults["name"]
     eta = float(defaults["eta"] if eta is None else eta)
     check_sampler(sampler, eta)

@@ -28,6 +28,7 @@ from recipes.engine import (
     OptimizerConfig,
     ScheduleConfig,
     TrainConfig,
+    labelled_image_info,
     register_preset,
 )
 from zoo.data import ImageSplits, list_datasets, load_dataset
@@ -141,12 +142,7 @@ class ClassificationObjective(Objective):
             splits = load_dataset(c.dataset, c.val_per_class, c.data_root, c.download)
         self.splits = splits
         self.augment = augment
-        info = {
-            "labels": splits.labels,
-            "input_size": splits.input_size,
-            "mean": splits.mean,
-            "std": splits.std,
-        }
+        info = labelled_image_info(splits)
         return Data(splits.train, splits.val, splits.test, splits.name, splits.split, info)
 
     def build(self, data: Data) -> dict[str, nn.Module]:

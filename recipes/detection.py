@@ -40,6 +40,7 @@ from recipes.engine import (
     ObjectiveConfig,
     OptimizerConfig,
     ScheduleConfig,
+    labelled_image_info,
     register_preset,
 )
 from zoo.data.coco import coco_ground_truth
@@ -185,12 +186,7 @@ class DetectionObjective(Objective):
             split += f", and {c.fresh_scenes} fresh compositions of them)" if c.fresh_scenes else ")"
         if n_test < len(test_src):
             split += f"; evaluated on the first {n_test} test scenes only"
-        info = {
-            "labels": splits.labels,
-            "input_size": splits.input_size,
-            "mean": splits.mean,
-            "std": splits.std,
-        }
+        info = labelled_image_info(splits)
         return Data(train, val, test, splits.name, split, info)
 
     def build(self, data: Data) -> dict[str, nn.Module]:

@@ -37,6 +37,7 @@ from recipes.engine import (
     ObjectiveConfig,
     OptimizerConfig,
     ScheduleConfig,
+    labelled_image_info,
     register_preset,
 )
 from recipes.segmentation import SceneAugment
@@ -229,12 +230,7 @@ class InstanceObjective(Objective):
             f"; overlap_* metrics: the {int(test.touching.sum())} test scenes whose digits overlap or touch "
             "(zoo.data.scenes.touching_instances)"
         )
-        info = {
-            "labels": splits.labels,
-            "input_size": splits.input_size,
-            "mean": splits.mean,
-            "std": splits.std,
-        }
+        info = labelled_image_info(splits)
         return Data(train, val, test, splits.name, split, info)
 
     def build(self, data: Data) -> dict[str, nn.Module]:

@@ -46,6 +46,7 @@ from recipes.engine import (
     ObjectiveConfig,
     OptimizerConfig,
     ScheduleConfig,
+    labelled_image_info,
     register_preset,
 )
 from zoo.errors import ConfigError
@@ -247,12 +248,7 @@ class SegmentationObjective(Objective):
                 f"; trained on {len(train)} compositions of the same train digits (scenes 0..{len(train) - 1} "
                 "of the train split)"
             )
-        info = {
-            "labels": splits.labels,
-            "input_size": splits.input_size,
-            "mean": splits.mean,
-            "std": splits.std,
-        }
+        info = labelled_image_info(splits)
         return Data(train, val, test, splits.name, split, info)
 
     def build(self, data: Data) -> dict[str, nn.Module]:

@@ -73,7 +73,7 @@ from recipes.engine.checkpoint import CHECKPOINT_VERSION
 from recipes.engine.config import ObjectiveConfig, OptimizerConfig, ScheduleConfig, TrainConfig
 from recipes.engine.context import Context
 from recipes.engine.logging import RunLogger, cpu_has_bf16, git_commit, machine_info, plot_curves
-from recipes.engine.objective import Callback, Data, Objective, collate_ragged
+from recipes.engine.objective import Callback, Data, Objective, collate_ragged, labelled_image_info
 from recipes.engine.optim import build_optimizer, build_scheduler
 from recipes.engine.presets import (
     RECIPE_MODULES,
@@ -111,6 +111,7 @@ __all__ = [
     "find_preset",
     "get_preset",
     "git_commit",
+    "labelled_image_info",
     "list_presets",
     "machine_info",
     "plot_curves",

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from recipes.engine.trainer import Trainer
     from zoo.metrics import Metric
 
-__all__ = ["Callback", "Data", "Objective", "collate_ragged"]
+__all__ = ["Callback", "Data", "Objective", "collate_ragged", "labelled_image_info"]
 
 
 @dataclass
@@ -38,6 +38,17 @@ class Data:
     split: str = ""  # how the splits were carved, recorded as Weights.split
     info: dict[str, Any] = field(default_factory=dict)  # labels, input_size, mean, std, ...
     collate: Callable[[list[Any]], Any] | None = None  # DataLoader samples -> batch (None: default_collate)
+
+
+def labelled_image_info(splits: Any) -> dict[str, Any]:
+    """`Data.info` of a labelled image dataset (`zoo.data` splits): what its published weight records and its
+    model is built from: labels, input_size (C, H, W), and the normalisation mean and std."""
+    return {
+        "labels": splits.labels,
+        "input_size": splits.input_size,
+        "mean": splits.mean,
+        "std": splits.std,
+    }
 
 
 def collate_ragged(samples: list[Any]) -> Any:

@@ -33,6 +33,7 @@ from zoo.errors import ConfigError
 from zoo.layers import TimestepEmbedding
 from zoo.models.base import ZooModel
 from zoo.processes.diffusion import (
+    DEFAULT_SAMPLER,
     DiffusionProcess,
     check_guidance,
     check_labels,
@@ -47,9 +48,6 @@ from zoo.registry import register_model
 __all__ = ["AttentionBlock", "DiffusionUNet", "ResBlock"]
 
 PAPER = "https://arxiv.org/abs/2006.11239"
-
-# How a model samples when neither the caller nor its weight says: DDIM, 50 steps, deterministic.
-DEFAULT_SAMPLER: dict[str, Any] = {"name": "ddim", "steps": 50, "eta": 0.0, "spacing": "trailing"}
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:

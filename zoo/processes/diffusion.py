@@ -37,6 +37,7 @@ import numpy as np
 from zoo.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_SAMPLER",
     "PREDICTIONS",
     "SAMPLERS",
     "SCHEDULES",
@@ -57,6 +58,9 @@ __all__ = [
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("epsilon", "v")
 SAMPLERS = ("ddpm", "ddim")
+# How a model samples when neither the caller nor its weight says: DDIM, 50 steps, deterministic. One
+# definition for `DiffusionUNet.sample` and the torch-free runtime.
+DEFAULT_SAMPLER: dict[str, Any] = {"name": "ddim", "steps": 50, "eta": 0.0, "spacing": "trailing"}
 SPACINGS = ("trailing", "leading")
 
 DDPM_PAPER = "https://arxiv.org/abs/2006.11239"
