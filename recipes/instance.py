@@ -10,9 +10,11 @@ scenes of 1-5 mnist_5k train digits, 1000 test scenes of its test digits on held
 - **Augmentation** moves image and id map together (`recipes.segmentation.SceneAugment`: one affine map per
   scene, nearest-neighbour resampling of the ids, colour jitter, channel permutation, never flips); the
   instance masks are read back from the warped ids, and a digit pushed off the canvas is dropped.
-- **Evaluation**: COCO mAP by pycocotools' COCOeval (`zoo.metrics.MeanAveragePrecision`) on masks
-  (``map``, ``map_50``, ``map_75``, ``map_small``/``medium``/``large``, the task's own names) and on boxes
-  (``bbox_``), over all test scenes and over the scenes whose digits overlap or touch
+- **Evaluation**: COCO mAP by pycocotools' COCOeval against the split's COCO annotations
+  (`zoo.metrics.CocoEvaluation` and `zoo.data.coco.coco_ground_truth`: the code path ``zoo verify`` uses, so
+  the card's numbers re-measure exactly) on masks (``map``, ``map_50``, ``map_75``, ``map_small``/..., the
+  task's own names; mask areas decide small/medium/large) and on boxes (``bbox_``), with per-class mask AP
+  (``ap_<digit>``), over all test scenes and over the scenes whose digits overlap or touch
   (`zoo.data.scenes.touching_instances`; ``overlap_`` and ``overlap_bbox_``), where one connected
   component may hold several digits.
 """
@@ -42,8 +44,7 @@ from recipes.engine import (
 )
 from recipes.segmentation import SceneAugment
 from zoo.errors import ConfigError
-from zoo.metrics import MeanAveragePrecision
-from zoo.metrics.base import Metric
+from zoo.metrics.detection import CocoEvaluation
 
 __all__ = ["InstanceConfig", "InstanceObjective", "InstanceScenes", "instance_picture"]
 
@@ -65,6 +66,7 @@ class InstanceConfig(ObjectiveConfig):
     contrast: float = 0.0  # per-scene contrast factor in [1 - c, 1 + c]
     channel_shuffle: bool = False  # permute the RGB channels per scene (digit and background colours)
     pictures: int = 4  # test scenes drawn in the card's instances.png (0: none)
+    per_class: bool = True  # per-class mask AP (ap_<digit>): ten more COCOeval runs per evaluation
 
     def validate(self) -> None:
         super().validate()
@@ -82,8 +84,8 @@ class InstanceConfig(ObjectiveConfig):
 class InstanceScenes(torch.utils.data.Dataset):
     """Rendered scenes with their instances, batched by indexing (``get_batch``): uint8 images
     ``(B, 3, H, W)``, instance ids ``(B, H, W)`` uint8 (0 background, k + 1 for ``labels[:, k]``), labels
-    ``(B, K)`` int64 (0 where a scene has fewer than K digits), boxes ``(B, K, 4)`` and ``touching`` ``(B,)``
-    (digits overlap or touch)."""
+    ``(B, K)`` int64 (0 where a scene has fewer than K digits), boxes ``(B, K, 4)``, ``touching`` ``(B,)``
+    (digits overlap or touch) and ``index`` ``(B,)`` (the scene's number in its split: COCO image id - 1)."""
 
     def __init__(
         self,
@@ -92,8 +94,10 @@ class InstanceScenes(torch.utils.data.Dataset):
         labels: torch.Tensor,
         boxes: torch.Tensor,
         touching: torch.Tensor,
+        index: torch.Tensor,
     ):
-        self.images, self.ids, self.labels, self.boxes, self.touching = images, ids, labels, boxes, touching
+        self.images, self.ids, self.labels, self.boxes = images, ids, labels, boxes
+        self.touching, self.index = touching, index
 
     @classmethod
     def render(cls, scenes: Any, starts: tuple[int, ...] = (0,)) -> InstanceScenes:
@@ -107,6 +111,7 @@ class InstanceScenes(torch.utils.data.Dataset):
                 scenes.split, scenes.num, scenes.config, scenes.seed, scenes.val_per_class, start
             )
             rendered += [source.scene(i) for i in range(len(source))]
+        index = torch.arange(len(scenes)).repeat(len(starts))
         k = max([len(s.labels) for s in rendered] + [1])
         n, size = len(rendered), scenes.config.size
         ids = np.zeros((n, size, size), np.uint8)
@@ -123,13 +128,14 @@ class InstanceScenes(torch.utils.data.Dataset):
             torch.from_numpy(labels),
             torch.from_numpy(boxes),
             torch.tensor([touching_instances(s.masks) for s in rendered]),
+            index,
         )
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
-        return self.images[i], self.ids[i], self.labels[i], self.boxes[i], self.touching[i]
+        return self.images[i], self.ids[i], self.labels[i], self.boxes[i], self.touching[i], self.index[i]
 
     def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return (
@@ -138,6 +144,7 @@ class InstanceScenes(torch.utils.data.Dataset):
             self.labels[indices],
             self.boxes[indices],
             self.touching[indices],
+            self.index[indices],
         )
 
     def subset(self, indices: torch.Tensor) -> InstanceScenes:
@@ -166,31 +173,6 @@ def instance_targets_of(
     return targets
 
 
-class _PrefixedMAP(Metric):
-    """COCO mAP (`zoo.metrics.MeanAveragePrecision`) whose values carry a prefix, so several views of one
-    split (boxes and masks, all scenes and the touching ones) can be reported side by side."""
-
-    def __init__(self, iou_type: str, prefix: str):
-        super().__init__()
-        self.inner = MeanAveragePrecision(iou_type=iou_type)
-        self.prefix = prefix
-        self.higher_is_better = {prefix + k: v for k, v in self.inner.higher_is_better.items()}
-
-    def update(self, outputs: Any, targets: Any) -> None:
-        self.inner.update(outputs, targets)
-
-    def reset(self) -> None:
-        self.inner.reset()
-
-    def to(self, device: torch.device | str) -> _PrefixedMAP:
-        self.device = torch.device(device)
-        self.inner.to(device)
-        return self
-
-    def compute(self) -> dict[str, float]:
-        return {self.prefix + k: v for k, v in self.inner.compute().items()}
-
-
 _POOL_CACHE: dict[tuple, InstanceScenes] = {}
 
 
@@ -210,6 +192,7 @@ class InstanceObjective(Objective):
 
     def data(self) -> Data:
         from zoo.data import load_dataset
+        from zoo.data.coco import coco_ground_truth
 
         c = self.config
         splits = load_dataset(c.dataset, c.val_per_class, c.data_root, c.download)
@@ -217,6 +200,10 @@ class InstanceObjective(Objective):
         train = _pool(splits.train, c.fresh_scenes)
         val = InstanceScenes.render(splits.val) if splits.val is not None else None
         test = InstanceScenes.render(splits.test)
+        # COCO ground truth of each evaluated split, as `zoo verify` builds it (ids = scene index + 1).
+        self.gt = {"test": coco_ground_truth(splits.test)}
+        if splits.val is not None:
+            self.gt["val"] = coco_ground_truth(splits.val)
         self.augment = SceneAugment(
             c.degrees, c.translate, tuple(c.scale), c.brightness, c.contrast, c.channel_shuffle
         )
@@ -250,15 +237,16 @@ class InstanceObjective(Objective):
         return {"model": create_model(c.model, **args)}
 
     def metrics(self, split: str) -> dict[str, Any]:
+        # Masks first (unprefixed), then boxes (bbox_*); CocoEvaluation scores only the images it saw, so the
+        # touching subset is the same ground truth fed with those scenes alone.
+        gt, types = self.gt[split], ("segm", "bbox")
         return {
-            "segm": MeanAveragePrecision(iou_type="segm"),
-            "bbox": _PrefixedMAP("bbox", "bbox_"),
-            "overlap_segm": _PrefixedMAP("segm", "overlap_"),
-            "overlap_bbox": _PrefixedMAP("bbox", "overlap_bbox_"),
+            "coco": CocoEvaluation(gt, types, per_class=self.config.per_class),
+            "overlap": CocoEvaluation(gt, types, per_class=False, prefix="overlap_"),
         }
 
     def train_step(self, ctx: Context, batch: Any) -> dict[str, torch.Tensor]:
-        images, ids, labels, _, _ = batch
+        images, ids, labels, *_ = batch
         x = images.to(ctx.device, non_blocking=True).float().div_(255)
         ids = ids.to(ctx.device, non_blocking=True)
         labels = labels.to(ctx.device, non_blocking=True)
@@ -275,17 +263,15 @@ class InstanceObjective(Objective):
         return {"loss": sum(losses.values()), **{k: v.detach() for k, v in losses.items()}}
 
     def eval_step(self, ctx: Context, batch: Any) -> None:
-        images, ids, labels, boxes, touching = batch
+        images, _, _, _, touching, index = batch
         model = ctx.models["model"]
         x = images.to(ctx.device).float().div_(255)
         outputs = [o for chunk in x.split(EVAL_CHUNK) for o in model(list(chunk))]
-        targets = instance_targets_of(ids.to(ctx.device), labels.to(ctx.device), boxes.to(ctx.device))
-        ctx.metrics["segm"].update(outputs, targets)
-        ctx.metrics["bbox"].update(outputs, targets)
+        image_ids = [int(i) + 1 for i in index.tolist()]
+        ctx.metrics["coco"].update(outputs, image_ids)
         subset = [i for i, t in enumerate(touching.tolist()) if t]
         if subset:
-            ctx.metrics["overlap_segm"].update([outputs[i] for i in subset], [targets[i] for i in subset])
-            ctx.metrics["overlap_bbox"].update([outputs[i] for i in subset], [targets[i] for i in subset])
+            ctx.metrics["overlap"].update([outputs[i] for i in subset], [image_ids[i] for i in subset])
         return None
 
     def publish(self, model: nn.Module, data: Data) -> tuple[nn.Module, dict[str, Any]]:
@@ -334,7 +320,7 @@ def instance_picture(
     from zoo.tasks.draw import grid, palette, save_png
 
     order = torch.argsort((~scenes.touching).to(torch.int8), stable=True)[:count]
-    images, ids, lab, boxes, _ = scenes.get_batch(order)
+    images, ids, lab, boxes, *_ = scenes.get_batch(order)
     device = next(model.parameters()).device
     outputs = model(list(images.to(device).float().div(255)))
     targets = instance_targets_of(ids, lab, boxes)

@@ -17,18 +17,18 @@ from zoo.errors import ConfigError
 PRESET = "instance_unet_resnet8_small.scenes"
 
 
+def _small_world(*args, **kwargs):
+    from zoo.data.scenes import digit_scenes
+
+    # A few scenes of the same world: rendering the full 4000 + 1000 alone would take the test's budget.
+    return digit_scenes(size=128, max_digits=5, num_train=32, num_test=12)
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """The preset for 2 steps on 32 train / 12 test scenes of the 128 px world (same config otherwise)."""
-    from zoo.data.scenes import digit_scenes
-
     patch = pytest.MonkeyPatch()
-    # A few scenes of the same world: rendering the full 4000 + 1000 alone would take the test's budget.
-    patch.setattr(
-        zoo.data,
-        "load_dataset",
-        lambda *a, **k: digit_scenes(size=128, max_digits=5, num_train=32, num_test=12),
-    )
+    patch.setattr(zoo.data, "load_dataset", _small_world)
     run = tmp_path_factory.mktemp("inst") / "run"
     _, config = resolve_config(
         PRESET, ["max_steps=2", "fresh_scenes=0", "pictures=2", "progress=false", "tensorboard=false"]
@@ -64,6 +64,21 @@ def test_preset_smoke_trains_evaluates_and_publishes(smoke):
     model = zoo.create_model(str(folder)).eval()
     (out,) = model([torch.rand(3, 96, 80)])
     assert out["masks"].shape[1:] == (1, 96, 80)
+
+
+def test_zoo_verify_re_measures_the_recorded_metrics(smoke, monkeypatch):
+    """The recipe scores with the code path `zoo verify` uses (COCOeval against the split's COCO
+    annotations, mask areas for small/medium/large): every recorded number comes back exactly."""
+    from zoo.evaluation import verify
+
+    _, result, run = smoke
+    monkeypatch.setattr(zoo.data, "load_dataset", _small_world)
+    report = verify(str(run / "hub" / PRESET), limit=12)
+    assert report.items == 12
+    assert {row[0] for row in report.rows} == set(result.metrics) - {"loss"}
+    assert any(key.startswith("ap_") for key in result.metrics)
+    for key, card, now, _, _ in report.rows:
+        assert now == pytest.approx(card, abs=1e-6, nan_ok=True), key
 
 
 def test_targets_come_back_from_the_id_maps():
