@@ -13,7 +13,7 @@ from PIL import Image
 
 import zoo
 from zoo.card import render_model_card
-from zoo.registry import Weights, _load_hub_weights, get_entry
+from zoo.registry import IN_TREE_HUB, Weights, _load_hub_weights, get_entry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NAME = "resnet8_small.card"
@@ -208,3 +208,20 @@ def test_ablations_are_a_table_of_one_change_runs(tmp_path):
     assert "| change | acc |" in table and "| no augmentation | 0.97 |" in table
     assert "| **resnet8_small.local** | 0.99 |" in table
     assert config_of(folder)["weights"]["ablations"] == {"no augmentation": {"acc": 0.97}}
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent.name for p in IN_TREE_HUB.glob("*/config.json")))
+def test_published_cards_are_rendered_from_their_config(folder):
+    """A card edited by hand (or left behind by a renderer change) would drift from its config.json."""
+    config = json.loads((IN_TREE_HUB / folder / "config.json").read_text())
+    assert (IN_TREE_HUB / folder / "README.md").read_text() == render_model_card(config)
+
+
+def test_generative_cards_read_as_tables():
+    config = json.loads((IN_TREE_HUB / "vae.mnist" / "config.json").read_text())
+    card = render_model_card(config)
+    metrics = config["weights"]["metrics"]
+    assert f"| this weight (IWAE bound, k = 100) | {metrics['nll_nats']:.2f} |" in card
+    assert f"| independent Bernoulli per pixel | {metrics['bernoulli_nll_nats']:.2f} |" in card
+    assert f"| {metrics['fid']:.2f} | {metrics['fid_floor']:.2f} |" in card
+    assert "| `nll_bits_per_dim` | (N,) negative log-likelihood" in card

@@ -255,11 +255,14 @@ class Task:
         lines: list[str] = []
         if self.outputs_doc:
             # A model may name its outputs itself (``ZooModel.output_names``, saved in config.json); the
-            # task's descriptions then apply in order.
+            # task's descriptions apply by name, else in order.
             names = list(config.get("output_names") or self.outputs_doc)
             docs = list(self.outputs_doc.values())
             lines += ["## Outputs", "", "| output | meaning |", "|---|---|"]
-            lines += [f"| `{n}` | {docs[i] if i < len(docs) else ''} |" for i, n in enumerate(names)]
+            lines += [
+                f"| `{n}` | {self.outputs_doc.get(n) or (docs[i] if i < len(docs) else '')} |"
+                for i, n in enumerate(names)
+            ]
             lines.append("")
         pictures = [(role, name) for role, name in (config.get("files") or {}).items() if role != "curves"]
         for role, name in pictures:

@@ -56,7 +56,12 @@ class ImageGeneration(Task):
     )
     headline_metrics = (("fid", "FID", "{:.2f}"), ("nll_nats", "NLL (nats)", "{:.1f}"))
     output_names = ("image",)
-    outputs_doc = {"image": "(N, C, H, W) generated images in output_range"}
+    outputs_doc = {
+        "image": "(N, C, H, W) generated images in output_range",
+        "reconstruction": "(N, C, H, W) the input image decoded again (from its posterior mean), in output_range",
+        NLL_OUTPUT: "(N,) negative log-likelihood of each (binarized) input image, in bits per dimension",
+        "logits": "(N, 1, H, W) the Bernoulli logit of each pixel given the pixels before it (raster order)",
+    }
 
     def preprocess(self, image: np.ndarray, meta: Any, *, invert: bool = False) -> np.ndarray:
         if getattr(meta, "takes_images", False):
@@ -96,6 +101,100 @@ class ImageGeneration(Task):
             f'session = ort.InferenceSession("{onnx_file}")',
             "# inputs are noise (and a class); see the file's zoo.outputs_doc metadata and `zoo sample`",
         ]
+
+    def card_sections(self, config: Mapping[str, Any]) -> list[str]:
+        """Likelihood and sample quality as two readable tables (beside the full metric list), then the
+        outputs and pictures."""
+        metrics = (config.get("weights") or {}).get("metrics") or {}
+        return likelihood_table(metrics) + sample_quality_table(metrics) + super().card_sections(config)
+
+
+def _num(metrics: Mapping[str, Any], key: str, fmt: str) -> str:
+    value = metrics.get(key)
+    return "" if value is None else fmt.format(value)
+
+
+def likelihood_table(metrics: Mapping[str, Any]) -> list[str]:
+    """Card lines: the weight's test NLL beside the baselines the recipe measured on the same binarized
+    digits (independent Bernoullis, a Bernoulli mixture), with the train split's for the gap."""
+    if "nll_nats" not in metrics:
+        return []
+    k = metrics.get("iwae_k")
+    # (row title, test NLL key, bits/dim key, train NLL key)
+    rows = [
+        (
+            f"this weight{f' (IWAE bound, k = {int(k)})' if k else ' (exact)'}",
+            "nll_nats",
+            "nll_bpd",
+            "train_nll_nats",
+        ),
+        ("this weight, negative ELBO", "nelbo_nats", "nelbo_bpd", "train_nelbo_nats"),
+        (
+            f"Bernoulli mixture, K = {int(metrics.get('mixture_k', 0))}",
+            "mixture_nll_nats",
+            "mixture_bpd",
+            "mixture_train_nll_nats",
+        ),
+        (
+            "independent Bernoulli per pixel",
+            "bernoulli_nll_nats",
+            "bernoulli_bpd",
+            "bernoulli_train_nll_nats",
+        ),
+    ]
+    lines = [
+        "## Likelihood",
+        "",
+        "Negative log-likelihood of the binarized test digits (lower is better), beside baselines fitted on "
+        "the same train digits:",
+        "",
+        "| model | test NLL (nats) | bits/dim | train NLL (nats) |",
+        "|---|---|---|---|",
+    ]
+    for title, test, bpd, train in rows:
+        if test in metrics:
+            cells = (
+                _num(metrics, test, "{:.2f}"),
+                _num(metrics, bpd, "{:.4f}"),
+                _num(metrics, train, "{:.2f}"),
+            )
+            lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def sample_quality_table(metrics: Mapping[str, Any]) -> list[str]:
+    """Card lines: FID with the floor the metric has on real data, Inception Score, the digit shares and
+    the memorisation check, in one row."""
+    if "fid" not in metrics:
+        return []
+    head = ["FID", "real-data floor", "FID / floor", "IS (real digits)", "digit shares", "nn ratio"]
+    row = [
+        _num(metrics, "fid", "{:.2f}"),
+        _num(metrics, "fid_floor", "{:.2f}"),
+        _num(metrics, "fid_ratio", "{:.1f}"),
+        _num(metrics, "inception_score", "{:.2f}")
+        + (f" ({metrics['inception_score_real']:.2f})" if "inception_score_real" in metrics else ""),
+        f"{metrics['share_min']:.1%} to {metrics['share_max']:.1%}" if "share_min" in metrics else "",
+        _num(metrics, "nn_ratio", "{:.2f}"),
+    ]
+    for key, title in (("label_agreement", "requested digit"), ("cond_acc", "requested digit")):
+        if key in metrics:
+            head.append(title)
+            row.append(f"{metrics[key]:.1%}")
+    return [
+        "## Sample quality",
+        "",
+        "FID in the feature space of the zoo's MNIST classifier, samples against the 1,000 test digits; its "
+        "floor is the FID of 1,000 real train digits against the same test digits. Digit shares: the "
+        "classifier's share of each digit among the samples (7% to 13% each is balanced). nn ratio: the "
+        "median distance of a sample to its nearest training digit over the same for the test digits "
+        "(below 1: samples sit closer to the training set than unseen digits do, i.e. memorised).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---" * len(head) + "|",
+        "| " + " | ".join(row) + " |",
+        "",
+    ]
 
 
 # ------------------------------------------------------------------------- models that score an image
