@@ -167,3 +167,24 @@ def test_segmentation_loss_combines_the_parts():
     )
     with pytest.raises(ValueError, match="'lovasz'"):
         segmentation_loss(logits, target, "lovasz")
+
+
+def test_bernoulli_log_likelihood_is_minus_torchs_cross_entropy_and_exports_finite(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    from zoo.losses import bernoulli_log_likelihood
+
+    logits = torch.tensor([-300.0, -120.0, -5.0, 0.0, 3.0, 120.0, 300.0]).repeat(2, 1)
+    x = torch.tensor([[1.0] * 7, [0.0] * 7])
+    expected = -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    assert torch.allclose(bernoulli_log_likelihood(logits, x), expected, rtol=1e-6, atol=1e-6)
+
+    class Wrapped(torch.nn.Module):
+        def forward(self, logits, x):
+            return bernoulli_log_likelihood(logits, x)
+
+    path = tmp_path / "ll.onnx"
+    torch.onnx.export(Wrapped(), (logits, x), str(path), dynamo=True)
+    (out,) = ort.InferenceSession(str(path)).run(None, {"logits": logits.numpy(), "x": x.numpy()})
+    assert np.isfinite(out).all() and np.allclose(out, expected.numpy(), rtol=1e-6, atol=1e-5)

@@ -3,6 +3,8 @@ float32 whatever the autocast dtype of the forward pass: a bf16 log-softmax or l
 differences the gradient is made of.
 
 - `cross_entropy`: classification, with label smoothing and soft (MixUp / CutMix) targets;
+- `bernoulli_log_likelihood`: log p(x) of binary data under per-pixel Bernoulli logits (VAE, PixelCNN), in
+  a form that stays finite after ONNX export;
 - `reconstruction_loss`: autoencoders (and the reconstruction term of a VAE's ELBO): per-pixel mean
   squared error or Bernoulli negative log-likelihood (binary cross-entropy) of images in [0, 1];
 - segmentation (logits (N, C, H, W), class maps (N, H, W), an ``ignore_index``): `weighted_cross_entropy`
@@ -28,6 +30,7 @@ __all__ = [
     "GAN_PAPER",
     "LABEL_SMOOTHING",
     "WGAN_GP_PAPER",
+    "bernoulli_log_likelihood",
     "charbonnier_loss",
     "class_frequency_weights",
     "cross_entropy",
@@ -63,6 +66,17 @@ def cross_entropy(
     (uniform predictions) it is ln(K) with or without smoothing.
     """
     return F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing, reduction=reduction)
+
+
+def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Elementwise log p(x) = x * l - log(1 + e^l) of data `x` in [0, 1] under Bernoulli logits `l` (the
+    negative of ``binary_cross_entropy_with_logits``), in float32.
+
+    Written as x * l - max(l, 0) - log(1 + e^-|l|) because the exported graph must stay finite: the ONNX
+    exporters turn the fused cross-entropy into log(sigmoid(l)), which is -inf once sigmoid underflows
+    (|l| > ~88, common at a trained decoder's empty border pixels)."""
+    logits, x = logits.float(), x.float()
+    return x * logits - logits.clamp(min=0) - torch.log(1 + torch.exp(-logits.abs()))
 
 
 def reconstruction_loss(

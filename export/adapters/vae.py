@@ -109,6 +109,23 @@ class VAEAdapter(Adapter):
         )
         return [full, encoder, decoder]
 
+    def sample(self, model: Any, n: int, *, seed: int = 0, labels: Any = None, **options: Any) -> np.ndarray:
+        """`n` images (n, C, H, W) in [0, 1] from the exported decoder (`export.runtime.OnnxModel` of the
+        ``decoder`` graph), z from numpy's ``default_rng(seed)``: ``zoo sample --onnx FILE.decoder.onnx``."""
+        from zoo.errors import ConfigError
+        from zoo.processes.latent import check_n
+
+        if model.meta.graph != "decoder":
+            raise ConfigError(
+                f"{model.path.name} is the VAE's '{model.meta.graph}' graph; sample from its decoder graph "
+                f"({model.path.name.removesuffix('.onnx').split('.' + model.meta.graph)[0]}.decoder.onnx)"
+            )
+        if labels is not None:
+            raise ConfigError("this VAE is unconditional: it takes no labels (sample without --labels)")
+        if options:
+            raise ConfigError(f"a VAE decoder takes no sampler options; got {sorted(options)}")
+        return sample(model.run, int(model.meta.extra["latent_dim"]), check_n(n), seed)
+
     def postprocess(self, graph: str, outputs: dict[str, np.ndarray], meta: Any, **options: Any) -> list[Any]:
         if graph == "encoder":  # latent codes pass through, one dict per image
             return [{k: np.asarray(v[i]) for k, v in outputs.items()} for i in range(len(outputs["mu"]))]

@@ -55,7 +55,15 @@ def test_weight_is_reproducible_and_its_metrics_are_measured(name):
     photos = meta.dataset == "photos_128" and meta.split.startswith("by photo: test = every 128x128 patch")
     assert digits or photos
     assert meta.papers and meta.license
-    if meta.task_object.batched_images:
+    if meta.task_object.name == "image-generation":
+        # Generators: `zoo verify NAME` re-runs the recipe's evaluation (its sampler and seeds) on the
+        # published weights; every number on the card comes back.
+        from zoo.evaluation import verify
+
+        report = verify(name)
+        assert report.ok, report.summary()
+        assert {row[0] for row in report.rows} == set(meta.metrics) - {"train_time_s"}
+    elif meta.task_object.batched_images:
         # Re-measure on the test split with the recipe's own evaluation: the card's numbers are measurements.
         trainer = Trainer(preset.objective(config)).setup()
         again = trainer.evaluate("test", models={"model": model})

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.errors import ConfigError
+from zoo.losses import bernoulli_log_likelihood
 from zoo.models.base import ZooModel
 from zoo.registry import register_model
 
@@ -247,8 +248,7 @@ class PixelCNN(ZooModel):
     @staticmethod
     def nll_from_logits(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """Exact -log p(x) per image in nats: the sum of the per-pixel Bernoulli cross-entropies."""
-        bce = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none")
-        return bce.flatten(1).sum(1)
+        return -bernoulli_log_likelihood(logits, x).flatten(1).sum(1)
 
     def nll(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Exact NLL in nats per image of binary data `x` (see `prepare`)."""

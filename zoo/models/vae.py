@@ -37,11 +37,11 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from zoo.errors import ConfigError
 from zoo.layers import ConvNormAct, create_act
+from zoo.losses import bernoulli_log_likelihood
 from zoo.models.autoencoder import DeconvNormAct
 from zoo.models.base import ZooModel
 from zoo.registry import register_model
@@ -185,7 +185,7 @@ class VAE(ZooModel):
 
     def log_likelihood(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """log p(x|z) per image, summed over pixels: (..., C, H, W) data and logits -> (...)."""
-        ll = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+        ll = bernoulli_log_likelihood(logits, x.expand_as(logits))
         if self.likelihood == "continuous_bernoulli":
             ll = ll + continuous_bernoulli_log_norm(logits)
         return ll.flatten(-3).sum(-1)
