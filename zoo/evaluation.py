@@ -170,4 +170,3 @@ def _verify_by_recipe(model: Any, meta: Any, limit: int | None) -> VerifyReport:
     if not rows:
         report.notes.append("no metric the recipe measures is recorded in the card")
     return report
-
