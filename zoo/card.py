@@ -115,6 +115,9 @@ def _usage(config: dict[str, Any], name: str) -> list[str]:
     lines += ["```", ""]
     source = name if tag != LOCAL_TAG else hf_name or "path/to/this/folder"
     onnx_file = f"{name if tag != LOCAL_TAG else arch}.onnx"
+    own = _task(config).card_onnx_section(config, source, onnx_file)
+    if own is not None:  # a task whose deployment is not "an image in, an answer out" (generators)
+        return lines + own
     lines += [
         "ONNX, to deploy without torch:",
         "",

@@ -270,6 +270,11 @@ class Task:
                 lines += [f"## {role.replace('_', ' ').capitalize()}", "", f"![{role}]({name})", ""]
         return lines
 
+    def card_onnx_section(self, config: Mapping[str, Any], source: str, onnx_file: str) -> list[str] | None:
+        """The card's whole "deploy without torch" section, for a task that needs its own; None: the
+        common one (``zoo export`` + ``zoo predict --onnx`` and the `card_usage` snippet)."""
+        return None
+
     def card_usage(self, meta: Mapping[str, Any], onnx_file: str) -> list[str]:
         """Python lines that run the exported file with onnxruntime and read its answer."""
         return [

@@ -102,6 +102,40 @@ class ImageGeneration(Task):
             "# inputs are noise (and a class); see the file's zoo.outputs_doc metadata and `zoo sample`",
         ]
 
+    def card_onnx_section(self, config: Mapping[str, Any], source: str, onnx_file: str) -> list[str]:
+        """Sampling, in PyTorch and torch-free (`zoo sample --onnx` runs the family's numpy sampler over
+        onnxruntime); a VAE samples from its decoder graph."""
+        w = config.get("weights") or {}
+        labels = " --labels 0,1,2,3,4,5,6,7,8,9" if w.get("labels") else ""
+        sampler = onnx_file.removesuffix(".onnx") + ".decoder.onnx" if w.get("takes_images") else onnx_file
+        lines = [
+            "Samples, a grid per call:",
+            "",
+            "```bash",
+            f"zoo sample {source} --n 64{labels} --seed 0 --out grid.png",
+            "```",
+            "",
+            "ONNX, to deploy without torch (the sampler runs in numpy over onnxruntime):",
+            "",
+            "```bash",
+            f"zoo export {source} --out {onnx_file}",
+            f"zoo sample --onnx {sampler} --n 64{labels} --out grid.png",
+            "```",
+            "",
+            "```python",
+            "from export.runtime import OnnxModel",
+            "",
+            f'images = OnnxModel("{sampler}").sample(16, seed=0{", labels=[7] * 16" if labels else ""})'
+            "  # (16, 1, 28, 28) in [0, 1]",
+            "```",
+            "",
+        ]
+        if w.get("takes_images"):
+            lines[-2:-2] = [
+                f"# {onnx_file} itself reconstructs an image and scores its NLL: zoo predict --onnx {onnx_file} digit.png"
+            ]
+        return lines
+
     def card_sections(self, config: Mapping[str, Any]) -> list[str]:
         """Likelihood and sample quality as two readable tables (beside the full metric list), then the
         outputs and pictures."""
