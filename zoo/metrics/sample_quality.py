@@ -22,6 +22,10 @@ as metrics and a card shows):
   ``near_copy_share``: the share of samples closer to a training digit than all but 1% of test digits
   are (about 0.01 for a generator that does not copy; near 1 for one that replays its training set).
 
+- ``fid_first250`` (when more than `QUICK_SAMPLES` samples are scored): the FID of the first 250 alone.
+  Recipes draw their samples in a fixed order from fixed seeds, so a quick re-measure (the test suite's,
+  ``zoo verify NAME --limit``) draws only those 250 and must find this number again exactly.
+
 `sample_quality` is the one-call form with a per-process cache of the reference statistics.
 """
 
@@ -34,11 +38,26 @@ import torch
 
 from zoo.metrics.generation import FID, classifier_features
 
-__all__ = ["DEFAULT_CLASSIFIER", "SHARE_RANGE", "SampleQuality", "sample_quality"]
+__all__ = [
+    "DEFAULT_CLASSIFIER",
+    "QUICK_SAMPLES",
+    "SAMPLE_METRICS",
+    "SHARE_RANGE",
+    "SampleQuality",
+    "sample_quality",
+]
 
 DEFAULT_CLASSIFIER = "resnet8_small.mnist"  # the zoo's published MNIST classifier (99.2% test accuracy)
 SHARE_RANGE = (0.07, 0.13)  # every digit's share among samples must fall here (issue 12)
 COPY_QUANTILE = 0.01  # a sample nearer a training digit than this quantile of test digits is a near copy
+QUICK_SAMPLES = 250  # the prefix of the samples whose FID is recorded too (``fid_first250``)
+# The metrics that change with the samples scored (the others describe the real data); a quick re-measure
+# on QUICK_SAMPLES samples compares only fid_first250 among these.
+SAMPLE_METRICS = frozenset(
+    ["fid", "fid_ratio", "inception_score", "shares_ok", "share_min", "share_max", "label_agreement"]
+    + [f"share_{d}" for d in range(10)]
+    + ["nn_train_median", "nn_ratio", "near_copy_share", f"fid_first{QUICK_SAMPLES}"]
+)
 
 
 def _unit(images: torch.Tensor) -> torch.Tensor:
@@ -145,6 +164,8 @@ class SampleQuality:
         out["fid"] = self._fid(x)
         out["fid_floor"] = self.floor
         out["fid_ratio"] = out["fid"] / self.floor if self.floor > 0 else math.nan
+        if len(x) > QUICK_SAMPLES:
+            out[f"fid_first{QUICK_SAMPLES}"] = self._fid(x[:QUICK_SAMPLES])
         probs = self._probs(x)
         out["inception_score"] = self._inception_score(probs)
         out["inception_score_real"] = self.real_is
