@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from export.rewrites import DepthwiseSumConv2d, SubPixelConvTranspose2d, onnx_friendly
+from export.rewrites import DepthwiseSumConv2d, PolyphaseBicubic, SubPixelConvTranspose2d, onnx_friendly
 from tests.helpers import build
 
 
@@ -90,6 +90,26 @@ def test_a_one_channel_conv_is_a_depthwise_conv_and_a_sum():
             torch.testing.assert_close(DepthwiseSumConv2d(conv)(x), conv(x), atol=1e-5, rtol=1e-5)
     for conv in (nn.Conv2d(6, 1, 1), nn.Conv2d(6, 2, 3), nn.Conv2d(1, 1, 3)):
         assert not DepthwiseSumConv2d.supports(conv)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_polyphase_bicubic_is_torchs_bicubic(scale):
+    x = torch.rand(2, 3, 17, 13, generator=torch.Generator().manual_seed(scale))
+    expected = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    torch.testing.assert_close(PolyphaseBicubic(scale, 3)(x), expected, atol=2e-6, rtol=0)
+
+
+def test_super_resolution_exports_bicubic_without_cubic_resize(tmp_path):
+    from export.onnx import to_onnx
+
+    model = build("espcn_x4", widths=(8, 8))
+    torch.nn.init.normal_(model.body[-1].weight, std=0.1)  # a nonzero residual beside the bicubic skip
+    result = to_onnx(model, tmp_path / "sr.onnx")
+    ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
+    assert "Resize" not in ops and "DepthToSpace" in ops
+    assert any("polyphase" in line for line in result.graph("model").metadata.extra["rewrites"])
+    assert result.report.ok and result.report.max_abs < 1e-4
+    assert type(model.bicubic).__name__ == "BicubicUpsample"  # the model itself is never changed
 
 
 def test_a_model_without_eligible_layers_is_returned_as_is():

@@ -40,7 +40,16 @@ from zoo.models.base import ZooModel
 from zoo.models.unet import UNet
 from zoo.registry import register_model
 
-__all__ = ["EDSR", "ESPCN", "ColorizationUNet", "DnCNN", "ResBlock", "SubPixelUpsampler", "bicubic_upsample"]
+__all__ = [
+    "EDSR",
+    "ESPCN",
+    "BicubicUpsample",
+    "ColorizationUNet",
+    "DnCNN",
+    "ResBlock",
+    "SubPixelUpsampler",
+    "bicubic_upsample",
+]
 
 DNCNN = "https://arxiv.org/abs/1608.03981"
 ESPCN_PAPER = "https://arxiv.org/abs/1609.05158"
@@ -52,6 +61,18 @@ SKIPS = ("bicubic", "none")
 def bicubic_upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
     """Bicubic upsampling by an integer factor (half-pixel centres, a = -0.75, as PIL and ONNX Resize)."""
     return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+class BicubicUpsample(nn.Module):
+    """`bicubic_upsample` by `scale` as a module (no parameters), so that export can swap it for an exact
+    equivalent that onnxruntime runs faster (`export.rewrites.PolyphaseBicubic`)."""
+
+    def __init__(self, scale: int):
+        super().__init__()
+        self.scale = int(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return bicubic_upsample(x, self.scale)
 
 
 class _ImageModel(ZooModel):
@@ -168,13 +189,14 @@ class ESPCN(_ImageModel):
             nn.Conv2d(w2, in_chans * scale**2, 3, padding=1),
         )
         self.shuffle = nn.PixelShuffle(scale)
+        self.bicubic = BicubicUpsample(scale)
         if skip == "bicubic":  # start exactly at bicubic: the residual is zero
             nn.init.zeros_(self.body[-1].weight)
             nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.shuffle(self.body(x))
-        return out + bicubic_upsample(x, self.scale) if self.skip == "bicubic" else out
+        return out + self.bicubic(x) if self.skip == "bicubic" else out
 
 
 class ResBlock(nn.Module):
@@ -216,6 +238,7 @@ class EDSR(_ImageModel):
         self.body_conv = nn.Conv2d(width, width, 3, padding=1)
         self.upsample = SubPixelUpsampler(width, scale)
         self.tail = nn.Conv2d(width, in_chans, 3, padding=1)
+        self.bicubic = BicubicUpsample(scale)
         if skip == "bicubic":
             nn.init.zeros_(self.tail.weight)
             nn.init.zeros_(self.tail.bias)
@@ -224,7 +247,7 @@ class EDSR(_ImageModel):
         features = self.head(x)
         features = features + self.body_conv(self.body(features))
         out = self.tail(self.upsample(features))
-        return out + bicubic_upsample(x, self.scale) if self.skip == "bicubic" else out
+        return out + self.bicubic(x) if self.skip == "bicubic" else out
 
 
 class ColorizationUNet(UNet):
