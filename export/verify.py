@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from export.onnx import resolve_model, to_onnx
+from zoo.tasks.base import Agreement
 
 __all__ = ["SplitCheck", "spread_random_detector", "verify_onnx", "weight_test_split"]
 
@@ -164,9 +165,10 @@ def _verify_samples(model: torch.nn.Module, result: Any, limit: int | None) -> S
     from zoo.errors import ConfigError
     from zoo.evaluation import VerifyReport
     from zoo.metrics.sample_quality import sample_quality
-    from zoo.tasks.base import Agreement
 
     meta = model.pretrained_weights
+    if "nll_bpd" in meta.metrics and "iwae_k" not in meta.metrics:
+        return _verify_exact_likelihood(model, result)
     # The graph that samples: a VAE's decoder, else the main one (generator, denoiser, PixelCNN).
     path = result.paths.get("decoder", result.path)
     sampler = OnnxModel(path, threads=torch.get_num_threads())
@@ -198,6 +200,35 @@ def _verify_samples(model: torch.nn.Module, result: Any, limit: int | None) -> S
         f"compared within {SAMPLE_FID_RTOL:.0%} (its spread between seeds)"
     )
     return SplitCheck(meta.name, n, agreement, report)
+
+
+@torch.no_grad()
+def _verify_exact_likelihood(model: torch.nn.Module, result: Any) -> SplitCheck:
+    """`verify_onnx` for a generator with an exact likelihood (PixelCNN): its main graph scores every test
+    digit (``nll_bits_per_dim``) like PyTorch, and their mean is the card's ``nll_bpd``. (Sampling through
+    the graph re-scores the whole image once per pixel: minutes for a few digits, so the samples are
+    checked by `benchmarks/pixelcnn_sampling.py`, not here.)"""
+    from export.runtime import OnnxModel
+    from zoo.evaluation import VerifyReport, compare, evaluation_split
+    from zoo.tasks.base import parity
+    from zoo.tasks.generation import NLL_OUTPUT
+
+    meta = model.pretrained_weights
+    session = OnnxModel(result.path, threads=torch.get_num_threads())
+    inputs, _ = evaluation_split(meta)
+    expected, actual = [], []
+    for start in range(0, len(inputs), 250):
+        x = np.asarray(inputs[start : start + 250], np.float32)
+        expected.append(model(torch.from_numpy(x))[1].double().numpy())
+        actual.append(np.asarray(session.run({"image": x})[NLL_OUTPUT], np.float64))
+    del session  # its idle threads would slow whatever runs next in this process (shared/FACTS.md)
+    expected_nll, actual_nll = np.concatenate(expected), np.concatenate(actual)
+    ok, max_abs, max_rel = parity(expected_nll, actual_nll)
+    agreement = Agreement(ok, {"max_abs": max_abs, "max_rel": max_rel})
+    measured = {"nll_bpd": float(actual_nll.mean())}
+    measured["nll_nats"] = measured["nll_bpd"] * float(np.prod(meta.input_size)) * float(np.log(2.0))
+    report = VerifyReport(meta.name, len(inputs), compare(measured, meta.metrics, len(inputs)), measured)
+    return SplitCheck(meta.name, len(inputs), agreement, report)
 
 
 @torch.no_grad()
