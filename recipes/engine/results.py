@@ -36,11 +36,12 @@ class RunResult:
 
 def training_record(trainer: Trainer) -> dict[str, Any]:
     """How the weights were made (Weights.training): seed, commit, time, machine, precision, steps."""
+    start = getattr(trainer, "start_record", None) or {"commit": git_commit(), "machine": machine_info()}
     return {
         "seed": trainer.config.seed,
-        "commit": git_commit(),
+        "commit": start["commit"],
         "train_time_s": round(trainer.train_time_s, 2),
-        "machine": machine_info(),
+        "machine": start["machine"],
         "torch": torch.__version__,
         "device": str(trainer.device),
         "precision": trainer.precision_name,

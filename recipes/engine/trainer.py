@@ -30,7 +30,7 @@ from recipes.engine.checkpoint import (
 )
 from recipes.engine.context import Context
 from recipes.engine.distributed import all_reduce_sum, broadcast_keys, dist_env
-from recipes.engine.logging import RunLogger, cpu_has_bf16
+from recipes.engine.logging import RunLogger, cpu_has_bf16, git_commit, machine_info
 from recipes.engine.objective import Callback, Objective
 from recipes.engine.optim import build_optimizer, build_scheduler, ema_avg_fn
 from recipes.engine.presets import get_preset, resolve_config
@@ -91,6 +91,9 @@ class Trainer:
         self.rank, self.world_size, self.local_rank = dist_env()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        # The code and the machine as the run starts (a weight's provenance): commits made while a long run
+        # trains, or other jobs started meanwhile, must not be recorded as its own.
+        self.start_record = {"commit": git_commit(), "machine": machine_info()}
         if cfg.device == "auto":
             self.device = torch.device(f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu")
         else:
