@@ -106,6 +106,25 @@ def otsu_detection_baseline(limit: int | None = None, min_area: int = 12) -> dic
     return result
 
 
+def in_weight_names(values: dict[str, float], task: str) -> dict[str, float]:
+    """The baseline's numbers under the names a weight of `task` records, so a card compares like with like:
+    a box detector's ``map`` is the baseline's ``bbox_map`` (``overlap_map``: ``overlap_bbox_map``); an
+    instance model's ``map`` is of masks (``segm_map``) and ``bbox_map`` of boxes. Undefined values (no
+    medium or large digit) and the scene counts are left out."""
+    primary, other = ("segm", "bbox") if task == "instance-segmentation" else ("bbox", None)
+    named: dict[str, float] = {}
+    for key, value in values.items():
+        if not np.isfinite(value) or key.endswith("scenes"):
+            continue
+        prefix = "overlap_" if key.startswith("overlap_") else ""
+        kind, _, stat = key.removeprefix(prefix).partition("_")
+        if kind == primary:
+            named[f"{prefix}{stat}"] = value
+        elif kind == other:
+            named[f"{prefix}{kind}_{stat}"] = value
+    return named
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=None, help="only the first N test scenes (quick checks)")
@@ -134,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.save:
         Path(args.save).write_text(json.dumps(results, indent=2) + "\n")
     if args.write:
-        print(f"written to {write_baselines(args.write, results)}")
+        import zoo
+
+        task = zoo.get_weights(args.write).task
+        named = {name: in_weight_names(row, task) for name, row in results.items()}
+        print(f"written to {write_baselines(args.write, named)}")
     return 0
 
 

@@ -97,7 +97,10 @@ class SceneDetections(torch.utils.data.Dataset):
 
     @classmethod
     def render(cls, scenes: Any, count: int, masks: bool, first_id: int = 1) -> SceneDetections:
-        """The first `count` scenes of a `zoo.data.DigitScenes`."""
+        """The first `count` scenes of a `zoo.data.DigitScenes`; each target also says whether some of its
+        digits overlap or touch (``touching``, `zoo.data.scenes.touching_instances`)."""
+        from zoo.data.scenes import touching_instances
+
         images, targets = [], []
         for i in range(count):
             scene = scenes.scene(i)
@@ -106,6 +109,7 @@ class SceneDetections(torch.utils.data.Dataset):
                 "boxes": torch.from_numpy(scene.boxes).float(),
                 "labels": torch.from_numpy(scene.labels).long(),
                 "image_id": torch.tensor(first_id + i),
+                "touching": torch.tensor(bool(touching_instances(scene.masks))),
             }
             if masks:
                 target["masks"] = torch.from_numpy(scene.masks.astype(np.uint8))
@@ -210,12 +214,17 @@ class DetectionObjective(Objective):
     def metrics(self, split: str) -> dict[str, Metric]:
         types = ("segm", "bbox") if self.task == "instance-segmentation" else ("bbox",)
         gt = self.val_gt if split == "val" else self.gt
-        return {"coco": CocoEvaluation(gt, types, per_class=self.config.per_class)}
+        # The scenes whose digits overlap or touch, apart (overlap_*): where a no-learning baseline that
+        # splits connected components fails.
+        return {
+            "coco": CocoEvaluation(gt, types, per_class=self.config.per_class),
+            "overlap": CocoEvaluation(gt, types, per_class=False, prefix="overlap_"),
+        }
 
     def train_step(self, ctx: Context, batch: Any) -> dict[str, torch.Tensor]:
         images, targets = batch
         x = images.to(ctx.device, non_blocking=True).float().div_(255)
-        drop = ("image_id",) if self.keep_masks else ("image_id", "masks")
+        drop = ("image_id", "touching") if self.keep_masks else ("image_id", "touching", "masks")
         targets = [{k: v for k, v in t.items() if k not in drop} for t in ctx.to_device(targets)]
         model = ctx.models["model"]
         transform = ctx.unwrap("model").transform
@@ -242,8 +251,12 @@ class DetectionObjective(Objective):
         for start in range(0, len(images), EVAL_CHUNK):
             x = images[start : start + EVAL_CHUNK].to(ctx.device).float().div_(255)
             outputs = model(list(x))
-            ids = [int(t["image_id"]) for t in targets[start : start + EVAL_CHUNK]]
+            chunk = targets[start : start + EVAL_CHUNK]
+            ids = [int(t["image_id"]) for t in chunk]
             ctx.metrics["coco"].update(outputs, ids)
+            hard = [k for k, t in enumerate(chunk) if bool(t["touching"])]
+            if hard:
+                ctx.metrics["overlap"].update([outputs[k] for k in hard], [ids[k] for k in hard])
         return None
 
     def publish(self, model: nn.Module, data: Data) -> tuple[nn.Module, dict[str, Any]]:

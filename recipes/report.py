@@ -27,7 +27,9 @@ def _row(config: dict[str, Any]) -> dict[str, str]:
     if str(training.get("device", "")).startswith("cuda") and machine.get("gpu"):
         where = f" on {machine['gpu']}"
     else:
-        where = f" on {machine.get('cores', '?')} CPU cores" + (f", load {load}" if load is not None else "")
+        cores, threads = machine.get("cores", "?"), machine.get("threads")
+        used = f"{threads} thread of {cores}" if threads == 1 and cores != 1 else f"{cores}"
+        where = f" on {used} CPU cores" + (f", load {load}" if load is not None else "")
     return {
         "weight": f"`{w['arch']}.{w['tag']}`",
         "task": task.name,

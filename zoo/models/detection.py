@@ -501,7 +501,7 @@ def _large(kwargs: dict[str, Any], backbone: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ builders
-@register_model(task="object-detection")
+@register_model(task="object-detection", weights=("scenes",))
 def fasterrcnn_resnet8_small(**kwargs: Any) -> nn.Module:
     """Faster R-CNN + FPN over ``resnet8_small`` for the 128 px digit scenes (1.3M params, no resizing)."""
     return _build("fasterrcnn", **_small(kwargs, "fasterrcnn"))

@@ -177,7 +177,13 @@ class ObjectDetection(Task):
         recorded = getattr(meta, "metrics", None) or {}
         per_class = not recorded or any(str(k).startswith("ap_") for k in recorded)
         mask_thresh = float(getattr(meta, "mask_thresh", None) or 0.5)
-        return {"coco": CocoEvaluation(None, self.iou_types, per_class=per_class, mask_thresh=mask_thresh)}
+        return {
+            "coco": CocoEvaluation(None, self.iou_types, per_class=per_class, mask_thresh=mask_thresh),
+            # the scenes whose digits overlap or touch (the hard case), as the recipes report them
+            "overlap": CocoEvaluation(
+                None, self.iou_types, per_class=False, mask_thresh=mask_thresh, prefix="overlap_"
+            ),
+        }
 
     def update_metrics(
         self, metrics: Mapping[str, Any], outputs: Mapping[str, np.ndarray], targets: Any, meta: Any
@@ -270,15 +276,3 @@ class InstanceSegmentation(ObjectDetection):
     }
     iou_type = "segm"
     iou_types = ("segm", "bbox")
-
-    def metrics(self, meta: Any) -> dict[str, Any]:
-        """Masks (``map``, ...), boxes (``bbox_map``, ...) and both on the scenes whose digits overlap or
-        touch (``overlap_map``, ``overlap_bbox_map``, ...: the hard case, as the instance recipe reports)."""
-        from zoo.metrics import CocoEvaluation
-
-        found = super().metrics(meta)
-        mask_thresh = found["coco"].mask_thresh
-        found["overlap"] = CocoEvaluation(
-            None, self.iou_types, per_class=False, mask_thresh=mask_thresh, prefix="overlap_"
-        )
-        return found
