@@ -214,6 +214,11 @@ def _verify_exact_likelihood(model: torch.nn.Module, result: Any) -> SplitCheck:
     from zoo.tasks.generation import NLL_OUTPUT
 
     meta = model.pretrained_weights
+    if getattr(model, "num_classes", 0):
+        from zoo.errors import ConfigError
+
+        # The digits' labels would have to be fed to both runtimes; no conditional weight is published yet.
+        raise ConfigError(f"{meta.name}: the likelihood check covers unconditional models only")
     session = OnnxModel(result.path, threads=torch.get_num_threads())
     inputs, _ = evaluation_split(meta)
     expected, actual = [], []
