@@ -107,7 +107,8 @@ class ImageGeneration(Task):
         onnxruntime); a VAE samples from its decoder graph."""
         w = config.get("weights") or {}
         labels = " --labels 0,1,2,3,4,5,6,7,8,9" if w.get("labels") else ""
-        sampler = onnx_file.removesuffix(".onnx") + ".decoder.onnx" if w.get("takes_images") else onnx_file
+        decoder = bool(w.get("takes_images") and w.get("latent_dim"))  # a VAE samples from its decoder graph
+        sampler = onnx_file.removesuffix(".onnx") + ".decoder.onnx" if decoder else onnx_file
         lines = [
             "Samples, a grid per call:",
             "",
@@ -131,9 +132,8 @@ class ImageGeneration(Task):
             "",
         ]
         if w.get("takes_images"):
-            lines[-2:-2] = [
-                f"# {onnx_file} itself reconstructs an image and scores its NLL: zoo predict --onnx {onnx_file} digit.png"
-            ]
+            what = "reconstructs an image and scores its NLL" if decoder else "scores an image's NLL"
+            lines[-2:-2] = [f"# {onnx_file} also {what}: zoo predict --onnx {onnx_file} digit.png"]
         return lines
 
     def card_sections(self, config: Mapping[str, Any]) -> list[str]:
