@@ -91,7 +91,7 @@ def verify_onnx(name: str, path: str | os.PathLike, limit: int | None = None) ->
     model = resolve_model(name, True)
     meta = model.pretrained_weights
     result = to_onnx(model, path)
-    if meta.task_object.name == "image-generation":
+    if meta.task_object.measured_on_samples:
         return _verify_samples(model, result, limit)
     session = OnnxModel(result.path, threads=torch.get_num_threads())
     inputs, targets = evaluation_split(meta, limit)

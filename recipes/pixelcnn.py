@@ -44,7 +44,7 @@ from recipes.engine import (
 from zoo.data import load_dataset
 from zoo.errors import ConfigError
 from zoo.metrics import Metric
-from zoo.metrics.likelihood import BINARIZATION, likelihood_baselines
+from zoo.metrics.likelihood import BINARIZATION, gap_subset, recorded_baselines
 
 __all__ = ["PixelCNNConfig", "PixelCNNEvaluation", "PixelCNNObjective", "sample_grid"]
 
@@ -149,16 +149,12 @@ class PixelCNNEvaluation(Metric):
         # the mixture baseline (an EM fit over the train digits) is left to real runs.
         limit = c.eval_limit or None
         if c.gap_images and self.train is not None:
-            g = torch.Generator().manual_seed(EVAL_SEED)
-            pick = torch.randperm(len(self.train.images), generator=g)[
-                : min(c.gap_images, limit or c.gap_images)
-            ]
+            pick = gap_subset(len(self.train.images), min(c.gap_images, limit or c.gap_images), EVAL_SEED)
             nll = evaluate_nll(model, self.train.images[pick], self.train.labels[pick])
             out["train_nll_nats"] = float(nll.mean())
             out["gap_nats"] = out["nll_nats"] - out["train_nll_nats"]
         if not limit:
-            base = likelihood_baselines(components=c.mixture_k or None)
-            out.update({k: v for k, v in base.items() if not k.startswith("mixture_val")})
+            out.update(recorded_baselines(c.mixture_k or None))
         if c.quality_samples:
             from zoo.metrics.sample_quality import sample_quality
 

@@ -127,7 +127,7 @@ def verify(name: str, limit: int | None = None) -> VerifyReport:
 
     model = create_model(name, pretrained=True).eval()
     meta = model.pretrained_weights
-    if meta.task_object.name == "image-generation":
+    if meta.task_object.measured_on_samples:
         return _verify_by_recipe(model, meta, limit)
     inputs, targets = evaluation_split(meta, limit)
 

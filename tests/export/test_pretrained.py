@@ -27,7 +27,7 @@ def test_exported_weight_agrees_with_pytorch_and_its_card_on_the_test_split(name
     # card (full split) is then only compared within verify's 1/N tolerance, so it is not asserted.
     limit = None if task.batched_images else SUBSET
     check = verify_onnx(name, tmp_path / f"{name}.onnx", limit=limit)
-    if task.name == "image-generation":  # generators are checked on samples drawn torch-free
+    if task.measured_on_samples:  # generators are checked on samples drawn torch-free
         items = SAMPLE_COUNT
     else:  # the whole recorded split (1000 for MNIST 5k, 33 photo patches)
         items = len(weight_test_split(name)[0])

@@ -55,7 +55,7 @@ def test_weight_is_reproducible_and_its_metrics_are_measured(name):
     photos = meta.dataset == "photos_128" and meta.split.startswith("by photo: test = every 128x128 patch")
     assert digits or photos
     assert meta.papers and meta.license
-    if meta.task_object.name == "image-generation":
+    if meta.task_object.measured_on_samples:
         # Generators: the recipe's evaluation (its sampler and seeds) on the published weights, drawing only
         # the first 250 of its samples (sampling takes minutes: `zoo verify NAME` draws all 1000). Their FID
         # is the card's fid_first250, and every number that does not depend on the samples comes back.

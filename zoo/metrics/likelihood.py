@@ -34,7 +34,9 @@ __all__ = [
     "IndependentBernoulli",
     "binarize",
     "bits_per_dim",
+    "gap_subset",
     "likelihood_baselines",
+    "recorded_baselines",
 ]
 
 BINARIZATION = "fixed threshold: a pixel is 1 when its value is >= 128 of 255 (>= 0.5 on [0, 1] pixels)"
@@ -155,6 +157,19 @@ class BernoulliMixture:
             raise RuntimeError("fit the model first")
         joint = self._joint(_flat(x).double().to(self.mu.device))
         return -torch.logsumexp(joint, 1).float()
+
+
+def recorded_baselines(components: int | None = None) -> dict[str, float]:
+    """What a likelihood model's evaluation records beside its own NLL: `likelihood_baselines` without the
+    validation sweep over K (the K used stays, as ``mixture_k``)."""
+    base = likelihood_baselines(components=components)
+    return {k: v for k, v in base.items() if not k.startswith("mixture_val")}
+
+
+def gap_subset(train_size: int, count: int, seed: int) -> torch.Tensor:
+    """Indices of the `count` training digits a train/test gap is measured on: the first of a seeded
+    permutation (the file is sorted by label, so a plain prefix would hold few digits)."""
+    return torch.randperm(train_size, generator=torch.Generator().manual_seed(seed))[:count]
 
 
 @functools.cache

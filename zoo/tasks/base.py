@@ -108,6 +108,10 @@ class Task:
     outputs_doc: ClassVar[dict[str, str]] = {}
     # Whether the exported graph takes a dynamic-size batch of images (detectors take one image per call).
     batched_images: ClassVar[bool] = True
+    # Whether its card's numbers are measured on samples its recipe draws (generators): ``zoo verify`` then
+    # re-runs the recipe's evaluation, and the export check draws samples torch-free, instead of running
+    # the network over the test split.
+    measured_on_samples: ClassVar[bool] = False
     # The metrics a results table shows for a weight of this task: (metrics key, column title, format).
     headline_metrics: ClassVar[tuple[tuple[str, str, str], ...]] = ()
 

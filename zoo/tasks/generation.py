@@ -54,6 +54,7 @@ class ImageGeneration(Task):
             (bool,),
         ),
     )
+    measured_on_samples = True
     headline_metrics = (("fid", "FID", "{:.2f}"), ("nll_nats", "NLL (nats)", "{:.1f}"))
     output_names = ("image",)
     outputs_doc = {
