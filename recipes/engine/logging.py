@@ -76,24 +76,48 @@ class RunLogger:
             self._tb.close()
 
 
+MAX_CURVES = (
+    8  # metric series per panel; more (per-class numbers) crowd the legend: they are in the card's table
+)
+HEALTH = ("grad_norm",)  # training-health series, on their own axis (their scale would flatten the metrics)
+
+
+def curve_panels(history: list[dict[str, Any]]) -> list[tuple[str, dict[tuple[str, str], list]]]:
+    """The panels `plot_curves` draws, as (title, {(split, metric): [(step, value), ...]}): the losses, the
+    gradient norm, and the metrics measured more than once (validation curves, at most `MAX_CURVES`, the
+    longest first). A metric measured once (the final test numbers) is not a curve: the card's metrics table
+    has it. Without gradient norms or curves, the learning rate is the second panel."""
+    series: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for row in history:
+        series.setdefault((row["split"], row["metric"]), []).append((int(row["step"]), float(row["value"])))
+    losses = {k: v for k, v in series.items() if "loss" in k[1]}
+    health = {k: v for k, v in series.items() if k[1] in HEALTH}
+    curves = {
+        k: v
+        for k, v in series.items()
+        if len(v) > 1 and "loss" not in k[1] and k[1] not in (*HEALTH, "lr", "samples_per_s")
+    }
+    curves = dict(sorted(curves.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:MAX_CURVES])
+    panels = [("loss", losses), ("gradient norm", health), ("metrics", curves)]
+    panels = [(name, group) for name, group in panels if group] or [("loss", losses)]
+    if len(panels) == 1:
+        panels.append(("learning rate", {k: v for k, v in series.items() if k[1] == "lr"}))
+    return panels
+
+
 def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> Path | None:
-    """Loss curves (train and validation) beside the other metrics, as a PNG (matplotlib, Agg)."""
+    """The `curve_panels` of a run's logged history side by side, as a PNG (matplotlib, Agg)."""
     if not history:
         return None
     # The object API with the Agg canvas: no pyplot, no global figure state, no GUI backend.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    series: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    for row in history:
-        series.setdefault((row["split"], row["metric"]), []).append((int(row["step"]), float(row["value"])))
-    losses = {k: v for k, v in series.items() if "loss" in k[1]}
-    others = {k: v for k, v in series.items() if "loss" not in k[1] and k[1] not in ("lr", "samples_per_s")}
-    others = others or {k: v for k, v in series.items() if k[1] == "lr"}
-    fig = Figure(figsize=(11, 4))
+    panels = curve_panels(history)
+    fig = Figure(figsize=(5.5 * len(panels), 4))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2)
-    for ax, group, name in ((axes[0], losses, "loss"), (axes[1], others, "metrics")):
+    axes = fig.subplots(1, len(panels))
+    for ax, (name, group) in zip(axes, panels):
         for (split, metric), points in sorted(group.items()):
             xs, ys = zip(*points)
             ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=f"{split}/{metric}")
@@ -102,7 +126,7 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> P
         ax.grid(alpha=0.3)
         if group:
             ax.legend(fontsize=8)
-    values = [v for pts in losses.values() for _, v in pts]
+    values = [v for pts in panels[0][1].values() for _, v in pts]
     if values and min(values) > 0 and max(values) / min(values) > 10:
         axes[0].set_yscale("log")
     if title:

@@ -181,3 +181,26 @@ def test_a_step_without_loss_or_optimize_fails_clearly():
 
     with pytest.raises(ConfigError, match="no 'loss'"):
         Trainer(Broken(toy_config(max_steps=1))).fit()
+
+
+def test_curves_show_series_measured_more_than_once_and_the_gradient_norm_apart():
+    from recipes.engine.logging import MAX_CURVES, curve_panels
+
+    rows = [
+        {"step": s, "split": "train", "metric": m, "value": 1.0}
+        for s in (10, 20)
+        for m in ("loss", "grad_norm")
+    ]
+    rows += [{"step": s, "split": "val", "metric": "acc", "value": 0.5} for s in (10, 20)]
+    # the final test numbers (one point each, many per-class ones) are the card's table, not curves
+    rows += [{"step": 20, "split": "test", "metric": f"ap_{i}", "value": 0.7} for i in range(12)]
+    panels = dict(curve_panels(rows))
+    assert list(panels) == ["loss", "gradient norm", "metrics"]
+    assert set(panels["metrics"]) == {("val", "acc")} and set(panels["gradient norm"]) == {
+        ("train", "grad_norm")
+    }
+    many = [{"step": s, "split": "val", "metric": f"ap_{i}", "value": 0.1} for s in (1, 2) for i in range(12)]
+    assert len(dict(curve_panels(many + rows[:2]))["metrics"]) == MAX_CURVES
+    # a run that logs only its loss still gets a second panel: the learning rate
+    lr = [{"step": s, "split": "train", "metric": m, "value": 0.1} for s in (1, 2) for m in ("loss", "lr")]
+    assert [name for name, _ in curve_panels(lr)] == ["loss", "learning rate"]
