@@ -23,7 +23,6 @@ detector and of masks for an instance model, whose box numbers are reported as `
 from __future__ import annotations
 
 import copy
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -281,10 +280,9 @@ class DetectionObjective(Objective):
             ),
         }
         if c.pictures and data.test is not None:
-            folder = Path(tempfile.mkdtemp(prefix="zoo-det-"))
             meta["files"] = {
                 "predictions": prediction_picture(
-                    model, data.test, data.info, folder / "predictions.png", c.pictures
+                    model, data.test, data.info, self.picture_path("predictions.png"), c.pictures
                 )
             }
         return model, meta

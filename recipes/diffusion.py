@@ -24,7 +24,6 @@ conditional models, ``cond_acc`` (the share the classifier assigns to the reques
 from __future__ import annotations
 
 import copy
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -347,18 +346,17 @@ class DiffusionObjective(Objective):
             meta["labels"] = list(data.info["labels"])
             meta["guidance_scale"] = float(c.guidance)
         if c.pictures:
-            folder = Path(tempfile.mkdtemp(prefix="zoo-diffusion-"))
             guidance = c.guidance if model.num_classes else None
             meta["files"] = {
                 "samples": sample_grid(
                     model,
-                    folder / "samples.png",
+                    self.picture_path("samples.png"),
                     self._eval_sampling(),
                     guidance,
                     rows=2 if self.smoke else 10,
                 ),
                 "denoising": trajectory_picture(
-                    model, folder / "denoising.png", self._eval_sampling(), guidance
+                    model, self.picture_path("denoising.png"), self._eval_sampling(), guidance
                 ),
             }
         return model, meta

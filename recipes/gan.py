@@ -29,7 +29,6 @@ assigns to the digit asked for. A smoke run (``eval_limit``) draws at most ``eva
 from __future__ import annotations
 
 import copy
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -249,9 +248,8 @@ class GANObjective(Objective):
         if model.num_classes:
             meta["labels"] = list(data.info["labels"])
         if c.pictures:
-            folder = Path(tempfile.mkdtemp(prefix="zoo-gan-"))
             columns = 2 if c.eval_limit else 10  # smoke runs: a small grid
-            meta["files"] = {"samples": sample_grid(model, folder / "samples.png", columns=columns)}
+            meta["files"] = {"samples": sample_grid(model, self.picture_path("samples.png"), columns=columns)}
         return model, meta
 
 

@@ -22,7 +22,6 @@ scenes of 1-5 mnist_5k train digits, 1000 test scenes of its test digits on held
 from __future__ import annotations
 
 import copy
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -299,10 +298,9 @@ class InstanceObjective(Objective):
             ),
         }
         if c.pictures and data.test is not None:
-            folder = Path(tempfile.mkdtemp(prefix="zoo-inst-"))
             meta["files"] = {
                 "instances": instance_picture(
-                    model, data.test, data.info["labels"], folder / "instances.png", count=c.pictures
+                    model, data.test, data.info["labels"], self.picture_path("instances.png"), count=c.pictures
                 )
             }
         return model, meta

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import math
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -228,8 +227,7 @@ class PixelCNNObjective(Objective):
         if getattr(model, "num_classes", 0):
             meta["labels"] = [str(d) for d in range(model.num_classes)]
         if c.pictures:
-            folder = Path(tempfile.mkdtemp(prefix="zoo-pixelcnn-"))
-            meta["files"] = {"samples": sample_grid(model, folder / "samples.png", count=c.pictures)}
+            meta["files"] = {"samples": sample_grid(model, self.picture_path("samples.png"), count=c.pictures)}
         return model, meta
 
 

@@ -24,7 +24,6 @@ comes from a fixed seed, so the baselines (`benchmarks/restoration_baselines.py`
 from __future__ import annotations
 
 import copy
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -238,8 +237,7 @@ class RestorationObjective(Objective):
             "super_resolution": f"upscales x{c.scale} (trained on PIL bicubic downscales)",
             "colorize": "predicts the ab channels of CIE Lab from the lightness of a grey photo",
         }[c.mode]
-        folder = Path(tempfile.mkdtemp(prefix="restoration-"))
-        picture = example_picture(model, self.degradation(), folder / "examples.png")
+        picture = example_picture(model, self.degradation(), self.picture_path("examples.png"))
         meta = {
             "task": "image-to-image",
             "input_size": list(data.info["input_size"]),

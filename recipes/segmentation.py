@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import math
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -354,10 +353,9 @@ class SegmentationObjective(Objective):
             ),
         }
         if c.pictures and data.test is not None:
-            folder = Path(tempfile.mkdtemp(prefix="zoo-seg-"))
             meta["files"] = {
                 "predictions": prediction_picture(
-                    model, data.test, data.info, folder / "predictions.png", count=c.pictures
+                    model, data.test, data.info, self.picture_path("predictions.png"), count=c.pictures
                 )
             }
         return model, meta

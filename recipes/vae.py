@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import math
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -247,10 +246,9 @@ class VAEObjective(Objective):
             ),
         }
         if c.pictures and data.test is not None:
-            folder = Path(tempfile.mkdtemp(prefix="zoo-vae-"))
             meta["files"] = {
-                "samples": sample_grid(model, folder / "samples.png", count=c.pictures),
-                "reconstructions": reconstruction_picture(model, data.test, folder / "reconstructions.png"),
+                "samples": sample_grid(model, self.picture_path("samples.png"), count=c.pictures),
+                "reconstructions": reconstruction_picture(model, data.test, self.picture_path("reconstructions.png")),
             }
         return model, meta
 

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -81,6 +85,18 @@ class Objective:
 
     def __init__(self, config: TrainConfig):
         self.config = config
+        # Where `publish` draws the card's pictures: the engine points it at the run folder's pictures/
+        # before publishing; without a run folder, `picture_path` makes a temporary one (removed at exit).
+        self.pictures_dir: Path | None = None
+
+    def picture_path(self, filename: str) -> Path:
+        """A path in `pictures_dir` for a card picture that `publish` draws and lists under its
+        ``"files"`` (the engine copies each into the weight folder)."""
+        if self.pictures_dir is None:
+            self.pictures_dir = Path(tempfile.mkdtemp(prefix=f"zoo-{self.name or 'run'}-"))
+            atexit.register(shutil.rmtree, self.pictures_dir, True)
+        self.pictures_dir.mkdir(parents=True, exist_ok=True)
+        return self.pictures_dir / filename
 
     def data(self) -> Data:
         raise NotImplementedError

@@ -499,6 +499,8 @@ class Trainer:
                 self._restore_best()
             # The published module (e.g. with a logit scale folded into its head) is what is measured.
             module = self.eval_models()[self.objective.publish_model]
+            if self.run_dir is not None and self.is_main:
+                self.objective.pictures_dir = self.run_dir / "pictures"
             published, meta = self.objective.publish(module, self.data)
             test_metrics = {}
             if self.data.test is not None:

@@ -40,6 +40,9 @@ def test_preset_trains_two_steps_and_publishes(name, tmp_path):
     assert meta.training["torch"] == torch.__version__ and "cpu" in meta.training["machine"]
     config = json.loads((folder / "config.json").read_text())
     assert config["files"]["curves"] == "curves.png" and (folder / "curves.png").is_file()
+    # The card's other pictures were drawn into the run folder (Objective.picture_path), then copied.
+    for role, filename in config["files"].items():
+        assert (folder / filename).is_file() and (role == "curves" or (run / "pictures" / filename).is_file())
     # The recorded recipe config rebuilds the preset's config type exactly.
     preset = next(p for p in list_presets() if p.name == name)
     rebuilt = config_from_dict(preset.objective.Config, meta.recipe_config)
