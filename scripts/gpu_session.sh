@@ -3,7 +3,8 @@
 # compares (decoder upsampling, losses, a longer budget), then run the tests that take a CUDA path.
 #
 #   scripts/gpu_session.sh OUT_DIR [GROUP ...]     groups: dense (default), restoration, baselines,
-#   detection, generative, ablations
+#   detection, generative, ablations (detection and generative train only the presets whose weight is not
+#   in hub/ yet; RETRAIN=1 trains them all)
 #
 # Needs python3 with torch (CUDA), torchvision, torchmetrics, scikit-image and mlxtend importable and the
 # repository on PYTHONPATH. Each run is a plain `zoo train PRESET` (the preset is what a 2-core CPU also
@@ -27,6 +28,10 @@ job() { # NAME PRESET [--set KEY=VALUE ...]
     shift
     timeout "$JOB_TIMEOUT" $PY -m zoo train "$@" --set progress=false --set threads=1 \
         --out "$RUNS/$name" >"$RUNS/$name.log" 2>&1 &
+}
+
+unpublished() { # PRESET: its weight is not in hub/ yet (RETRAIN=1: train it anyway)
+    [ -n "${RETRAIN:-}" ] || [ ! -d "hub/$1" ]
 }
 
 # Weights come back (one archive each) only for the runs that publish one or draw a card picture from one;
@@ -60,12 +65,13 @@ baselines() {
         --skip-otsu --save "$RUNS/smp_baseline/result.json" >"$RUNS/smp_baseline.log" 2>&1 &
 }
 generative() {
-    job vae vae.mnist
-    KEEP="$KEEP vae"
-    if [ -n "${DIFFUSION_PRESET:-}" ]; then
-        job diffusion "$DIFFUSION_PRESET"
-        KEEP="$KEEP diffusion"
-    fi
+    # Every generator preset whose weight is not in hub/ yet (the diffusion ones take minutes on a GPU and
+    # ~4 hours on the 2-core CPU).
+    for preset in vae.mnist dcgan_cond.mnist pixelcnn.mnist ddpm_unet_mnist_cond.mnist ddpm_unet_mnist.mnist; do
+        unpublished "$preset" || continue
+        job "${preset%%.*}" "$preset"
+        KEEP="$KEEP ${preset%%.*}"
+    done
 }
 ablations() {
     # DnCNN without batch norm on the same recipe: its dark patches come out with a colour cast of +-0.06
@@ -75,6 +81,7 @@ ablations() {
 detection() {
     for preset in fasterrcnn_resnet8_small retinanet_resnet8_small maskrcnn_resnet8_small \
         instance_unet_resnet8_small; do
+        unpublished "$preset.scenes" || continue
         job "$preset" "$preset.scenes"
         KEEP="$KEEP $preset"
     done
