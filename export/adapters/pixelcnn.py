@@ -23,41 +23,20 @@ from export.adapters import Adapter, GraphSpec, register_adapter
 __all__ = ["PixelCNNAdapter", "sample"]
 
 
-def _labels(labels: Any, n: int, num_classes: int) -> np.ndarray | None:
-    """Labels for `n` samples as int64, with the model's errors (mirrors `PixelCNN.check_labels`)."""
-    from zoo.errors import ConfigError
-
-    if not num_classes:
-        if labels is not None:
-            raise ConfigError("this PixelCNN is unconditional: it takes no labels (drop --labels)")
-        return None
-    allowed = f"0..{num_classes - 1}"
-    if labels is None:  # a balanced grid, as the recipe draws
-        return (np.arange(n) % num_classes).astype(np.int64)
-    values = np.asarray(labels).reshape(-1)
-    if values.size == 1:
-        values = np.repeat(values, n)
-    if values.size != n:
-        raise ConfigError(f"got {values.size} labels for {n} images: give one label, or one per image")
-    bad = sorted({int(v) for v in values if not 0 <= int(v) < num_classes})
-    if bad:
-        raise ConfigError(f"label(s) {bad} outside this model's labels; allowed: {allowed}")
-    return values.astype(np.int64)
-
-
 def sample(model: Any, n: int, *, seed: int = 0, labels: Any = None, **options: Any) -> np.ndarray:
     """`n` binary images (n, 1, H, W) float32 in {0, 1} from an exported PixelCNN (`export.runtime.OnnxModel`
     or anything with ``meta`` and ``run(dict) -> dict``), drawn in raster order with numpy's
     ``default_rng(seed)``: one uniform per pixel per sample, a row at a time."""
     from zoo.errors import ConfigError
+    from zoo.processes.latent import check_labels, check_n
 
     if options:
         raise ConfigError(f"PixelCNN samples without {', '.join('--' + k for k in options)}")
-    if int(n) < 1:
-        raise ConfigError(f"n={n}: the number of samples must be >= 1")
-    n = int(n)
+    n = check_n(n)
     num_classes = int(model.meta.extra.get("num_classes", 0))
-    classes = _labels(labels, n, num_classes)
+    # the model's rule (`PixelCNN.sample`): labels cycle, all classes in turn when none are given
+    given = check_labels(labels, n, num_classes, tuple(getattr(model.meta, "labels", None) or ()))
+    classes = None if given is None else np.asarray(given, np.int64)
     _, height, width = tuple(model.meta.input_size)
     rng = np.random.default_rng(seed)
     x = np.zeros((n, 1, height, width), np.float32)

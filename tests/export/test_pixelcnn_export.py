@@ -60,7 +60,7 @@ def test_torch_free_sampling(exported):
     assert a.shape == (2, 1, 28, 28) and a.dtype == np.float32
     assert set(np.unique(a).tolist()) <= {0.0, 1.0}
     assert np.array_equal(a, onnx_model.sample(2, seed=3, labels=[1, 7]))  # seeded
-    with pytest.raises(ConfigError, match=r"allowed: 0\.\.9"):
+    with pytest.raises(ConfigError, match="label 12 is not one of this model's classes"):
         onnx_model.sample(1, labels=[12])
     with pytest.raises(ConfigError, match="n=0"):
         onnx_model.sample(0)

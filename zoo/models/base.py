@@ -59,6 +59,14 @@ class ZooModel(nn.Module):
     def get_submodule_or_none(self, path: str | None) -> nn.Module | None:
         return None if path is None else self.get_submodule(path)
 
+    def label_names(self) -> tuple[str, ...]:
+        """The class names of the loaded weight (its ``labels``), else the class indices as strings; for
+        error messages that list what a conditional model accepts."""
+        meta = getattr(self, "pretrained_weights", None)
+        if meta is not None and meta.labels:
+            return tuple(meta.labels)
+        return tuple(str(i) for i in range(int(getattr(self, "num_classes", 0) or 0)))
+
 
 def flatten_outputs(output: Any) -> list[torch.Tensor]:
     """Every tensor of a model output (a tensor, a tuple/list, or a dict by sorted key), in a stable order.

@@ -262,12 +262,6 @@ class DiffusionUNet(ZooModel):
         )
         return settings
 
-    def label_names(self) -> tuple[str, ...]:
-        meta = getattr(self, "pretrained_weights", None)
-        if meta is not None and meta.labels:
-            return tuple(meta.labels)
-        return tuple(str(i) for i in range(self.num_classes))
-
     @torch.no_grad()
     def sample(
         self,

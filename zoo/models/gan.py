@@ -106,12 +106,6 @@ class DCGANGenerator(ZooModel):
         """forward's inputs (the exported graph's names)."""
         return ("latent", "label") if self.num_classes else ("latent",)
 
-    def label_names(self) -> tuple[str, ...]:
-        meta = getattr(self, "pretrained_weights", None)
-        if meta is not None and meta.labels:
-            return tuple(meta.labels)
-        return tuple(str(i) for i in range(self.num_classes))
-
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Noise (N, latent_dim) and, for a conditional model, class indices (N,) -> (N, C, H, W) in [0, 1]."""
         if self.label_embed is not None:

@@ -38,6 +38,7 @@ from torch import nn
 from zoo.errors import ConfigError
 from zoo.losses import bernoulli_log_likelihood
 from zoo.models.base import ZooModel
+from zoo.processes.latent import check_labels, check_n
 from zoo.registry import register_model
 
 __all__ = ["GatedResidual", "MaskedConv2d", "PixelCNN", "fold_masks"]
@@ -282,17 +283,20 @@ class PixelCNN(ZooModel):
         **_: Any,
     ) -> torch.Tensor:
         """`n` binary images (n, 1, H, W) as floats in {0, 1}, drawn pixel by pixel in raster order from
-        `generator` (on the model's device). Conditional models need `labels` (one, or one per sample).
+        `generator` (on the model's device). Conditional models take `labels` (cycled; all digits in turn
+        when None).
 
         All samples advance together. With ``window`` (default) the vertical stack runs once per row on
         the `reach` rows above, and the horizontal stack once per pixel on the `reach` pixels to its left;
         ``window=False`` runs the whole network on the whole image at every pixel (the reference the
         windowed sampler is tested against). Both draw the same images from the same generator.
         ``cpu_threads``: torch threads while sampling on the CPU (restored after; None: leave as set)."""
-        if int(n) < 1:
-            raise ConfigError(f"n={n}: the number of samples must be >= 1")
+        n = check_n(n)
         device = next(self.parameters()).device
-        classes = self.check_labels(labels, int(n), device)
+        # The generators' common rule (`zoo.processes.latent.check_labels`): labels cycle, all classes in
+        # turn when none are given; the torch-free sampler uses the same.
+        given = check_labels(labels, n, self.num_classes, self.label_names())
+        classes = None if given is None else torch.tensor(given, dtype=torch.long, device=device)
         # Each of the 784 steps is small work: OpenMP's fork/join across threads costs more than it saves,
         # and on a loaded machine far more (measured here, load ~3.5 on 2 cores: a tiny model's 12x12 sample
         # took 16 s on 2 threads, 0.15 s on 1; the default model's 16 samples 48.6 s vs 6.9 s).

@@ -18,7 +18,7 @@ def check_labels(labels: Any, n: int, num_classes: int, names: Sequence[str] = (
     runtime share it."""
     if not num_classes:
         if labels is not None:
-            raise ConfigError("this GAN is unconditional: it takes no labels (sample without --labels)")
+            raise ConfigError("this model is unconditional: it takes no labels (sample without --labels)")
         return None
     if labels is None:
         return [i % num_classes for i in range(n)]
