@@ -131,3 +131,21 @@ def test_instance_boxes_are_tight_pixel_edges():
     masks = np.zeros((2, 8, 8), bool)
     masks[0, 1:3, 2:5] = True
     assert instance_boxes(masks).tolist() == [[2, 1, 5, 3], [0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("method", ["centres", "boundaries"])
+def test_uncertain_digits_are_still_foreground_and_vote_softly(method):
+    # Digit pixels whose class is unsure (background 0.4, the rest spread over the digits) are foreground:
+    # the digits together outweigh the background. The label is the digit with the most mass over the
+    # instance, the score that digit's share of the digits' mass.
+    ids = _touching_pair()
+    probs, centre, offset, boundary = _maps(ids, {1: 1, 2: 2})
+    fg = ids > 0
+    probs[:, fg] = np.array([0.4, 0.25, 0.2, 0.15], np.float32)[:, None]
+    probs[:, ids == 2] = np.array([0.4, 0.1, 0.15, 0.35], np.float32)[:, None]
+    found = group_instances(probs, centre, offset, boundary, method)
+    assert len(found) == 2
+    masks = {int(lab): m for lab, m in zip(found.labels, found.masks)}
+    assert set(masks) == {1, 3}
+    assert np.array_equal(masks[1], ids == 1) and np.array_equal(masks[3], ids == 2)
+    assert found.scores.tolist() == pytest.approx([0.35 / 0.6, 0.25 / 0.6])

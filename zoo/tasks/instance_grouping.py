@@ -16,8 +16,9 @@ Two cues, two groupings (`group_instances` ``method=``):
   less those pixels falls apart into one connected component per instance (the seeds); a watershed on the
   boundary map (`skimage.segmentation.watershed`) then hands the boundary pixels back to the seeds.
 
-Either way each instance's label is the majority vote of the per-pixel class (argmax over the digits) and
-its score the mean probability of that class over the instance's pixels. Instances are returned highest
+Foreground is where the digits together outweigh the background (``probs[0] < 0.5``), whichever digit it
+is. Either way each instance's label is the digit with the most probability mass over its pixels (a soft
+vote) and its score that digit's share of the digits' mass there. Instances are returned highest
 score first; numbering carries no meaning (COCO evaluation matches by IoU).
 """
 
@@ -83,8 +84,9 @@ def group_instances(
     probs = np.asarray(probs, np.float32)
     if probs.ndim != 3 or probs.shape[0] < 2:
         raise ValueError(f"probs must be (K >= 2, H, W) class probabilities, got shape {probs.shape}")
-    classes = probs.argmax(0)
-    foreground = classes != 0
+    # A pixel is foreground when the digits together outweigh the background: which digit it is can stay
+    # uncertain (a per-pixel argmax over all classes would then pick the background and cut digits apart).
+    foreground = probs[0] < 0.5
     if method == "centres":
         if centre is None or offset is None:
             raise ValueError("method 'centres' needs the centre heatmap and the offsets")
@@ -99,7 +101,7 @@ def group_instances(
         if boundary is None:
             raise ValueError("method 'boundaries' needs the boundary map")
         ids = _group_by_boundaries(foreground, np.asarray(boundary, np.float32), boundary_thresh, min_area)
-    return _instances(ids, classes, probs, min_area, score_thresh, max_instances)
+    return _instances(ids, probs, min_area, score_thresh, max_instances)
 
 
 def _group_by_centres(
@@ -155,7 +157,6 @@ def _group_by_boundaries(
 
 def _instances(
     ids: np.ndarray,
-    classes: np.ndarray,
     probs: np.ndarray,
     min_area: int,
     score_thresh: float,
@@ -168,11 +169,11 @@ def _instances(
         area = int(mask.sum())
         if area < max(min_area, 1):
             continue
-        # Majority vote of the per-pixel digit; background pixels cannot occur inside (ids cover foreground).
-        votes = np.bincount(classes[mask], minlength=probs.shape[0])
-        votes[0] = 0
-        label = int(votes.argmax())
-        score = float(probs[label][mask].mean())
+        # A soft vote over the instance's pixels: its digit has the most probability mass there, and its
+        # score is that digit's share of the digits' mass (how sure the pixels are, together, of its identity).
+        mass = probs[1:, mask].sum(1)
+        label = int(mass.argmax()) + 1
+        score = float(mass[label - 1] / max(float(mass.sum()), 1e-12))
         if score < score_thresh:
             continue
         masks.append(mask)
