@@ -1,6 +1,11 @@
-"""The published-weights table for the README, generated from the hub folders' config.json (never typed).
+"""The README's tables, generated from the hub folders' config.json (never typed).
 
-.venv/bin/python -m recipes.report            # markdown table of every in-tree weight
+.venv/bin/python -m recipes.report            # every in-tree weight, then the instance-segmentation comparison
+
+`weights_table`: one row per published weight. `instance_comparison_table`: the proposal-based (Mask R-CNN) and
+proposal-free instance models side by side on the same test scenes, on all of them and on those whose digits
+touch, with the Otsu + components + classifier baseline their cards record. ``tests/recipes/test_report.py``
+checks that the README holds exactly these tables.
 """
 
 from __future__ import annotations
@@ -13,14 +18,19 @@ from zoo.registry import IN_TREE_HUB
 from zoo.tasks import get_task
 
 
-def _row(config: dict[str, Any]) -> dict[str, str]:
-    w = config["weights"]
-    training = w.get("training") or {}
-    metrics = w.get("metrics") or {}
-    task = get_task(w["task"])  # the task says which of its metrics head a table
-    shown = [
-        f"{title} {fmt.format(metrics[key])}" for key, title, fmt in task.headline_metrics if key in metrics
-    ]
+def _published(hub: Path) -> list[dict[str, Any]]:
+    configs = [json.loads(p.read_text()) for p in sorted(hub.glob("*/config.json"))]
+    return [c for c in configs if c.get("weights")]
+
+
+def _markdown(rows: list[dict[str, str]]) -> str:
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(r[k] for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _where(training: dict[str, Any]) -> str:
     machine = training.get("machine") or {}
     load = machine.get("load_avg_1m_at_start")
     # Where it trained: the GPU's name for a CUDA run, else the CPU's core count and load at the start.
@@ -30,30 +40,81 @@ def _row(config: dict[str, Any]) -> dict[str, str]:
         cores, threads = machine.get("cores", "?"), machine.get("threads")
         used = f"{threads} thread of {cores}" if threads == 1 and cores != 1 else f"{cores}"
         where = f" on {used} CPU cores" + (f", load {load}" if load is not None else "")
+    return where
+
+
+def _row(config: dict[str, Any]) -> dict[str, str]:
+    w = config["weights"]
+    training = w.get("training") or {}
+    metrics = w.get("metrics") or {}
+    task = get_task(w["task"])  # the task says which of its metrics head a table
+    shown = [
+        f"{title} {fmt.format(metrics[key])}" for key, title, fmt in task.headline_metrics if key in metrics
+    ]
     return {
         "weight": f"`{w['arch']}.{w['tag']}`",
         "task": task.name,
         "params": f"{w.get('num_params') or 0:,}",
         "test metrics": ", ".join(shown) or "-",
         "train time": f"{training.get('train_time_s', float('nan')):.0f} s, {training.get('epochs', '?')} epochs"
-        + where,
+        + _where(training),
         "recipe": f"`zoo train {w['recipe']}`" if w.get("recipe") else "-",
     }
 
 
 def weights_table(hub: Path = IN_TREE_HUB) -> str:
-    rows = []
-    for config_path in sorted(hub.glob("*/config.json")):
-        config = json.loads(config_path.read_text())
-        if config.get("weights"):
-            rows.append(_row(config))
+    """One row per published weight: task, parameters, headline test metrics, training time and place."""
+    rows = [_row(config) for config in _published(hub)]
+    return _markdown(rows) if rows else "(no published weights)"
+
+
+# Columns of the instance comparison: (title, metric key). Masks are the unprefixed COCOeval numbers of an
+# instance weight, boxes the bbox_* ones; overlap_* is the subset of test scenes whose digits touch.
+INSTANCE_COLUMNS = (
+    ("mask AP", "map"),
+    ("mask AP50", "map_50"),
+    ("mask AP75", "map_75"),
+    ("touching: mask AP", "overlap_map"),
+    ("box AP", "bbox_map"),
+    ("touching: box AP", "overlap_bbox_map"),
+)
+# How each family finds its instances, for the table's method column.
+INSTANCE_METHODS = {
+    "detection": "proposal-based: Mask R-CNN (RPN proposals, RoIAlign mask head)",
+    "proposal_free": "proposal-free: dense classes + centres + offsets, grouped per pixel",
+}
+
+
+def instance_comparison_table(hub: Path = IN_TREE_HUB) -> str:
+    """Every published instance-segmentation weight on its test scenes (COCOeval, all scenes and the
+    touching subset), then each distinct baseline its cards record on the same scenes."""
+    from zoo.registry import get_entry
+
+    fmt = "{:.3f}".format
+    rows, baselines = [], {}
+    for config in _published(hub):
+        w = config["weights"]
+        if get_task(w["task"]).name != "instance-segmentation":
+            continue
+        metrics, training = w.get("metrics") or {}, w.get("training") or {}
+        family = get_entry(w["arch"]).family
+        row = {"model": f"`{w['arch']}.{w['tag']}`", "method": INSTANCE_METHODS.get(family, family)}
+        row.update({title: fmt(metrics[k]) if k in metrics else "-" for title, k in INSTANCE_COLUMNS})
+        row["params"] = f"{w.get('num_params') or 0:,}"
+        row["train time"] = f"{training.get('train_time_s', float('nan')):.0f} s" + _where(training)
+        rows.append(row)
+        for method, values in (w.get("baselines") or {}).items():
+            baselines.setdefault((w["dataset"], method), values)
     if not rows:
-        return "(no published weights)"
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(r[k] for k in keys) + " |" for r in rows]
-    return "\n".join(lines)
+        return "(no published instance-segmentation weights)"
+    for (_, method), values in baselines.items():
+        row = {"model": "baseline", "method": method}
+        row.update({title: fmt(values[k]) if k in values else "-" for title, k in INSTANCE_COLUMNS})
+        rows.append({**row, "params": "-", "train time": "-"})
+    return _markdown(rows)
 
 
 if __name__ == "__main__":
     print(weights_table())
+    print()
+    print(instance_comparison_table())

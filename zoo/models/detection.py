@@ -513,7 +513,7 @@ def retinanet_resnet8_small(**kwargs: Any) -> nn.Module:
     return _build("retinanet", **_small(kwargs, "retinanet"))
 
 
-@register_model(task="instance-segmentation")
+@register_model(task="instance-segmentation", weights=("scenes",))
 def maskrcnn_resnet8_small(**kwargs: Any) -> nn.Module:
     """Mask R-CNN + FPN over ``resnet8_small`` for the 128 px digit scenes (64-wide mask head)."""
     return _build("maskrcnn", **_small(kwargs, "maskrcnn"))
