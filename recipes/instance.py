@@ -300,7 +300,11 @@ class InstanceObjective(Objective):
         if c.pictures and data.test is not None:
             meta["files"] = {
                 "instances": instance_picture(
-                    model, data.test, data.info["labels"], self.picture_path("instances.png"), count=c.pictures
+                    model,
+                    data.test,
+                    data.info["labels"],
+                    self.picture_path("instances.png"),
+                    count=c.pictures,
                 )
             }
         return model, meta

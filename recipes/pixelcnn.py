@@ -227,7 +227,9 @@ class PixelCNNObjective(Objective):
         if getattr(model, "num_classes", 0):
             meta["labels"] = [str(d) for d in range(model.num_classes)]
         if c.pictures:
-            meta["files"] = {"samples": sample_grid(model, self.picture_path("samples.png"), count=c.pictures)}
+            meta["files"] = {
+                "samples": sample_grid(model, self.picture_path("samples.png"), count=c.pictures)
+            }
         return model, meta
 
 

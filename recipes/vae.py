@@ -248,7 +248,9 @@ class VAEObjective(Objective):
         if c.pictures and data.test is not None:
             meta["files"] = {
                 "samples": sample_grid(model, self.picture_path("samples.png"), count=c.pictures),
-                "reconstructions": reconstruction_picture(model, data.test, self.picture_path("reconstructions.png")),
+                "reconstructions": reconstruction_picture(
+                    model, data.test, self.picture_path("reconstructions.png")
+                ),
             }
         return model, meta
 
