@@ -139,7 +139,7 @@ def test_predict_onnx_draws_the_same_boxes_without_torch(faster, tmp_path):
     assert run_without_torch(code, str(result.path), str(png)).strip() == lines[0].split(" -> ")[0]
 
 
-def test_matching_ignores_order_among_ties_and_borderline_scores():
+def test_matching_ignores_order_among_ties_nms_rivals_and_borderline_scores():
     boxes = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
     want = Detections(boxes, np.array([0.5, 0.5], np.float32), np.array([1, 2]))
     swapped = Detections(boxes[::-1], np.array([0.5, 0.5], np.float32), np.array([2, 1]))
@@ -147,8 +147,14 @@ def test_matching_ignores_order_among_ties_and_borderline_scores():
     more = np.concatenate([boxes, boxes[:1] + 40])
     extra = Detections(more, np.array([0.5, 0.5, 0.0505], np.float32), np.array([1, 2, 3]))
     assert match_detections(want, extra, score_thresh=0.05).ok  # fp32 noise at the threshold
-    moved = Detections(boxes + 2, want.scores, want.labels)
+    moved = Detections(boxes + 2, want.scores, want.labels)  # IoU 0.47: another object
     assert not match_detections(want, moved).ok
+    # An NMS tie: the same object kept through a rival proposal (IoU 0.82), its score equal within 1e-3.
+    rival = boxes + np.array([[1, 0, 1, 0], [0, 0, 0, 0]], np.float32)
+    tie = Detections(rival, np.array([0.5004, 0.5], np.float32), want.labels)
+    agreement = match_detections(want, tie)
+    assert agreement.ok and agreement.values["borderline"] == 2 and agreement.values["matched"] == 1
+    assert not match_detections(want, Detections(rival, np.array([0.45, 0.5], np.float32), want.labels)).ok
 
 
 def test_adapter_found_by_family_or_by_the_model():
