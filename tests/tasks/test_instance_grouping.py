@@ -137,7 +137,7 @@ def test_instance_boxes_are_tight_pixel_edges():
 def test_uncertain_digits_are_still_foreground_and_vote_softly(method):
     # Digit pixels whose class is unsure (background 0.4, the rest spread over the digits) are foreground:
     # the digits together outweigh the background. The label is the digit with the most mass over the
-    # instance, the score that digit's share of the digits' mass.
+    # instance, the score that digit's mean probability there.
     ids = _touching_pair()
     probs, centre, offset, boundary = _maps(ids, {1: 1, 2: 2})
     fg = ids > 0
@@ -148,4 +148,4 @@ def test_uncertain_digits_are_still_foreground_and_vote_softly(method):
     masks = {int(lab): m for lab, m in zip(found.labels, found.masks)}
     assert set(masks) == {1, 3}
     assert np.array_equal(masks[1], ids == 1) and np.array_equal(masks[3], ids == 2)
-    assert found.scores.tolist() == pytest.approx([0.35 / 0.6, 0.25 / 0.6])
+    assert found.scores.tolist() == pytest.approx([0.35, 0.25])

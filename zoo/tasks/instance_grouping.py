@@ -18,7 +18,7 @@ Two cues, two groupings (`group_instances` ``method=``):
 
 Foreground is where the digits together outweigh the background (``probs[0] < 0.5``), whichever digit it
 is. Either way each instance's label is the digit with the most probability mass over its pixels (a soft
-vote) and its score that digit's share of the digits' mass there. Instances are returned highest
+vote) and its score that digit's mean probability there. Instances are returned highest
 score first; numbering carries no meaning (COCO evaluation matches by IoU).
 """
 
@@ -169,11 +169,12 @@ def _instances(
         area = int(mask.sum())
         if area < max(min_area, 1):
             continue
-        # A soft vote over the instance's pixels: its digit has the most probability mass there, and its
-        # score is that digit's share of the digits' mass (how sure the pixels are, together, of its identity).
-        mass = probs[1:, mask].sum(1)
+        # A soft vote over the instance's pixels: its digit has the most probability mass there. Its score is
+        # that digit's mean probability over them (identity times objectness, so `score_thresh` still cuts
+        # weak blobs; a share among the digits alone would never fall below 1 / digits).
+        mass = probs[1:, mask].sum(1, dtype=np.float64)
         label = int(mass.argmax()) + 1
-        score = float(mass[label - 1] / max(float(mass.sum()), 1e-12))
+        score = float(mass[label - 1]) / area
         if score < score_thresh:
             continue
         masks.append(mask)
