@@ -66,10 +66,23 @@ class InstanceConfig(ObjectiveConfig):
     channel_shuffle: bool = False  # permute the RGB channels per scene (digit and background colours)
     pictures: int = 4  # test scenes drawn in the card's instances.png (0: none)
     per_class: bool = True  # per-class mask AP (ap_<digit>): ten more COCOeval runs per evaluation
+    # Semantic cross-entropy weights ∝ pixel frequency ** -power over the training pool (0: unweighted), as
+    # the semantic-segmentation presets do (`zoo.losses.class_frequency_weights`); capped by max_class_weight.
+    class_weight_power: float = 0.0
+    max_class_weight: float = 0.0  # 0: no cap
 
     def validate(self) -> None:
         super().validate()
-        for key in ("fresh_scenes", "degrees", "translate", "brightness", "contrast", "pictures"):
+        for key in (
+            "fresh_scenes",
+            "degrees",
+            "translate",
+            "brightness",
+            "contrast",
+            "pictures",
+            "class_weight_power",
+            "max_class_weight",
+        ):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
         if not 0 < self.scale[0] <= self.scale[1]:
@@ -148,6 +161,12 @@ class InstanceScenes(torch.utils.data.Dataset):
 
     def subset(self, indices: torch.Tensor) -> InstanceScenes:
         return InstanceScenes(*self.get_batch(indices))
+
+    def class_pixel_counts(self, num_classes: int) -> torch.Tensor:
+        """Pixels per semantic class over all scenes (index 0 the background, c the instances labelled c)."""
+        per_id = torch.cat([torch.zeros(len(self.labels), 1, dtype=torch.long), self.labels], 1)
+        semantic = per_id.gather(1, self.ids.flatten(1).long())
+        return torch.bincount(semantic.flatten(), minlength=num_classes)
 
 
 def instance_targets_of(
@@ -233,7 +252,20 @@ class InstanceObjective(Objective):
             "image_std": list(data.info["std"]),
         }
         args.update(c.model_args)
-        return {"model": create_model(c.model, **args)}
+        model = create_model(c.model, **args)
+        if c.class_weight_power:
+            from zoo.losses import class_frequency_weights
+
+            if not hasattr(model, "set_class_weights"):
+                raise ConfigError(
+                    f"class_weight_power={c.class_weight_power}: {c.model} has no set_class_weights; "
+                    "set class_weight_power=0"
+                )
+            counts = data.train.class_pixel_counts(args["num_classes"])
+            model.set_class_weights(
+                class_frequency_weights(counts, c.class_weight_power, c.max_class_weight or None)
+            )
+        return {"model": model}
 
     def metrics(self, split: str) -> dict[str, Any]:
         # Masks first (unprefixed), then boxes (bbox_*); CocoEvaluation scores only the images it saw, so the
@@ -360,13 +392,13 @@ register_preset(
         # part of the class map, as the semantic-segmentation presets found.
         model_args={"encoder_weights": "mnist"},
         batch_size=16,
-        # 8000 compositions per epoch (the 4000 train scenes and one fresh set of the same digits). Sized for
-        # 40 minutes on 2 cores without bf16 (this CPU has no AVX512-BF16, so precision=auto runs fp32; forcing
-        # bf16 there was ~10x slower): one training step of 16 scenes took 1.9 s on one thread with the
-        # machine at load ~5 (2026-11-29), i.e. ~8 images/s, an estimated 10-12 on 2 quiet cores; 3 epochs
-        # (1500 steps, 24,000 images) plus rendering (~40 s) and the test evaluation (~1-2 min) fit. A
-        # `zoo train ... --set max_steps=30` probe at load 5-7 gave only 1.4 images/s: re-measure quietly.
-        epochs=3,
+        # 8000 compositions per epoch (the 4000 train scenes and one fresh set of the same digits), 500 steps.
+        # One step of 16 scenes takes ~2.2 s on one thread of this CPU (no AVX512-BF16, so precision=auto
+        # runs fp32; forced bf16 was ~10x slower): 4 epochs are ~75 minutes on one thread. The first run (3
+        # epochs, unweighted cross-entropy) found the centres but told digits apart at 22% per pixel; a
+        # 200-step probe with frequency ** -0.5 weights reached 19.5% where the unweighted one had 6%.
+        epochs=4,
+        class_weight_power=0.5,
         fresh_scenes=1,
         degrees=10.0,
         translate=0.05,

@@ -139,3 +139,21 @@ def test_baseline_scores_a_few_scenes():
     assert values["scenes"] == 8 and 0 <= values["overlap_scenes"] <= 8
     for key in ("bbox_map", "bbox_map_50", "segm_map", "segm_map_75"):
         assert 0 <= values[key] <= 1
+
+
+def test_class_weights_reweigh_only_the_semantic_loss_and_are_checked():
+    model = build(ARCH, img_size=64).train()
+    torch.manual_seed(0)
+    images, targets = model.example_inputs(2), model.example_targets(2)
+    plain = model(*images, targets)
+    model.set_class_weights([0.1] + [5.0] * 10)
+    weighted = model(*images, targets)
+    assert not torch.allclose(weighted["loss_semantic"], plain["loss_semantic"])
+    for key in ("loss_centre", "loss_offset", "loss_boundary"):
+        assert torch.allclose(weighted[key], plain[key])
+    model.set_class_weights([1.0] * 11)  # uniform weights are the unweighted loss
+    assert torch.allclose(model(*images, targets)["loss_semantic"], plain["loss_semantic"], atol=1e-6)
+    with pytest.raises(ValueError, match="11 finite non-negative"):
+        model.set_class_weights([1.0] * 10)
+    model.set_class_weights(None)
+    assert model.semantic_class_weights is None

@@ -106,6 +106,21 @@ def test_rendered_scenes_hold_each_visible_digit():
         assert target["labels"].tolist() == scene.labels.tolist()
 
 
+def test_class_pixel_counts_give_each_pixel_its_digits_class():
+    ids = torch.zeros(2, 8, 8, dtype=torch.uint8)
+    ids[0, :2, :3], ids[0, 4:, 4:], ids[1, :1, :] = 1, 2, 1
+    labels = torch.tensor([[3, 10], [3, 0]])
+    counts = InstanceScenes(torch.zeros(2, 3, 8, 8), ids, labels, None, None, None).class_pixel_counts(11)
+    assert counts.tolist() == [128 - 6 - 16 - 8, 0, 0, 6 + 8, 0, 0, 0, 0, 0, 0, 16]
+
+
+def test_the_preset_weighs_the_semantic_loss_by_class_frequency(smoke):
+    trainer, _, _ = smoke
+    weights = trainer.models["model"].semantic_class_weights
+    assert weights is not None and len(weights) == 11
+    assert weights[0] < 1 < 3 < weights[1:].min()  # the background (most pixels) weighs least
+
+
 def test_config_validation_names_the_key():
     with pytest.raises(ConfigError, match="fresh_scenes"):
         InstanceConfig(fresh_scenes=-1).validate()
