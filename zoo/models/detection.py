@@ -507,7 +507,7 @@ def fasterrcnn_resnet8_small(**kwargs: Any) -> nn.Module:
     return _build("fasterrcnn", **_small(kwargs, "fasterrcnn"))
 
 
-@register_model(task="object-detection")
+@register_model(task="object-detection", weights=("scenes",))
 def retinanet_resnet8_small(**kwargs: Any) -> nn.Module:
     """RetinaNet (focal loss, one stage) + FPN over ``resnet8_small`` for the 128 px digit scenes."""
     return _build("retinanet", **_small(kwargs, "retinanet"))
