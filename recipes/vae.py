@@ -7,17 +7,21 @@ the same for training, evaluation, the baselines and PixelCNN, so every NLL is o
 
 Evaluation on a split (all seeded: the same weight gives the same numbers, which `tests/recipes` checks):
 
-- ``nelbo_nats`` (the negative ELBO, β = 1) and ``nll_nats`` (the IWAE bound with ``iwae_k`` importance
-  samples, Burda et al. 2016), both also in bits/dim (``*_bpd``); ``nll_nats <= nelbo_nats`` always;
+- ``nelbo_nats`` (the negative ELBO, β = 1) and ``nll_nats`` (the IWAE bound with ``iwae_k`` = 1000
+  importance samples, Burda et al. 2016), both also in bits/dim (``*_bpd``); ``nll_nats <= nelbo_nats``
+  always. Each image draws from its own generator, seeded by its index in the split, so a subset of the
+  images gets exactly the numbers it gets inside the full split: the test split also records both over a
+  fixed random subset of `QUICK_ITEMS` test digits (``nelbo_nats_sub100``, ``nll_nats_sub100``), which is
+  what a quick check (``zoo verify NAME --limit``, the test suite) re-measures, with ``quick_likelihood``;
 - on the test split also: the same two on ``gap_images`` random training digits (``train_nll_nats``,
   ``gap_nats`` = test - train NLL: 4000 digits overfit quickly), the two baselines on the same binary data
   (`zoo.metrics.likelihood.likelihood_baselines`: independent Bernoullis and a K = ``mixture_k`` mixture),
   and the sample-quality metrics of ``quality_samples`` samples (`zoo.metrics.sample_quality`: FID in the
   zoo classifier's features with its real-data floor, Inception Score, digit shares, memorisation).
 
-The issue's k = 1000 costs 10x the recipe's k = 100 (a million decoder passes over the test split); run it
-on a published weight with ``python -m recipes.vae vae.mnist --k 1000``. The card shows a sample grid and
-reconstructions (input, binarized input, reconstruction).
+k = 1000 is a million decoder passes over the test split and another million over the train subset (a few
+minutes on 2 cores); ``python -m recipes.vae NAME --k K`` prints the bounds at any k. The card shows a sample
+grid and reconstructions (input, binarized input, reconstruction).
 """
 
 from __future__ import annotations
@@ -48,10 +52,12 @@ from zoo.errors import ConfigError
 from zoo.metrics import Metric
 from zoo.metrics.likelihood import BINARIZATION, gap_subset, recorded_baselines
 
-__all__ = ["VAEConfig", "VAEEvaluation", "VAEObjective", "evaluate_likelihood"]
+__all__ = ["QUICK_ITEMS", "VAEConfig", "VAEEvaluation", "VAEObjective", "evaluate_likelihood", "quick_subset"]
 
 BETA_VAE = "https://openreview.net/forum?id=Sy2fzU9gl"  # Higgins et al. 2017, beta-VAE
 EVAL_SEED = 1234  # the evaluation's importance samples, train subset and sample draws
+TRAIN_SEED_OFFSET = 1_000_000  # a train digit's importance samples are seeded apart from a test digit's
+QUICK_ITEMS = 100  # test digits of the quick check (a seeded random subset: the file is sorted by label)
 
 
 @dataclass
@@ -63,7 +69,10 @@ class VAEConfig(ObjectiveConfig):
     kl_warmup: float = 0.0  # fraction of training over which beta ramps linearly from 0 (0: none)
     degrees: float = 0.0  # augmentation of the grey digit before binarization
     translate: float = 0.0
-    iwae_k: int = 100  # importance samples of the evaluated NLL (the issue's 1000: `python -m recipes.vae`)
+    iwae_k: int = 1000  # importance samples of the evaluated NLL (IWAE bound)
+    # Evaluate the likelihoods on the QUICK_ITEMS subset of the test split only, reporting only its *_sub100
+    # metrics and no train gap: the quick check of a published weight (`zoo verify NAME --limit N`).
+    quick_likelihood: bool = False
     gap_images: int = 1000  # random training digits the train/test gap is measured on (0: skip)
     quality_samples: int = 1000  # samples for FID, IS, digit shares, memorisation (0: skip)
     mixture_k: int = 0  # the Bernoulli-mixture baseline's K (0: choose it on validation, slower)
@@ -71,7 +80,15 @@ class VAEConfig(ObjectiveConfig):
 
     def validate(self) -> None:
         super().validate()
-        for key in ("beta", "degrees", "translate", "gap_images", "quality_samples", "mixture_k", "pictures"):
+        for key in (
+            "beta",
+            "degrees",
+            "translate",
+            "gap_images",
+            "quality_samples",
+            "mixture_k",
+            "pictures",
+        ):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
         if self.iwae_k < 1:
@@ -84,37 +101,55 @@ def _unit(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 255 if images.dtype == torch.uint8 else images.float()
 
 
+def quick_subset(test_size: int) -> torch.Tensor:
+    """The test digits of the quick check: `QUICK_ITEMS` of a seeded permutation, in index order."""
+    return gap_subset(test_size, QUICK_ITEMS, EVAL_SEED).sort().values
+
+
 @torch.no_grad()
 def evaluate_likelihood(
-    model: nn.Module, images: torch.Tensor, k: int, generator: torch.Generator, batch_size: int = 100
+    model: nn.Module, images: torch.Tensor, k: int, seeds: torch.Tensor, batch_size: int = 100
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image negative ELBO and IWAE-k NLL, in nats, of uint8 or [0, 1] `images` (binarized by the
-    model's `prepare`), drawing from `generator` (on the model's device)."""
+    model's `prepare`). Image i's normal draws (one for the ELBO, then k for the bound) come from a CPU
+    generator seeded with ``seeds[i]``, so its numbers do not depend on which other images are evaluated
+    with it; the decoding is batched."""
     device = next(model.parameters()).device
-    nelbo, nll = [], []
+    generator = torch.Generator()
+    latent = int(model.latent_dim)
+    nelbo, nll = [torch.zeros(0, device=device)], [torch.zeros(0, device=device)]
     for lo in range(0, len(images), batch_size):
         x = model.prepare(_unit(images[lo : lo + batch_size]).to(device))
-        nelbo.append(-model.elbo(x, generator=generator)["elbo"])
-        nll.append(model.iwae_nll(x, k, generator))
+        draws = []
+        for seed in seeds[lo : lo + batch_size].tolist():
+            generator.manual_seed(int(seed))
+            draws.append(torch.randn((1 + k, latent), generator=generator))
+        eps = torch.stack(draws).to(device)
+        nelbo.append(-model.elbo(x, eps=eps[:, 0])["elbo"])
+        nll.append(model.iwae_nll(x, eps=eps[:, 1:]))
     return torch.cat(nelbo), torch.cat(nll)
 
 
 class VAEEvaluation(Metric):
-    """The VAE's split metrics (see the module docstring): test sums from `update`, and on the test split
-    the train gap, baselines and sample quality computed once in `compute` from the model of the last
-    `update`. Owns the evaluation's generator, re-seeded at every `reset`, so evaluations repeat exactly."""
+    """The VAE's split metrics (see the module docstring): sums from `update` (over all images and over the
+    quick subset), and on the test split the train gap, baselines and sample quality computed once in
+    `compute` from the model of the last `update`. ``seen`` counts the images passed by, evaluated or not:
+    the index, and so the seed, of the next one."""
 
     def __init__(self, config: VAEConfig, split: str, train_images: torch.Tensor | None):
         super().__init__()
         self.config, self.split, self.train_images = config, split, train_images
         self.model: nn.Module | None = None
-        self._generator: torch.Generator | None = None
-        self.add_state("nelbo", torch.zeros((), dtype=torch.float64))
-        self.add_state("nll", torch.zeros((), dtype=torch.float64))
-        self.add_state("count", torch.zeros((), dtype=torch.float64))
+        for name in ("nelbo", "nll", "count", "sub_nelbo", "sub_nll", "sub_count", "seen"):
+            self.add_state(name, torch.zeros((), dtype=torch.float64))
         names = ["nelbo_nats", "nelbo_bpd", "nll_nats", "nll_bpd"]
+        if config.quick_likelihood:
+            names = []
         self.higher_is_better = dict.fromkeys(names, False)
         if split == "test":
+            self.higher_is_better.update(
+                dict.fromkeys([f"nelbo_nats_sub{QUICK_ITEMS}", f"nll_nats_sub{QUICK_ITEMS}"], False)
+            )
             self.higher_is_better.update(
                 dict.fromkeys(["train_nelbo_nats", "train_nll_nats", "gap_nats", "fid", "fid_ratio"], False)
             )
@@ -122,18 +157,23 @@ class VAEEvaluation(Metric):
 
     def reset(self) -> None:
         super().reset()
-        self._generator, self.model = None, None
+        self.model = None
 
-    def generator(self, device: torch.device) -> torch.Generator:
-        if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device=device).manual_seed(EVAL_SEED)
-        return self._generator
-
-    def update(self, outputs: tuple[torch.Tensor, torch.Tensor], targets: Any = None) -> None:
-        nelbo, nll = outputs
-        self.nelbo += nelbo.detach().double().sum().to(self.nelbo.device)
-        self.nll += nll.detach().double().sum().to(self.nll.device)
+    def update(
+        self, outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, int], targets: Any = None
+    ) -> None:
+        """`outputs`: per-image (nelbo, nll) of the evaluated images, whether each is in the quick subset,
+        and how many images the batch held (evaluated or not)."""
+        nelbo, nll, in_subset, batch = outputs
+        nelbo, nll = nelbo.detach().double().cpu(), nll.detach().double().cpu()
+        sub = in_subset.cpu()
+        self.nelbo += nelbo.sum().to(self.nelbo.device)
+        self.nll += nll.sum().to(self.nll.device)
         self.count += len(nll)
+        self.sub_nelbo += nelbo[sub].sum().to(self.nelbo.device)
+        self.sub_nll += nll[sub].sum().to(self.nll.device)
+        self.sub_count += int(sub.sum())
+        self.seen += batch
 
     def _compute(self, state: dict[str, torch.Tensor]) -> dict[str, float]:
         count = float(state["count"])
@@ -142,19 +182,23 @@ class VAEEvaluation(Metric):
         model, c = self.model, self.config
         dims = math.prod(model.input_size)
         to_bpd = 1 / (dims * math.log(2.0))
-        out = {"nelbo_nats": float(state["nelbo"]) / count, "nll_nats": float(state["nll"]) / count}
-        out["nelbo_bpd"], out["nll_bpd"] = out["nelbo_nats"] * to_bpd, out["nll_nats"] * to_bpd
-        out["iwae_k"] = float(c.iwae_k)
+        out: dict[str, float] = {"iwae_k": float(c.iwae_k)}
+        if not c.quick_likelihood:
+            out["nelbo_nats"], out["nll_nats"] = float(state["nelbo"]) / count, float(state["nll"]) / count
+            out["nelbo_bpd"], out["nll_bpd"] = out["nelbo_nats"] * to_bpd, out["nll_nats"] * to_bpd
         if self.split != "test":
             return out
+        sub = float(state["sub_count"]) or math.nan  # a smoke run (eval_limit) may hold none of the subset
+        out[f"nelbo_nats_sub{QUICK_ITEMS}"] = float(state["sub_nelbo"]) / sub
+        out[f"nll_nats_sub{QUICK_ITEMS}"] = float(state["sub_nll"]) / sub
         device = next(model.parameters()).device
         # A smoke run (eval_limit) checks that every measurement runs, on at most eval_limit items each;
         # the mixture baseline (an EM fit over the train digits) is left to real runs.
         limit = c.eval_limit or None
-        if c.gap_images and self.train_images is not None:
+        if c.gap_images and self.train_images is not None and not c.quick_likelihood:
             pick = gap_subset(len(self.train_images), min(c.gap_images, limit or c.gap_images), EVAL_SEED)
-            gen = torch.Generator(device=device).manual_seed(EVAL_SEED + 1)
-            nelbo, nll = evaluate_likelihood(model, self.train_images[pick], c.iwae_k, gen)
+            seeds = EVAL_SEED + TRAIN_SEED_OFFSET + pick
+            nelbo, nll = evaluate_likelihood(model, self.train_images[pick], c.iwae_k, seeds)
             out["train_nelbo_nats"], out["train_nll_nats"] = float(nelbo.mean()), float(nll.mean())
             out["gap_nats"] = out["nll_nats"] - out["train_nll_nats"]
         if not limit:
@@ -178,6 +222,8 @@ class VAEObjective(Objective):
         splits = load_dataset(c.dataset, c.val_per_class, c.data_root, c.download)
         self.augment = BatchAugment(c.degrees, c.translate)
         self.train_images = splits.train.images
+        # The quick check's test digits (the val split, when there is one, is scored on the same indices).
+        self.quick = quick_subset(len(splits.test))
         info = {"input_size": splits.input_size}
         return Data(splits.train, splits.val, splits.test, splits.name, splits.split, info)
 
@@ -218,11 +264,13 @@ class VAEObjective(Objective):
         model = getattr(model, "module", model)  # the network inside an EMA average or a DDP wrapper
         metric: VAEEvaluation = ctx.metrics["vae"]  # type: ignore[assignment]
         metric.model = model
-        x = model.prepare(ctx.to_device(images).float().div_(255))
-        generator = metric.generator(x.device)
-        nelbo = -model.elbo(x, generator=generator)["elbo"]
-        nll = model.iwae_nll(x, self.config.iwae_k, generator)
-        metric.update((nelbo, nll))
+        # Image i of the split draws from seed EVAL_SEED + i, so the quick subset's numbers are the same
+        # inside the full split and alone (quick_likelihood).
+        index = int(metric.seen) + torch.arange(len(images))
+        in_subset = torch.isin(index, self.quick)
+        keep = in_subset if self.config.quick_likelihood else torch.ones_like(in_subset)
+        nelbo, nll = evaluate_likelihood(model, images[keep], self.config.iwae_k, EVAL_SEED + index[keep])
+        metric.update((nelbo, nll, in_subset[keep], len(images)))
         return {}
 
     def publish(self, model: nn.Module, data: Data) -> tuple[nn.Module, dict[str, Any]]:
@@ -328,8 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     splits = load_dataset("mnist_5k")
     dims = math.prod(model.input_size)
     for split, images in (("test", splits.test.images), ("train", splits.train.images)):
-        gen = torch.Generator(device=args.device).manual_seed(EVAL_SEED)
-        nelbo, nll = evaluate_likelihood(model, images, args.k, gen)
+        offset = EVAL_SEED + (TRAIN_SEED_OFFSET if split == "train" else 0)
+        nelbo, nll = evaluate_likelihood(model, images, args.k, offset + torch.arange(len(images)))
         bpd = 1 / (dims * math.log(2.0))
         print(
             f"{split}: -ELBO {float(nelbo.mean()):.2f} nats ({float(nelbo.mean()) * bpd:.4f} bits/dim), "

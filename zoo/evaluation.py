@@ -152,7 +152,9 @@ def _verify_by_recipe(model: Any, meta: Any, limit: int | None) -> VerifyReport:
 
     With a `limit` (a quick check) the recipe draws only the first `QUICK_SAMPLES` of its samples: their
     FID must be the card's ``fid_first250`` and every number that does not depend on the samples (the
-    likelihoods, the real-data references) the card's; the other sample metrics are left out."""
+    likelihoods, the real-data references) the card's; the other sample metrics are left out. A recipe
+    whose likelihoods are estimated by sampling (``quick_likelihood``: the VAE's IWAE bound) measures them
+    on its fixed test subset only (its ``*_sub100`` metrics)."""
     import dataclasses
 
     from recipes.config import config_from_dict
@@ -168,7 +170,10 @@ def _verify_by_recipe(model: Any, meta: Any, limit: int | None) -> VerifyReport:
         key = next((k for k in ("quality_samples", "eval_samples") if hasattr(config, k)), None)
         if key is None:
             raise ConfigError(f"the `{meta.recipe}` recipe has no sample count to limit: verify it in full")
-        config = dataclasses.replace(config, **{key: QUICK_SAMPLES})
+        changes: dict[str, Any] = {key: QUICK_SAMPLES}
+        if hasattr(config, "quick_likelihood"):  # likelihoods by sampling (IWAE): a fixed test subset only
+            changes["quick_likelihood"] = True
+        config = dataclasses.replace(config, **changes)
     trainer = Trainer(preset.objective(config)).setup()
     measured = trainer.evaluate("test", models={"model": model})
     if quick:

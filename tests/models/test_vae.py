@@ -43,15 +43,32 @@ def test_iwae_bound_is_above_the_elbo_and_k1_is_the_elbo():
     model = build("vae").eval()
     x = model.prepare(_digits())
     g = torch.Generator().manual_seed(1)
+    b = len(x)
+    repeated = x.repeat(200, 1, 1, 1)  # 200 independent draws per image, in one batch
     with torch.no_grad():
-        nelbo = torch.stack([-model.elbo(x, generator=g)["elbo"] for _ in range(200)]).mean(0)
-        k1 = torch.stack([model.iwae_nll(x, 1, g) for _ in range(200)]).mean(0)
-        k64 = torch.stack([model.iwae_nll(x, 64, g, chunk=50) for _ in range(4)]).mean(0)
+        nelbo = -model.elbo(repeated, generator=g)["elbo"].view(200, b).mean(0)
+        k1 = model.iwae_nll(repeated, 1, g).view(200, b).mean(0)
+        k64 = model.iwae_nll(x.repeat(4, 1, 1, 1), 64, g, chunk=50 * b).view(4, b).mean(0)
     # E[-L_1] is -ELBO (the analytic KL only lowers the variance); -L_64 is a tighter (smaller) bound.
     torch.testing.assert_close(k1, nelbo, rtol=2e-3, atol=0.5)
     assert (k64 < nelbo).all()
     with pytest.raises(ConfigError):
         model.iwae_nll(x, 0)
+
+
+def test_given_draws_are_the_generators_draws():
+    model = build("vae").eval()
+    x = model.prepare(_digits(3))
+    eps = torch.randn((3, 10, model.latent_dim), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        drawn = model.iwae_nll(x, 10, torch.Generator().manual_seed(5), chunk=30)
+        given = model.iwae_nll(x, eps=eps, chunk=12)  # chunked differently: the same draws per image
+        elbo_drawn = model.elbo(x, generator=torch.Generator().manual_seed(5))["elbo"]
+        elbo_given = model.elbo(x, eps=eps.reshape(-1, model.latent_dim)[:3])["elbo"]
+    torch.testing.assert_close(given, drawn)
+    torch.testing.assert_close(elbo_given, elbo_drawn)
+    with pytest.raises(ValueError, match=r"\(3, k, 16\)"):
+        model.iwae_nll(x, eps=eps[:, :, :4])
 
 
 def test_forward_reconstructs_and_gives_the_fixed_draw_nll_in_bits_per_dim():

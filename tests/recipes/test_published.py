@@ -72,6 +72,11 @@ def test_weight_is_reproducible_and_its_metrics_are_measured(name):
         report = verify(name, limit=250)
         assert report.ok, report.summary()
         independent = set(meta.metrics) - SAMPLE_METRICS - {"train_time_s"}
+        if "quick_likelihood" in meta.recipe_config:
+            # Likelihoods estimated by sampling (the VAE's IWAE-1000) come back on the fixed test subset
+            # (*_sub100, recorded beside the full split's); the full split and the train gap are zoo verify's.
+            independent -= {k for k in independent if k.startswith(("nelbo_", "nll_", "train_", "gap_"))}
+            independent |= {"nll_nats_sub100", "nelbo_nats_sub100"}
         assert {row[0] for row in report.rows} == independent | {"fid_first250"}
     elif meta.task_object.batched_images:
         # Re-measure on the test split with the recipe's own evaluation: the card's numbers are measurements.

@@ -4,6 +4,7 @@ quality) are recorded and re-measured exactly, whose card has its pictures, and 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -52,6 +53,14 @@ def test_smoke_run_publishes_a_scored_generator(tmp_path):
     trainer = Trainer(VAEObjective(cfg)).setup()
     again = trainer.evaluate("test", models={"model": model})
     assert again == pytest.approx(weights["metrics"], rel=1e-4, abs=1e-4)
+
+    # The quick check (zoo verify --limit) scores the fixed test subset alone: the same numbers as inside the
+    # full split (each image draws from its own seed), and no full-split likelihood.
+    quick = Trainer(VAEObjective(replace(cfg, quick_likelihood=True))).setup()
+    measured = quick.evaluate("test", models={"model": model})
+    for key in ("nll_nats_sub100", "nelbo_nats_sub100"):
+        assert measured[key] == pytest.approx(weights["metrics"][key], rel=1e-6)
+    assert not {"nll_nats", "nelbo_nats", "gap_nats"} & set(measured)
 
     # zoo predict: reconstruction picture and the NLL in bits/dim.
     from zoo.data.images import write_sample_digits

@@ -192,11 +192,15 @@ class VAE(ZooModel):
 
     @staticmethod
     def reparameterize(
-        mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """z = mu + sigma * eps, eps ~ N(0, I) drawn from `generator` (on mu's device)."""
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + torch.exp(0.5 * logvar) * eps
+        """z = mu + sigma * eps, eps ~ N(0, I) drawn from `generator` (on mu's device) unless given."""
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + torch.exp(0.5 * logvar) * eps.to(mu)
 
     @staticmethod
     def kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -205,13 +209,18 @@ class VAE(ZooModel):
 
     # ------------------------------------------------------------------------------------------ bounds
     def elbo(
-        self, x: torch.Tensor, beta: float = 1.0, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        beta: float = 1.0,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """One-sample ELBO terms per image of data `x` (see `prepare`): ``rec`` = log p(x|z) with one z ~ q,
         ``kl``, ``elbo`` = rec - kl (β = 1, the bound) and ``loss`` = -(rec - beta * kl), the β-VAE
-        objective (per image; mean it for a batch loss). All in nats."""
+        objective (per image; mean it for a batch loss). All in nats. `eps` (B, latent_dim): the standard
+        normal draws of z, instead of drawing them from `generator`."""
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar, generator)
+        z = self.reparameterize(mu, logvar, generator, eps)
         rec = self.log_likelihood(x, self.decode_logits(z).float())
         kl = self.kl(mu.float(), logvar.float())
         return {"rec": rec, "kl": kl, "elbo": rec - kl, "loss": -(rec - beta * kl)}
@@ -232,10 +241,23 @@ class VAE(ZooModel):
 
     @torch.no_grad()
     def iwae_nll(
-        self, x: torch.Tensor, k: int = 1000, generator: torch.Generator | None = None, chunk: int = 4096
+        self,
+        x: torch.Tensor,
+        k: int = 1000,
+        generator: torch.Generator | None = None,
+        chunk: int = 4096,
+        eps: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """NLL estimate -L_k per image in nats (Burda et al.): k importance samples from q(z|x), decoded at
-        most `chunk` latents at a time (k = 1000 over a batch of 100 images is 100,000 decodes)."""
+        most `chunk` latents at a time (k = 1000 over a batch of 100 images is 100,000 decodes). `eps`
+        (B, k, latent_dim): the standard normal draws, instead of drawing them from `generator` (then
+        ``k = eps.shape[1]``)."""
+        if eps is not None:
+            if eps.dim() != 3 or eps.shape[0] != len(x) or eps.shape[2] != self.latent_dim:
+                raise ValueError(
+                    f"eps {tuple(eps.shape)}: expected ({len(x)}, k, {self.latent_dim}) for {len(x)} images"
+                )
+            k = eps.shape[1]
         if k < 1:
             raise ConfigError(f"k={k} must be >= 1")
         mu, logvar = self.encode(x)
@@ -244,8 +266,13 @@ class VAE(ZooModel):
         weights = []
         for lo in range(0, k, per_pass):
             n = min(per_pass, k - lo)
-            eps = torch.randn((b, n, self.latent_dim), generator=generator, device=mu.device, dtype=mu.dtype)
-            weights.append(self._log_weights(x, mu, logvar, eps))
+            if eps is None:
+                draw = torch.randn(
+                    (b, n, self.latent_dim), generator=generator, device=mu.device, dtype=mu.dtype
+                )
+            else:
+                draw = eps[:, lo : lo + n].to(mu)
+            weights.append(self._log_weights(x, mu, logvar, draw))
         log_w = torch.cat(weights, 1)
         return -(torch.logsumexp(log_w, 1) - math.log(k))
 
