@@ -327,6 +327,12 @@ class InstanceObjective(Objective):
                 f"{c.model} ({start}) trained on {data.name} (digits as instances, labels 1-10 = digits "
                 f"0-9) with the `{self.name}` recipe: dense class, centre, offset and boundary maps, "
                 f"instances grouped by {grouping or 'the model'} without proposals."
+                + (
+                    f" The class map's cross-entropy was weighted by pixel frequency ** -{c.class_weight_power:g}"
+                    " over the training scenes; inference takes the weights back out (logit adjustment)."
+                    if c.class_weight_power
+                    else ""
+                )
             ),
         }
         if c.pictures and data.test is not None:

@@ -84,12 +84,15 @@ HEALTH = ("grad_norm",)  # training-health series, on their own axis (their scal
 
 def curve_panels(history: list[dict[str, Any]]) -> list[tuple[str, dict[tuple[str, str], list]]]:
     """The panels `plot_curves` draws, as (title, {(split, metric): [(step, value), ...]}): the losses, the
-    gradient norm, and the metrics measured more than once (validation curves, at most `MAX_CURVES`, the
+    gradient norm, and the metrics measured at more than one step (validation curves, at most `MAX_CURVES`, the
     longest first). A metric measured once (the final test numbers) is not a curve: the card's metrics table
     has it. Without gradient norms or curves, the learning rate is the second panel."""
-    series: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    # One value per step and metric, the last logged: a run resumed after it finished (to publish again)
+    # logs its test numbers a second time at the same step, which is no curve.
+    by_step: dict[tuple[str, str], dict[int, float]] = {}
     for row in history:
-        series.setdefault((row["split"], row["metric"]), []).append((int(row["step"]), float(row["value"])))
+        by_step.setdefault((row["split"], row["metric"]), {})[int(row["step"])] = float(row["value"])
+    series = {k: sorted(v.items()) for k, v in by_step.items()}
     losses = {k: v for k, v in series.items() if "loss" in k[1]}
     health = {k: v for k, v in series.items() if k[1] in HEALTH}
     curves = {

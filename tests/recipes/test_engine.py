@@ -194,6 +194,8 @@ def test_curves_show_series_measured_more_than_once_and_the_gradient_norm_apart(
     rows += [{"step": s, "split": "val", "metric": "acc", "value": 0.5} for s in (10, 20)]
     # the final test numbers (one point each, many per-class ones) are the card's table, not curves
     rows += [{"step": 20, "split": "test", "metric": f"ap_{i}", "value": 0.7} for i in range(12)]
+    # ... also when a finished run, resumed to publish again, logs them a second time at the same step
+    rows += [{"step": 20, "split": "test", "metric": f"ap_{i}", "value": 0.8} for i in range(12)]
     panels = dict(curve_panels(rows))
     assert list(panels) == ["loss", "gradient norm", "metrics"]
     assert set(panels["metrics"]) == {("val", "acc")} and set(panels["gradient norm"]) == {
