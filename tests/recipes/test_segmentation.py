@@ -3,6 +3,7 @@ training pool, a preset that trains and publishes, and metrics equal to a direct
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -95,6 +96,42 @@ def test_preset_smoke_trains_and_publishes_a_segmentation_weight(smoke):
     assert objective.train_pool.semantic.numel() == 4000 * 64 * 64
     weights = objective.class_weights
     assert weights.argmin() == 0 and weights.shape == (11,)
+    # ... and the published score layer has them taken back out (logit adjustment): the trained network's
+    # logits minus log w, what the run's model gives.
+    trained = copy.deepcopy(trainer.eval_models()["model"]).eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(x), trained(x) - weights.log()[None, :, None, None], atol=1e-4, rtol=0
+        )
+    assert "logit adjustment" in meta.description
+
+
+@pytest.mark.parametrize("arch", ["fcn_resnet8_small", "deeplabv3plus_resnet8_small"])
+def test_logit_adjustment_shifts_every_pixels_logits(arch):
+    """FCN's skip scores and DeepLab's bilinear resize keep a per-class constant: the fold is exact."""
+    from recipes.segmentation import fold_logit_adjustment
+
+    torch.manual_seed(0)
+    model = zoo.create_model(arch, num_classes=3).eval()
+    for p in model.parameters():  # skip score layers start at zero: give them a say
+        p.data.add_(0.01 * torch.randn_like(p))
+    x = torch.rand(1, 3, 64, 64)
+    weights = torch.tensor([0.5, 2.0, 8.0])
+    with torch.no_grad():
+        before = model(x)
+        fold_logit_adjustment(model, weights)
+        torch.testing.assert_close(model(x), before - weights.log()[None, :, None, None], atol=1e-4, rtol=0)
+
+    class LinearHead(torch.nn.Module):
+        classifier = "head"
+
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(4, 3)
+
+    with pytest.raises(ConfigError, match="logit_adjustment=false"):
+        fold_logit_adjustment(LinearHead(), weights)
 
 
 def test_metrics_over_the_split_equal_a_direct_count(smoke):
