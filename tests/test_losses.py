@@ -185,6 +185,6 @@ def test_bernoulli_log_likelihood_is_minus_torchs_cross_entropy_and_exports_fini
             return bernoulli_log_likelihood(logits, x)
 
     path = tmp_path / "ll.onnx"
-    torch.onnx.export(Wrapped(), (logits, x), str(path), dynamo=True)
+    torch.onnx.export(Wrapped().eval(), (logits, x), str(path), dynamo=True)
     (out,) = ort.InferenceSession(str(path)).run(None, {"logits": logits.numpy(), "x": x.numpy()})
     assert np.isfinite(out).all() and np.allclose(out, expected.numpy(), rtol=1e-6, atol=1e-5)
