@@ -193,6 +193,10 @@ def _verify_by_recipe(model: Any, meta: Any, limit: int | None) -> VerifyReport:
             f"quick check: the first {QUICK_SAMPLES} samples only (their FID is the card's "
             f"fid_first{QUICK_SAMPLES}); `zoo verify {meta.name}` without --limit draws them all"
         )
+        if getattr(config, "quick_likelihood", False):
+            report.notes.append(
+                "quick check: the sampled likelihood bounds on the card's fixed test subset (*_sub100)"
+            )
     if not rows:
         report.notes.append("no metric the recipe measures is recorded in the card")
     return report
