@@ -41,7 +41,7 @@ from recipes.engine import (
     labelled_image_info,
     register_preset,
 )
-from recipes.segmentation import SceneAugment
+from recipes.segmentation import LOGIT_ADJUSTMENT, SceneAugment, fold_logit_adjustment
 from zoo.errors import ConfigError
 from zoo.metrics.detection import CocoEvaluation
 
@@ -309,6 +309,12 @@ class InstanceObjective(Objective):
         c = self.config
         model = copy.deepcopy(model).eval().to(memory_format=torch.contiguous_format)
         papers = family_papers(model) + optimizer_papers(c)
+        weights = getattr(model, "semantic_class_weights", None)
+        if weights is not None:
+            # Trained with class weights: publish with their tilt taken out of the class map's score layer.
+            fold_logit_adjustment(model, weights)
+            model.set_class_weights(None)
+            papers.append(LOGIT_ADJUSTMENT)
         grouping = getattr(model, "grouping", "")
         init = c.model_args.get("encoder_weights")
         start = f"encoder initialised from the `{init}` weight of its backbone" if init else "from scratch"
@@ -330,7 +336,7 @@ class InstanceObjective(Objective):
                 + (
                     f" The class map's cross-entropy was weighted by pixel frequency ** -{c.class_weight_power:g}"
                     " over the training scenes; inference takes the weights back out (logit adjustment)."
-                    if c.class_weight_power
+                    if weights is not None
                     else ""
                 )
             ),

@@ -3,6 +3,7 @@ mAP (all scenes and the touching subset) and publishes a weight with its instanc
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -115,10 +116,24 @@ def test_class_pixel_counts_give_each_pixel_its_digits_class():
 
 
 def test_the_preset_weighs_the_semantic_loss_by_class_frequency(smoke):
-    trainer, _, _ = smoke
+    trainer, _, run = smoke
     weights = trainer.models["model"].semantic_class_weights
     assert weights is not None and len(weights) == 11
     assert weights[0] < 1 < 3 < weights[1:].min()  # the background (most pixels) weighs least
+    # The published weight has their tilt taken out of the class map's score layer (logit adjustment):
+    # its probabilities are the trained network's softmax(logits - log w).
+    folder = run / "hub" / PRESET
+    published = zoo.create_model(str(folder)).eval()
+    trained = copy.deepcopy(trainer.eval_models()["model"]).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        logits = trained.dense(x, logits=True)["semantic"]
+        want = (logits - weights.log()[None, :, None, None]).softmax(1)
+        torch.testing.assert_close(published.dense(x)["semantic"], want, atol=1e-5, rtol=0)
+    assert (
+        published.semantic_class_weights is None
+        and "logit adjustment" in published.pretrained_weights.description
+    )
 
 
 def test_config_validation_names_the_key():

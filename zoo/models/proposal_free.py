@@ -146,7 +146,6 @@ class InstanceUNet(ZooModel):
         score_thresh: float = 0.05,
         detections_per_img: int = 100,
         loss_weights: dict[str, float] | None = None,
-        class_weights: Sequence[float] | None = None,
     ):
         super().__init__()
         if num_classes < 2:
@@ -204,9 +203,8 @@ class InstanceUNet(ZooModel):
                 f"loss_weights: unknown {sorted(unknown)}; expected {sorted(self.loss_weights)}"
             )
         self.loss_weights.update(loss_weights or {})
+        # Per-class weights of the semantic cross-entropy (see `set_class_weights`); None: unweighted.
         self.semantic_class_weights: torch.Tensor | None = None
-        self.register_buffer("semantic_logit_shift", torch.zeros(num_classes), persistent=False)
-        self.set_class_weights(class_weights)
 
     # ------------------------------------------------------------------------------------------ network
     def dense(self, x: torch.Tensor, logits: bool = False) -> dict[str, torch.Tensor]:
@@ -228,11 +226,7 @@ class InstanceUNet(ZooModel):
         cue = self.instance_head(features)[..., :height, :width]
         centre, offset, boundary = cue[:, :1], cue[:, 1:3] * OFFSET_SCALE, cue[:, 3:]
         if not logits:
-            # The class weights' tilt taken back out (see `set_class_weights`); zeros when unweighted.
-            semantic = (semantic - self.semantic_logit_shift.to(semantic.dtype)[None, :, None, None]).softmax(
-                1
-            )
-            centre, boundary = centre.sigmoid(), boundary.sigmoid()
+            semantic, centre, boundary = semantic.softmax(1), centre.sigmoid(), boundary.sigmoid()
         return {"semantic": semantic, "centre": centre, "offset": offset, "boundary": boundary}
 
     # ------------------------------------------------------------------------------------------ process
@@ -292,33 +286,20 @@ class InstanceUNet(ZooModel):
         Why: with a ~94% background an unweighted loss is mostly spent on the background, and the digits'
         identity is learnt late (the proposal-free preset's first run reached 22% per-pixel digit accuracy).
         A network trained with weights w predicts probabilities tilted by w (the weighted loss is minimised
-        by q(c|x) ∝ w_c p(c|x)), which would make every digit fatter; so inference takes the tilt back out,
-        ``logits - log w`` (post-hoc logit adjustment, Menon et al. 2021,
-        https://arxiv.org/abs/2007.07314), and the weights are a builder argument (``class_weights``) that a
-        published weight records: a recipe's later call updates the model's recorded arguments too."""
+        by q(c|x) ∝ w_c p(c|x)), which would make every digit fatter: the recipe publishes it with the tilt
+        folded out of the class map's score layer (``unet.head``), as the segmentation recipe does
+        (`recipes.segmentation.fold_logit_adjustment`). The weights shape training only; a weight file
+        does not hold them."""
         if weights is None:
             self.semantic_class_weights = None
-            self.semantic_logit_shift.zero_()
-            w_list = None
-        else:
-            w = torch.as_tensor(weights, dtype=torch.float32).flatten().cpu()
-            if len(w) != self.num_classes or not torch.isfinite(w).all() or (w <= 0).any():
-                raise ValueError(
-                    f"class weights {w.tolist()}: expected {self.num_classes} finite positive values "
-                    "(background first)"
-                )
-            # Rounded as the weight's config.json records them: a loaded weight shifts by the same logits.
-            w_list = [round(float(v), 6) for v in w]
-            w = torch.tensor(w_list)
-            self.semantic_class_weights = w
-            self.semantic_logit_shift.copy_(w.log())
-        recorded = getattr(self, "zoo_config", None)
-        if recorded is not None:
-            args = recorded.setdefault("model_args", {})
-            if w_list is None:
-                args.pop("class_weights", None)
-            else:
-                args["class_weights"] = w_list
+            return
+        w = torch.as_tensor(weights, dtype=torch.float32).flatten().cpu()
+        if len(w) != self.num_classes or not torch.isfinite(w).all() or (w <= 0).any():
+            raise ValueError(
+                f"class weights {w.tolist()}: expected {self.num_classes} finite positive values "
+                "(background first)"
+            )
+        self.semantic_class_weights = w
 
     def losses(
         self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]
