@@ -368,7 +368,7 @@ def _metadata(
     return ZooMetadata(
         name=weights.name if weights else arch,
         arch=arch,
-        task=weights.task if weights else entry.task,
+        task=weights.task if weights else described.task,
         tag=weights.tag if weights else None,
         family=entry.family,
         graph=spec.name,
@@ -394,17 +394,17 @@ def _metadata(
 
 def task_meta(model: nn.Module) -> Any:
     """The metadata a task reads for `model`: its weight's, else a local one from its registry entry."""
-    from zoo.registry import Weights, get_entry
+    from zoo.registry import Weights
 
     weights = getattr(model, "pretrained_weights", None)
     if weights is not None:
         return weights
-    from zoo.factory import model_task_fields
+    from zoo.factory import model_task, model_task_fields
     from zoo.tasks import get_task
 
     arch = model.zoo_config["architecture"]
     size = tuple(getattr(model, "input_size", ()) or ()) or None
-    task = get_entry(arch).task
+    task = model_task(model)
     fields = model_task_fields(model, get_task(task))
     return Weights(arch=arch, tag="local", task=task, input_size=size, task_fields=fields)
 

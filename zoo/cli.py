@@ -22,6 +22,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "export.cli",
     "zoo.data.cli",
     "zoo.sampling",
+    "zoo.probing",
 )
 
 

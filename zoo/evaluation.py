@@ -57,6 +57,7 @@ def measure(
     metrics = task.metrics(meta)
     if not metrics:
         raise ConfigError(f"task '{task.name}' of {meta.name} defines no metrics to measure")
+    task.fit_metrics(metrics, run, meta)
     kept: dict[str, list[np.ndarray]] = {}
     if not task.batched_images:
         # One image per call (detectors): per-image outputs differ in length, so none are kept.

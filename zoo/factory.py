@@ -169,7 +169,17 @@ def load_pretrained(
         state_dict[stem] = adapt_input_conv(state_dict[stem], kwargs["in_chans"])
     load_state_dict_strict(model, state_dict, source=source, allow_missing=allow_missing)
     if allow_missing:  # a new head: the weight's labels and metrics no longer describe this model
-        meta = meta.replace(labels=(), metrics={}, sha256=None, description=f"adapted from {meta.name}")
+        task = model_task(model)
+        # A new task (an encoder become a classifier) has its own fields: the old ones describe nothing now.
+        fields = meta.task_fields if task == meta.task else {}
+        meta = meta.replace(
+            task=task,
+            task_fields=fields,
+            labels=(),
+            metrics={},
+            sha256=None,
+            description=f"adapted from {meta.name}",
+        )
     model.pretrained_weights = meta
     return model
 
@@ -206,11 +216,11 @@ def save_pretrained(
         )
     arch, model_args = zoo_config["architecture"], zoo_config["model_args"]
     check_json_serialisable(model_args, "model_args")
-    entry = get_entry(arch)
+    task = model_task(model)
     if isinstance(weights, dict):
-        weights = Weights.from_dict({"arch": arch, "tag": "local", "task": entry.task, **weights})
+        weights = Weights.from_dict({"arch": arch, "tag": "local", "task": task, **weights})
     if weights is None:
-        weights = _descriptive_only(getattr(model, "pretrained_weights", None), arch, entry.task)
+        weights = _descriptive_only(getattr(model, "pretrained_weights", None), arch, task)
     check_json_serialisable(weights.to_dict(), "weights")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -247,6 +257,12 @@ def save_pretrained(
 
     atomic_write_bytes(folder / CARD_NAME, render_model_card(config).encode())
     return folder
+
+
+def model_task(model: nn.Module) -> str:
+    """The task of a built model: its own (`ZooModel.task`) where it states one, else its architecture's."""
+    own = getattr(model, "task", None)
+    return own if isinstance(own, str) else get_entry(model.zoo_config["architecture"]).task
 
 
 def model_task_fields(model: nn.Module, task: Any) -> dict[str, Any]:

@@ -12,7 +12,9 @@ differences the gradient is made of.
 - image restoration (denoising, super-resolution, colorization): `restoration_loss` (MSE, L1, or the
   `charbonnier_loss`);
 - adversarial (GANs): `discriminator_loss` and `generator_loss` (non-saturating or Wasserstein) and the
-  WGAN-GP `gradient_penalty`.
+  WGAN-GP `gradient_penalty`;
+- self-supervised: SimCLR's `nt_xent_loss`, `info_nce_loss` against a queue of negatives (MoCo), BYOL's
+  `negative_cosine_similarity`.
 """
 
 from __future__ import annotations
@@ -24,11 +26,16 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "BYOL_PAPER",
+    "CPC_PAPER",
     "DICE_LOSS",
     "FOCAL_LOSS",
     "GAN_LOSSES",
     "GAN_PAPER",
     "LABEL_SMOOTHING",
+    "MOCO_PAPER",
+    "MOCO_V2_PAPER",
+    "SIMCLR_PAPER",
     "WGAN_GP_PAPER",
     "bernoulli_log_likelihood",
     "charbonnier_loss",
@@ -39,6 +46,9 @@ __all__ = [
     "focal_loss",
     "generator_loss",
     "gradient_penalty",
+    "info_nce_loss",
+    "negative_cosine_similarity",
+    "nt_xent_loss",
     "reconstruction_loss",
     "restoration_loss",
     "segmentation_loss",
@@ -343,3 +353,55 @@ def gradient_penalty(
     scores = critic(x_hat).float()
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1).square().mean()
+
+
+# ------------------------------------------------------------------------------------ self-supervised
+SIMCLR_PAPER = "https://arxiv.org/abs/2002.05709"  # Chen et al. 2020, SimCLR (NT-Xent)
+MOCO_PAPER = "https://arxiv.org/abs/1911.05722"  # He et al. 2020, MoCo (a queue of negatives)
+MOCO_V2_PAPER = (
+    "https://arxiv.org/abs/2003.04297"  # Chen et al. 2020, MoCo v2 (MLP head, stronger augmentation)
+)
+BYOL_PAPER = "https://arxiv.org/abs/2006.07733"  # Grill et al. 2020, BYOL
+CPC_PAPER = "https://arxiv.org/abs/1807.03748"  # van den Oord et al. 2018, CPC (InfoNCE)
+
+
+def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """SimCLR's normalized temperature-scaled cross-entropy, in float32: "the final loss is computed across
+    all positive pairs, both (i, j) and (j, i), in a mini-batch" (Chen et al. 2020).
+
+    `z1`, `z2` ``(N, D)`` are the projections of two views of the same N images. Each of the 2N vectors is
+    classified, by cosine similarity / `temperature`, among the other 2N - 1: its other view is the right
+    answer, the 2(N - 1) views of other images are the negatives. Mean over the 2N anchors.
+    """
+    if z1.shape != z2.shape or z1.ndim != 2:
+        raise ValueError(f"nt_xent_loss takes two (N, D) batches of one shape, got {z1.shape}, {z2.shape}")
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    n = z1.shape[0]
+    logits = z @ z.T / temperature
+    logits.fill_diagonal_(float("-inf"))  # a view is never its own positive nor a negative
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(logits, target)
+
+
+def info_nce_loss(
+    query: torch.Tensor, key: torch.Tensor, negatives: torch.Tensor, temperature: float = 0.2
+) -> torch.Tensor:
+    """InfoNCE with negatives from elsewhere (van den Oord et al. 2018; MoCo's queue, He et al. 2020), in
+    float32: each query ``(N, D)`` is classified among its own key ``(N, D)`` and the `negatives` ``(K, D)``
+    by cosine similarity / `temperature`, ``-log exp(q.k+ / t) / (exp(q.k+ / t) + sum_K exp(q.k- / t))``.
+    No in-batch negatives: their number is K, whatever the batch size."""
+    if query.shape != key.shape or negatives.ndim != 2 or negatives.shape[1] != query.shape[1]:
+        raise ValueError(
+            f"info_nce_loss takes query and key (N, D) and negatives (K, D), got {tuple(query.shape)}, "
+            f"{tuple(key.shape)}, {tuple(negatives.shape)}"
+        )
+    q, k = F.normalize(query.float(), dim=1), F.normalize(key.float(), dim=1)
+    neg = F.normalize(negatives.float(), dim=1)
+    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ neg.T], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+
+def negative_cosine_similarity(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BYOL's regression loss, ``-cos(p, z)`` averaged over the batch, in float32 (Grill et al. 2020 write
+    it ``2 - 2 cos``: the same gradient). The target is detached: "stop-gradient" on the target branch."""
+    return -F.cosine_similarity(prediction.float(), target.detach().float(), dim=1).mean()

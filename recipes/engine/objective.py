@@ -135,6 +135,12 @@ class Objective:
         copied into the weight folder beside ``curves.png`` and shown in the model card."""
         return model, {}
 
+    def publish_metrics(self, model: nn.Module, data: Data) -> dict[str, float]:
+        """Metrics the objective measures itself at publish, beyond the test split's (``publish`` returns
+        them under ``"metrics"``, e.g. a label-efficiency sweep); the published-weight tests re-measure a
+        card's through this. Default: none."""
+        return {}
+
     def batch_size_of(self, batch: Any) -> int:
         """Samples in a batch (for samples/s): the length of its first field."""
         first = batch[0] if isinstance(batch, list | tuple) else batch

@@ -45,6 +45,7 @@ RECIPE_MODULES = (
     "recipes.pixelcnn",
     "recipes.diffusion",
     "recipes.gan",
+    "recipes.contrastive",
 )
 
 

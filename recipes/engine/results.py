@@ -108,6 +108,8 @@ def _publish(
     tag = preset_tag if preset_tag and preset_arch == arch and same_data else "local"
     # Pictures the objective drew for the card (role -> file, e.g. "predictions"), copied beside the curves.
     files = {**(meta.pop("files", None) or {}), **({"curves": curves} if curves else {})}
+    # Metrics the objective measured itself at publish (a label-efficiency sweep) join the test split's.
+    measured = {**test_metrics, **(meta.pop("metrics", None) or {})}
     weights = Weights.from_dict(
         {
             "arch": arch,
@@ -115,7 +117,7 @@ def _publish(
             "task": meta.pop("task", "unknown"),
             "dataset": trainer.data.name or None,
             "split": _split(trainer),
-            "metrics": {k: round(v, 6) for k, v in test_metrics.items() if math.isfinite(v)},
+            "metrics": {k: round(v, 6) for k, v in measured.items() if math.isfinite(v)},
             "recipe": trainer.recipe or None,
             "recipe_config": config_to_dict(trainer.config),
             "training": training_record(trainer),

@@ -32,9 +32,13 @@ def test_preset_trains_two_steps_and_publishes(name, tmp_path):
     model = zoo.create_model(str(folder)).eval()
     meta = model.pretrained_weights
     assert meta.recipe == name
-    # The weight records every finite metric (an undefined one, e.g. COCO AP of an empty size range, is left out).
+    # The weight records every finite metric (an undefined one, e.g. COCO AP of an empty size range, is left
+    # out), plus any the objective measured itself at publish (a label-efficiency sweep).
     finite = {k: pytest.approx(v, abs=1e-6) for k, v in result.metrics.items() if math.isfinite(v)}
-    assert meta.metrics == finite
+    assert {k: v for k, v in meta.metrics.items() if k in result.metrics} == finite
+    assert set(result.metrics) - set(meta.metrics) == {
+        k for k, v in result.metrics.items() if not math.isfinite(v)
+    }
     assert meta.dataset and meta.split.endswith("first 64 items of each split only (eval_limit)")
     assert meta.training["seed"] == 0 and meta.training["steps"] == 2
     assert meta.training["torch"] == torch.__version__ and "cpu" in meta.training["machine"]

@@ -191,6 +191,35 @@ def test_feature_extraction_normalises_and_zero_shot_classifies():
     np.testing.assert_allclose(answer.probs, np.exp(10 * unit) / np.exp(10 * unit).sum())
 
 
+def test_feature_extraction_agreement_reads_the_direction():
+    features = get_task("feature-extraction")
+    m = meta("feature-extraction")
+    want = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])
+    close = features.agreement({"embedding": want}, {"embedding": want * (1 + 1e-6)}, m)
+    assert close.ok and close.values["min_cosine"] == pytest.approx(1.0)
+    turned = want.copy()
+    turned[1] = [2.0, -1.0, 0.5]  # same norm, another direction
+    far = features.agreement({"embedding": want}, {"embedding": turned}, m, atol=10, rtol=10)
+    assert not far.ok and far.values["min_cosine"] < 0.9999  # parity alone (atol 10) would pass it
+
+
+def test_feature_extraction_fits_its_probes_on_the_train_split():
+    """`zoo verify` of an encoder: the probes learn from the weight's train split through the same network."""
+    features = get_task("feature-extraction")
+    m = meta("feature-extraction", input_size=(1, 28, 28), mean=(0.13,), std=(0.31,)).replace(
+        dataset="mnist_5k"
+    )
+    calls = []
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        calls.append(len(x))
+        return {"embedding": x.reshape(len(x), -1)}  # raw pixels as features
+
+    metrics = features.metrics(m)
+    features.fit_metrics(metrics, run, m)
+    assert sum(calls) == 4000 and all(metric.fitted for metric in metrics.values())
+
+
 def test_drawing_helpers():
     colors = palette(11)
     assert colors.shape == (11, 3) and len({tuple(c) for c in colors}) == 11

@@ -4,6 +4,7 @@ from zoo.layers.activation import ACTIVATIONS, Abs, create_act
 from zoo.layers.aspp import ASPP, ASPPPooling
 from zoo.layers.atrous import dilate_, dilate_to_output_stride
 from zoo.layers.conv import ConvNormAct, DepthwiseSeparableConv
+from zoo.layers.heads import ProjectionHead
 from zoo.layers.norm import NORMS, create_norm1d, create_norm2d
 from zoo.layers.timestep import TimestepEmbedding, sinusoidal_embedding
 from zoo.layers.upsample import UPSAMPLE_MODES, Upsample2x, icnr_
@@ -17,6 +18,7 @@ __all__ = [
     "Abs",
     "ConvNormAct",
     "DepthwiseSeparableConv",
+    "ProjectionHead",
     "TimestepEmbedding",
     "Upsample2x",
     "create_act",

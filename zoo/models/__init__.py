@@ -14,6 +14,7 @@ from zoo.models import (  # noqa: F401
     resnet,
     restoration,
     rnn,
+    self_supervised,
     unet,
     vae,
 )

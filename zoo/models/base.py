@@ -44,6 +44,9 @@ class ZooModel(nn.Module):
     # Whether forward in train mode takes targets and returns a dict of losses, as torchvision's detectors
     # do; such a model implements `example_targets`. Generic tests and tools gate on this, never on names.
     train_needs_targets: bool = False
+    # The task of this instance when it is not its architecture's: a self-supervised encoder (a feature
+    # extractor) built with ``num_classes=`` is an image classifier. None: the registry's task.
+    task: str | None = None
 
     def example_inputs(
         self, batch_size: int = 2, generator: torch.Generator | None = None

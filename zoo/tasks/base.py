@@ -211,6 +211,12 @@ class Task:
             labels = np.asarray([int(label) for _, label in pairs])
         return images.transpose(0, 2, 3, 1), labels
 
+    def fit_metrics(
+        self, metrics: Mapping[str, Any], run: Callable[[np.ndarray], Mapping[str, np.ndarray]], meta: Any
+    ) -> None:
+        """Fit, before a test split is scored, the metrics that learn from the weight's train split with
+        the same network `run` (a probe on frozen features). Default: nothing to fit."""
+
     def metrics_table(self, measured: Mapping[str, float], meta: Any) -> list[str]:
         """Lines ``zoo verify`` prints after its comparison: the task's customary summary of the measured
         metrics (COCOeval's table for detectors). Default: none."""

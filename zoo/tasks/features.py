@@ -6,7 +6,7 @@ linear-probe accuracy on a labelled split, with the encoder frozen (the protocol
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from zoo.tasks import register_task
-from zoo.tasks.base import Task, WeightField
+from zoo.tasks.base import DEFAULT_ATOL, DEFAULT_RTOL, Agreement, Task, WeightField
 
-__all__ = ["Embedding", "FeatureExtraction"]
+__all__ = ["MIN_COSINE", "Embedding", "FeatureExtraction"]
+
+MIN_COSINE = 0.9999  # an exported encoder's embeddings against PyTorch's, every sample
 
 
 @dataclass
@@ -61,3 +63,48 @@ class FeatureExtraction(Task):
         from zoo.metrics import KNNAccuracy, LinearProbeAccuracy
 
         return {"knn": KNNAccuracy(k=20), "linear_probe": LinearProbeAccuracy()}
+
+    def fit_metrics(
+        self, metrics: Mapping[str, Any], run: Callable[[np.ndarray], Mapping[str, np.ndarray]], meta: Any
+    ) -> None:
+        """Fit the kNN bank and the linear probe on the features `run` gives the whole train split of the
+        weight's dataset (every label: the probes' protocol), preprocessed as the test split is."""
+        import torch
+
+        from zoo.data import load_dataset
+        from zoo.evaluation import BATCH
+
+        train = load_dataset(meta.dataset).train
+        images, labels = self.evaluation_data(train, len(train), meta)
+        inputs, labels = self.evaluation_pairs(images, labels, meta)
+        features = np.concatenate(
+            [self._embedding(run(inputs[i : i + BATCH])) for i in range(0, len(inputs), BATCH)]
+        )
+        for metric in metrics.values():
+            metric.fit(torch.as_tensor(features), torch.as_tensor(np.asarray(labels)))
+
+    def agreement(
+        self,
+        expected: Mapping[str, np.ndarray],
+        actual: Mapping[str, np.ndarray],
+        meta: Any,
+        *,
+        atol: float = DEFAULT_ATOL,
+        rtol: float = DEFAULT_RTOL,
+    ) -> Agreement:
+        """Scaled parity, and every exported embedding's cosine similarity to PyTorch's at least
+        `MIN_COSINE`: what retrieval and the probes read is the direction (the test split's kNN and
+        linear-probe accuracies are compared by ``zoo export``'s test-split check)."""
+        base = super().agreement(expected, actual, meta, atol=atol, rtol=rtol)
+        want, got = self._embedding(expected).astype(np.float64), self._embedding(actual).astype(np.float64)
+        if want.shape != got.shape:
+            return Agreement(False, base.values, f"embedding shapes differ: {want.shape} vs {got.shape}")
+        norms = np.maximum(np.linalg.norm(want, axis=1) * np.linalg.norm(got, axis=1), 1e-12)
+        cosine = float(((want * got).sum(1) / norms).min()) if len(want) else 1.0
+        base.values["min_cosine"] = cosine
+        base.ok = base.ok and cosine >= MIN_COSINE
+        return base
+
+    def _embedding(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        value = outputs["embedding"] if "embedding" in outputs else next(iter(outputs.values()))
+        return np.asarray(value, np.float32).reshape(len(value), -1)

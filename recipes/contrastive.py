@@ -1,0 +1,368 @@
+"""Self-supervised representation learning without labels: SimCLR, MoCo v2 and BYOL.
+
+Every method sees two augmented views of each unlabelled train image (the labels of MNIST 5k's 4,000 train
+images are never read while training) and trains `zoo.models.self_supervised.SelfSupervisedEncoder`:
+
+- ``simclr``: NT-Xent over the batch's 2N projections (`zoo.losses.nt_xent_loss`);
+- ``moco``: the query encoder against a momentum key encoder (the ``target`` module, updated by
+  `Context.ema_update` after each step: θk ← m θk + (1 - m) θq) and a queue of the last `queue_size`
+  keys as negatives (`NegativeQueue`, checkpointed with the run), symmetrised over the two views;
+- ``byol``: the online network's predictor regresses the target network's projection of the other view
+  (`zoo.losses.negative_cosine_similarity`), the target's momentum rising from `momentum` to 1 on a
+  cosine over the run, as in the paper.
+
+Views are made by `recipes.augment.BatchAugment`: per-sample random affine maps (rotation, shear, scale and
+translation: the crop-and-resize of natural images becomes a zoom and shift of a centred digit) and
+brightness/contrast, drawn from the run's seeded generator (a resumed run replays them). Nothing that
+makes no sense for digits: no flips (a mirrored 2 is no digit), no blur at 28 px, no colour.
+
+Evaluation is the frozen-feature protocol of `zoo.probing` (kNN with k = 20 and a linear probe, fitted on
+the train split's features with every label, scored on the test split): the weight's ``knn_acc`` and
+``linear_acc``, which ``zoo verify`` re-measures. At publish, the label-efficiency table (1, 10 and 100
+labels per class, 3 draws each, and all labels) of the encoder and of the baselines measured the same way
+(`zoo.probing.baseline_encoders`) goes into the card, with its plot.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from recipes.augment import BatchAugment, normalise
+from recipes.classification import family_papers, optimizer_papers
+from recipes.engine import (
+    Context,
+    Data,
+    Objective,
+    ObjectiveConfig,
+    OptimizerConfig,
+    ScheduleConfig,
+    labelled_image_info,
+    register_preset,
+)
+from zoo.data import load_dataset
+from zoo.errors import ConfigError
+from zoo.losses import (
+    BYOL_PAPER,
+    MOCO_PAPER,
+    MOCO_V2_PAPER,
+    SIMCLR_PAPER,
+    info_nce_loss,
+    negative_cosine_similarity,
+    nt_xent_loss,
+)
+
+__all__ = ["ContrastiveConfig", "ContrastiveObjective", "NegativeQueue"]
+
+METHODS = ("simclr", "moco", "byol")
+PAPERS = {"simclr": [SIMCLR_PAPER], "moco": [MOCO_PAPER, MOCO_V2_PAPER], "byol": [BYOL_PAPER]}
+
+
+@dataclass
+class ContrastiveConfig(ObjectiveConfig):
+    # model_args, data_root, download and val_per_class: see ObjectiveConfig
+    model: str = "simclr_cnn"  # a registered SelfSupervisedEncoder builder
+    dataset: Literal["mnist_5k"] = "mnist_5k"  # its train labels are read only by the probes
+    method: Literal["simclr", "moco", "byol"] = "simclr"
+    temperature: float = 0.2  # of the softmax over similarities (simclr, moco)
+    queue_size: int = 2048  # moco's negatives: more than a batch, fewer than the 4,000 train images so a
+    # queue rarely holds a stale key of the query's own image
+    momentum: float = 0.99  # the target (key) encoder's EMA momentum; byol raises it to 1 on a cosine
+    # Augmentation of each view (BatchAugment): strong, as contrastive methods need, but digit-safe.
+    degrees: float = 20.0
+    translate: float = 0.15
+    scale: tuple[float, float] = (0.7, 1.2)
+    shear: float = 15.0
+    brightness: float = 0.4
+    contrast: float = 0.4
+
+    def validate(self) -> None:
+        super().validate()
+        if self.method not in METHODS:
+            raise ConfigError(f"config key 'method': '{self.method}' is not one of {', '.join(METHODS)}")
+        if not self.temperature > 0:
+            raise ConfigError(f"config key 'temperature': {self.temperature} must be > 0")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"config key 'momentum': {self.momentum} must be in [0, 1)")
+        if self.method == "moco" and self.queue_size < self.batch_size:
+            raise ConfigError(
+                f"config key 'queue_size': {self.queue_size} must hold at least one batch ({self.batch_size})"
+            )
+
+
+class NegativeQueue(nn.Module):
+    """MoCo's dictionary: the last `size` keys, first in first out; a module so the run's checkpoint holds
+    it. Starts as random unit vectors (He et al. 2020), replaced after size / batch steps."""
+
+    def __init__(self, size: int, dim: int):
+        super().__init__()
+        self.register_buffer("keys", nn.functional.normalize(torch.randn(size, dim), dim=1))
+        self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def push(self, keys: torch.Tensor) -> None:
+        """Overwrite the oldest entries with `keys` ``(B, dim)`` (normalised), wrapping around."""
+        size = len(self.keys)
+        keys = nn.functional.normalize(keys.detach().float(), dim=1)[:size]
+        index = (self.pointer + torch.arange(len(keys), device=keys.device)) % size
+        self.keys[index] = keys.to(self.keys.dtype)
+        self.pointer.copy_((self.pointer + len(keys)) % size)
+
+
+class ContrastiveObjective(Objective):
+    name = "contrastive"
+    Config = ContrastiveConfig
+    config: ContrastiveConfig
+
+    def data(self) -> Data:
+        c = self.config
+        self.splits = load_dataset(c.dataset, c.val_per_class, c.data_root, c.download)
+        self.augment = BatchAugment(c.degrees, c.translate, c.scale, c.shear, False, c.brightness, c.contrast)
+        self._fitted: tuple[int, int] | None = None
+        info = labelled_image_info(self.splits)
+        return Data(
+            self.splits.train, self.splits.val, self.splits.test, self.splits.name, self.splits.split, info
+        )
+
+    def build(self, data: Data) -> dict[str, nn.Module]:
+        from zoo.factory import create_model
+
+        c = self.config
+        channels, height, _ = data.info["input_size"]
+        model = create_model(c.model, in_chans=channels, img_size=height, **c.model_args)
+        if not hasattr(model, "project"):
+            raise ConfigError(
+                f"'{c.model}' is not a self-supervised encoder (no projection head); see zoo list '*_cnn'"
+            )
+        if c.method == "byol" and model.predictor is None:
+            raise ConfigError(
+                f"method 'byol' needs a predictor: build '{c.model}' with model_args.pred_hidden > 0"
+            )
+        models: dict[str, nn.Module] = {"model": model}
+        if c.method in ("moco", "byol"):
+            target = copy.deepcopy(model)
+            target.requires_grad_(False)
+            models["target"] = target
+        if c.method == "moco":
+            models["queue"] = NegativeQueue(c.queue_size, model.projector.out_dim)
+        return models
+
+    def metrics(self, split: str) -> dict[str, Any]:
+        from zoo.metrics import KNNAccuracy, LinearProbeAccuracy
+
+        return {"knn": KNNAccuracy(k=20), "linear_probe": LinearProbeAccuracy()}
+
+    def _views(self, ctx: Context, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = ctx.to_device(images).float().div_(255)
+        mean, std = self.splits.mean, self.splits.std
+        return tuple(normalise(self.augment(x, ctx.generator), mean, std) for _ in range(2))  # type: ignore[return-value]
+
+    def target_momentum(self, progress: float) -> float:
+        """The target (key) encoder's momentum at `progress` (0 .. 1) of the run: fixed for MoCo; for BYOL
+        ``1 - (1 - m)(cos(pi k / K) + 1) / 2`` (Grill et al. 2020), from m to 1."""
+        m = self.config.momentum
+        if self.config.method == "byol":
+            return 1 - (1 - m) * (math.cos(math.pi * progress) + 1) / 2
+        return m
+
+    def train_step(self, ctx: Context, batch: Any) -> dict[str, torch.Tensor]:
+        c = self.config
+        images, _ = batch  # the labels are never used for training
+        v1, v2 = self._views(ctx, images)
+        # A train-mode forward returns the projections (and BYOL's predictions) beside the embedding.
+        model = ctx.models["model"]
+        with ctx.autocast():
+            out1, out2 = model(v1), model(v2)
+            z1, z2 = out1["projection"], out2["projection"]
+            if c.method != "simclr":
+                target = ctx.models["target"]
+                with torch.no_grad():
+                    t1, t2 = target(v1)["projection"], target(v2)["projection"]
+            if c.method == "byol":
+                p1, p2 = out1["prediction"], out2["prediction"]
+        if c.method == "simclr":
+            loss = nt_xent_loss(z1, z2, c.temperature)
+        elif c.method == "moco":
+            queue = ctx.unwrap("queue")
+            negatives = queue.keys.clone()
+            loss = (
+                info_nce_loss(z1, t2, negatives, c.temperature)
+                + info_nce_loss(z2, t1, negatives, c.temperature)
+            ) / 2
+        else:
+            loss = negative_cosine_similarity(p1, t2) + negative_cosine_similarity(p2, t1)
+        ctx.optimize(loss)
+        logs = {"loss": loss.detach()}
+        if c.method != "simclr":
+            momentum = self.target_momentum(ctx.progress)
+            ctx.ema_update(ctx.unwrap("target"), ctx.unwrap("model"), momentum)
+            logs["momentum"] = torch.tensor(momentum)
+        if c.method == "moco":
+            ctx.unwrap("queue").push(torch.cat([t1, t2]))
+        # Collapse shows as the per-dimension spread of normalised projections falling to 0 (1/sqrt(d) healthy).
+        logs["z_std"] = nn.functional.normalize(z1.detach().float(), dim=1).std(0).mean()
+        return logs
+
+    @torch.no_grad()
+    def _fit_probes(self, ctx: Context) -> None:
+        from zoo.probing import encode_split
+
+        model = ctx.unwrap("model")
+        train = self.splits.train
+        encode = lambda x: model.embed(ctx.to_device(x))  # noqa: E731
+        features = encode_split(encode, train.images, self.splits.mean, self.splits.std)
+        for metric in ctx.metrics.values():
+            metric.fit(features, train.labels)
+
+    @torch.no_grad()
+    def eval_step(self, ctx: Context, batch: Any) -> None:
+        # The probes are fitted once per evaluation, on the current encoder's train features.
+        key = (ctx.step, id(ctx.metrics["knn"]))
+        if self._fitted != key:
+            self._fit_probes(ctx)
+            self._fitted = key
+        images, labels = batch
+        x = normalise(ctx.to_device(images).float().div_(255), self.splits.mean, self.splits.std)
+        features = ctx.unwrap("model").embed(x).float()
+        for metric in ctx.metrics.values():
+            metric.update(features, labels.to(features.device))
+
+    def _weight_meta(self, model: nn.Module, data: Data) -> Any:
+        from zoo.registry import Weights
+
+        return Weights(
+            arch=model.zoo_config["architecture"],
+            tag=data.name.split("_")[0],
+            task="feature-extraction",
+            model_args=model.zoo_config["model_args"],
+            mean=tuple(data.info["mean"]),
+            std=tuple(data.info["std"]),
+        )
+
+    def _sweep(self, encode: Any, weight: Any) -> list[Any]:
+        """`zoo.probing.label_efficiency` of `encode` (standardised as `weight` says; None: [0, 1] pixels)."""
+        from zoo.probing import DRAWS, LABEL_BUDGETS, encode_split, label_efficiency
+
+        # A smoke run (eval_limit) only checks that the sweep runs: one label a class, one draw.
+        budgets, draws = ((1,), 1) if self.config.eval_limit else (LABEL_BUDGETS, DRAWS)
+        train, test = self.splits.train, self.splits.test
+        mean, std = (weight.mean, weight.std) if weight is not None else (None, None)
+        feats = [encode_split(encode, s.images, mean, std) for s in (train, test)]
+        return label_efficiency(feats[0], train.labels, feats[1], test.labels, budgets, draws)
+
+    def publish_metrics(self, model: nn.Module, data: Data) -> dict[str, float]:
+        """The label-efficiency sweep of the encoder: ``linear_acc_n{labels}`` and ``knn_acc_n{labels}``."""
+        with torch.no_grad():
+            return _budget_metrics(
+                self._sweep(model.eval().embed, self._weight_meta(model, data)), sweep_only=True
+            )
+
+    def publish(self, model: nn.Module, data: Data) -> tuple[nn.Module, dict[str, Any]]:
+        from zoo.probing import DRAWS, baseline_encoders
+
+        c = self.config
+        model = copy.deepcopy(model).eval().to(memory_format=torch.contiguous_format)
+        papers = PAPERS[c.method] + family_papers(model) + optimizer_papers(c)
+        meta: dict[str, Any] = {
+            "task": "feature-extraction",
+            "input_size": list(data.info["input_size"]),
+            "mean": list(data.info["mean"]),
+            "std": list(data.info["std"]),
+            "papers": list(dict.fromkeys(papers)),
+            "description": (
+                f"{c.model}: a {model.num_features}-d image encoder trained by {c.method} on the "
+                f"{len(self.splits.train)} train images of {data.name} without their labels. Frozen-feature "
+                f"evaluation: a linear probe and a cosine kNN (k = 20) fitted on train features, with 1, 10, "
+                f"100 labels per class ({DRAWS} draws each: mean ± spread) or all of them."
+            ),
+        }
+        # Label efficiency of this encoder and of the baselines, on the same splits and label draws.
+        own = self._sweep(model.embed, self._weight_meta(model, data))
+        results = {
+            name: self._sweep(encode, weight)
+            for name, (encode, weight) in baseline_encoders(self._weight_meta(model, data)).items()
+        }
+        meta["metrics"] = _budget_metrics(own, sweep_only=True)
+        meta["baselines"] = {name: _budget_metrics(rows) for name, rows in results.items()}
+        path = self.picture_path("label_efficiency.png")
+        draw_label_efficiency(
+            {f"{c.method} (this weight)": own, **results}, path, f"{c.model} on {data.name}"
+        )
+        meta["files"] = {"label_efficiency": str(path)}
+        return model, meta
+
+
+def _budget_metrics(rows: list[Any], sweep_only: bool = False) -> dict[str, float]:
+    """``linear_acc`` / ``knn_acc`` with all labels (not with `sweep_only`: the test split's evaluation
+    measures those), ``*_n{labels}`` (mean over draws) and ``*_std`` below all."""
+    out: dict[str, float] = {}
+    for r in rows:
+        if sweep_only and r.labels_per_class == 0:
+            continue
+        suffix = "" if r.labels_per_class == 0 else f"_n{r.labels}"
+        for key, (mean, std) in (("linear_acc", r.linear), ("knn_acc", r.knn)):
+            out[f"{key}{suffix}"] = round(mean, 6)
+            if suffix:
+                out[f"{key}{suffix}_std"] = round(std, 6)
+    return out
+
+
+def draw_label_efficiency(results: dict[str, list[Any]], path: Any, title: str) -> None:
+    """Linear-probe and kNN accuracy against the number of labels (log axis), one line per encoder."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, (probe, label) in enumerate((("linear", "linear probe"), ("knn", "kNN (k = 20)"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for name, rows in results.items():
+            xs = [r.labels for r in rows]
+            ys = [getattr(r, probe)[0] for r in rows]
+            es = [getattr(r, probe)[1] for r in rows]
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel("train labels")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+# ------------------------------------------------------------------------------------------------ presets
+_SSL_MNIST = ContrastiveConfig(
+    epochs=100,
+    batch_size=256,
+    precision="auto",
+    channels_last=True,
+    eval_every=0,
+    optim=OptimizerConfig(name="adamw", lr=2e-3, weight_decay=1e-4),
+    schedule=ScheduleConfig(name="cosine", warmup=0.05),
+)
+register_preset(
+    "simclr_cnn.mnist",
+    ContrastiveObjective,
+    replace(_SSL_MNIST, model="simclr_cnn", method="simclr", temperature=0.2),
+    "SimCLR on MNIST 5k's 4,000 unlabelled train images: NT-Xent, two affine views, AdamW, cosine",
+)
+register_preset(
+    "moco_cnn.mnist",
+    ContrastiveObjective,
+    replace(_SSL_MNIST, model="moco_cnn", method="moco", temperature=0.2, momentum=0.99),
+    "MoCo v2 on MNIST 5k: momentum key encoder (m = 0.99), a 2,048-key queue, symmetric InfoNCE",
+)
+register_preset(
+    "byol_cnn.mnist",
+    ContrastiveObjective,
+    replace(_SSL_MNIST, model="byol_cnn", method="byol", momentum=0.99),
+    "BYOL on MNIST 5k: online predictor, target momentum 0.99 -> 1 (cosine), symmetric cosine loss",
+)

@@ -1,0 +1,55 @@
+"""Self-supervised encoders: the representation, the training heads, and the fine-tuning start."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import zoo
+from zoo.errors import ConfigError
+from zoo.factory import model_task, save_pretrained
+
+ARCHS = ["simclr_cnn", "moco_cnn", "byol_cnn"]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_eval_forward_is_the_representation_and_train_forward_adds_the_heads(arch):
+    model = zoo.create_model(arch)
+    x = torch.randn(4, 1, 28, 28)
+    out = model.train()(x)
+    assert set(out) == {"embedding", "projection"} | ({"prediction"} if arch == "byol_cnn" else set())
+    assert out["embedding"].shape == (4, model.num_features) == (4, 128)
+    assert out["projection"].shape == (4, 128)
+    model.eval()
+    torch.testing.assert_close(model(x), model.embed(x))
+    assert model_task(model) == "feature-extraction" and model.embed_dim == 128
+
+
+def test_predictor_only_where_built():
+    with pytest.raises(ConfigError, match="pred_hidden"):
+        zoo.create_model("simclr_cnn").predict(torch.randn(2, 128))
+    assert zoo.create_model("byol_cnn").predict(torch.randn(2, 128)).shape == (2, 128)
+
+
+def test_backbone_must_be_a_classifier():
+    with pytest.raises(ConfigError, match="linear layer"):
+        zoo.create_model("simclr_cnn", backbone="autoencoder")
+    model = zoo.create_model("simclr_cnn", backbone="resnet8_small")
+    assert model.eval()(torch.randn(2, 1, 28, 28)).shape == (2, 128)
+    assert model.first_conv == "backbone.conv1"
+
+
+def test_num_classes_makes_a_classifier_on_the_pretrained_encoder(tmp_path):
+    """The fine-tuning start: every encoder and head weight loads strictly; only the classifier is new."""
+    torch.manual_seed(0)
+    encoder = zoo.create_model("simclr_cnn").eval()
+    folder = save_pretrained(encoder, tmp_path / "w", weights={"input_size": [1, 28, 28]})
+    classifier = zoo.create_model(str(folder), num_classes=10).eval()
+    assert model_task(classifier) == "image-classification"
+    assert classifier.pretrained_weights.task == "image-classification"
+    x = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(classifier.embed(x), encoder.embed(x))
+    assert classifier(x).shape == (3, 10)
+    # Saved again, it is recorded as what it now is.
+    again = save_pretrained(classifier, tmp_path / "ft")
+    assert zoo.create_model(str(again)).pretrained_weights.task == "image-classification"

@@ -1,0 +1,67 @@
+"""The self-supervised recipe: queue and momentum mechanics, a smoke run per method, the probe protocol."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import zoo
+from recipes.contrastive import ContrastiveObjective, NegativeQueue
+from recipes.engine import resolve_config, train
+from zoo.errors import ConfigError
+
+FAST = ["progress=false", "tensorboard=false", "eval_limit=64", "batch_size=32"]
+
+
+def test_queue_is_first_in_first_out_and_wraps():
+    queue = NegativeQueue(5, 2)
+    first = torch.tensor([[1.0, 0.0], [0.0, 1.0], [3.0, 4.0]])
+    queue.push(first)
+    assert int(queue.pointer) == 3
+    torch.testing.assert_close(queue.keys[:3], torch.nn.functional.normalize(first, dim=1))
+    second = torch.tensor([[0.0, -2.0], [-1.0, 0.0], [0.6, 0.8]])
+    queue.push(second)  # fills slots 3, 4, then overwrites the oldest (slot 0)
+    assert int(queue.pointer) == 1
+    torch.testing.assert_close(queue.keys[[3, 4, 0]], torch.nn.functional.normalize(second, dim=1))
+    torch.testing.assert_close(queue.keys[1], torch.tensor([0.0, 1.0]))
+
+
+def test_byol_momentum_rises_to_one_and_moco_keeps_it():
+    byol = ContrastiveObjective(resolve_config("byol_cnn.mnist", [])[1])
+    assert byol.target_momentum(0.0) == pytest.approx(0.99)
+    assert byol.target_momentum(0.5) == pytest.approx(0.995)
+    assert byol.target_momentum(1.0) == pytest.approx(1.0)
+    moco = ContrastiveObjective(resolve_config("moco_cnn.mnist", [])[1])
+    assert moco.target_momentum(0.0) == moco.target_momentum(1.0) == 0.99
+
+
+def test_moco_step_fills_the_queue_and_moves_the_key_encoder(tmp_path):
+    run = tmp_path / "run"
+    result = train("moco_cnn.mnist", [*FAST, "max_steps=2", "queue_size=96"], out=run)
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert int(state["models"]["queue"]["pointer"]) == (2 * 2 * 32) % 96  # two views' keys per step
+    online, target = state["models"]["model"], state["models"]["target"]
+    moved = [k for k in online if online[k].is_floating_point() and not torch.equal(online[k], target[k])]
+    assert moved, "the key encoder should trail the query encoder, not equal it"
+    # The published weight is the query encoder (the target is training machinery).
+    model = zoo.create_model(str(result.weight_folder))
+    published = model.state_dict()
+    assert all(torch.equal(published[k], online[k]) for k in published)
+    # A smoke run's sweep: one label a class, one draw; the baselines were measured the same way.
+    meta = model.pretrained_weights
+    assert {"knn_acc", "linear_acc", "linear_acc_n10", "knn_acc_n10"} <= set(meta.metrics)
+    assert set(meta.baselines) == {
+        "raw pixels",
+        "random-init encoder",
+        "autoencoder latent",
+        "supervised CNN features",
+    }
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ConfigError, match="queue_size"):
+        resolve_config("moco_cnn.mnist", ["queue_size=8"])
+    with pytest.raises(ConfigError, match="method"):
+        resolve_config("moco_cnn.mnist", ["method=swav"])
+    with pytest.raises(ConfigError, match="predictor"):
+        train("simclr_cnn.mnist", ["method=byol", "max_steps=1", *FAST], out=None)

@@ -1,0 +1,135 @@
+"""Self-supervised image encoders: SimCLR, MoCo v2 and BYOL on any zoo classifier backbone.
+
+- SimCLR, `Chen et al. 2020 <https://arxiv.org/abs/2002.05709>`_: two augmented views, a projection head,
+  NT-Xent over the batch.
+- MoCo v2, `He et al. 2020 <https://arxiv.org/abs/1911.05722>`_ and `Chen et al. 2020
+  <https://arxiv.org/abs/2003.04297>`_: a momentum key encoder and a queue of negatives.
+- BYOL, `Grill et al. 2020 <https://arxiv.org/abs/2006.07733>`_: online and target networks, a predictor,
+  no negatives.
+
+The three share one network, `SelfSupervisedEncoder`: a registered classifier whose classifier layer is
+replaced by the identity (its pooled features are the representation), a projection head, and (BYOL) a
+predictor. The methods differ in their training process (`recipes/contrastive.py`: views, momentum target,
+queue, loss), not here. In eval mode ``forward`` returns the representation ``(N, D)`` -- what is
+evaluated by probes, exported and shipped; in train mode it also returns the heads' outputs, which serve
+training only. Built with ``num_classes=K`` the model gains a linear
+classifier on the representation and ``forward`` returns its logits: ``create_model("simclr_cnn.mnist",
+pretrained=True, num_classes=10)`` is the fine-tuning start (the weight holds no classifier, so only that
+layer is new).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.errors import ConfigError
+from zoo.layers import ProjectionHead
+from zoo.models.base import ZooModel
+from zoo.registry import register_model
+
+__all__ = ["SelfSupervisedEncoder"]
+
+
+class SelfSupervisedEncoder(ZooModel):
+    """A zoo classifier's feature extractor plus the heads a self-supervised objective trains it with.
+
+    ``backbone`` is a registered classifier (built with `backbone_args`, ``in_chans`` and ``img_size``);
+    its classifier layer becomes the identity, so ``backbone(x)`` is its pooled features. ``proj_*`` shape
+    the projection head; ``pred_hidden > 0`` adds BYOL's predictor (proj_dim -> pred_hidden -> proj_dim).
+    """
+
+    classifier = "head"
+
+    def __init__(
+        self,
+        backbone: str = "cnn",
+        backbone_args: dict[str, Any] | None = None,
+        num_classes: int = 0,
+        in_chans: int = 1,
+        img_size: int = 28,
+        proj_hidden: int = 512,
+        proj_dim: int = 128,
+        proj_layers: int = 2,
+        pred_hidden: int = 0,
+    ):
+        super().__init__()
+        from zoo.factory import create_model
+
+        encoder = create_model(backbone, in_chans=in_chans, img_size=img_size, **(backbone_args or {}))
+        path = getattr(encoder, "classifier", None)
+        last = encoder.get_submodule(path) if path else None
+        if not isinstance(last, nn.Linear):
+            raise ConfigError(
+                f"backbone '{backbone}' must be a classifier ending in a linear layer (its `classifier`), "
+                f"got {type(last).__name__ if last is not None else 'none'}; pick one of "
+                "zoo.list_models(task='image-classification')"
+            )
+        encoder.set_submodule(path, nn.Identity())
+        self.backbone = encoder
+        self.num_features = last.in_features
+        self.first_conv = f"backbone.{encoder.first_conv}" if encoder.first_conv else None
+        self.input_size = (in_chans, img_size, img_size)
+        self.projector = ProjectionHead(self.num_features, proj_hidden, proj_dim, proj_layers)
+        self.predictor = ProjectionHead(proj_dim, pred_hidden, proj_dim) if pred_hidden else None
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes else None
+        self.embed_dim = self.num_features
+        if num_classes:
+            self.task = "image-classification"
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation ``(N, num_features)``: the backbone's pooled features."""
+        return self.backbone(x)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """The projection head on `embed`'s output (where the training loss is applied)."""
+        return self.projector(features)
+
+    def predict(self, projection: torch.Tensor) -> torch.Tensor:
+        """BYOL's predictor on the online branch's projection."""
+        if self.predictor is None:
+            raise ConfigError("this encoder has no predictor: build it with pred_hidden > 0 (BYOL)")
+        return self.predictor(projection)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The representation ``(N, num_features)`` (the logits with a classifier); in train mode without a
+        classifier, what a self-supervised objective trains: ``{"embedding", "projection"}`` and, with a
+        predictor, ``"prediction"`` -- one forward, so a DDP-wrapped encoder trains as any model does."""
+        features = self.embed(x)
+        if self.head is not None:
+            return self.head(features)
+        if not self.training:
+            return features
+        out = {"embedding": features, "projection": self.project(features)}
+        if self.predictor is not None:
+            out["prediction"] = self.predictor(out["projection"])
+        return out
+
+
+def _create(defaults: dict[str, Any], kwargs: dict[str, Any]) -> SelfSupervisedEncoder:
+    return SelfSupervisedEncoder(**{**defaults, **kwargs})
+
+
+# The supervised `cnn` (32-64-128, 128-d features), so the probes compare methods on one architecture.
+_MNIST_CNN = {"backbone": "cnn"}
+
+
+@register_model(task="feature-extraction")
+def simclr_cnn(**kwargs: Any) -> SelfSupervisedEncoder:
+    """SimCLR encoder: the plain `cnn` (32-64-128, 128-d features) with a 2-layer projection head to 128-d."""
+    return _create(_MNIST_CNN, kwargs)
+
+
+@register_model(task="feature-extraction")
+def moco_cnn(**kwargs: Any) -> SelfSupervisedEncoder:
+    """MoCo v2 encoder: the SimCLR network; the key encoder is its momentum copy, made by the recipe."""
+    return _create(_MNIST_CNN, kwargs)
+
+
+@register_model(task="feature-extraction")
+def byol_cnn(**kwargs: Any) -> SelfSupervisedEncoder:
+    """BYOL encoder: the SimCLR network plus a 2-layer predictor (128 -> 512 -> 128) on the online branch."""
+    return _create({**_MNIST_CNN, "pred_hidden": 512}, kwargs)
