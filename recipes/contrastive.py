@@ -1,4 +1,4 @@
-"""Self-supervised representation learning without labels: SimCLR, MoCo v2 and BYOL.
+"""Self-supervised representation learning without labels: SimCLR, MoCo v2, BYOL and rotation prediction.
 
 Every method sees two augmented views of each unlabelled train image (the labels of MNIST 5k's 4,000 train
 images are never read while training) and trains `zoo.models.self_supervised.SelfSupervisedEncoder`:
@@ -9,7 +9,9 @@ images are never read while training) and trains `zoo.models.self_supervised.Sel
   keys as negatives (`NegativeQueue`, checkpointed with the run), symmetrised over the two views;
 - ``byol``: the online network's predictor regresses the target network's projection of the other view
   (`zoo.losses.negative_cosine_similarity`), the target's momentum rising from `momentum` to 1 on a
-  cosine over the run, as in the paper.
+  cosine over the run, as in the paper;
+- ``rotation`` (Gidaris et al. 2018), the simpler pretext baseline: each image's view is shown at 0, 90,
+  180 and 270 degrees and the projection head, with 4 outputs, classifies which (cross-entropy).
 
 Views are made by `recipes.augment.BatchAugment`: per-sample random affine maps (rotation, shear, scale and
 translation: the crop-and-resize of natural images becomes a zoom and shift of a centred digit) and
@@ -52,6 +54,7 @@ from zoo.losses import (
     MOCO_PAPER,
     MOCO_V2_PAPER,
     SIMCLR_PAPER,
+    cross_entropy,
     info_nce_loss,
     negative_cosine_similarity,
     nt_xent_loss,
@@ -59,8 +62,15 @@ from zoo.losses import (
 
 __all__ = ["ContrastiveConfig", "ContrastiveObjective", "NegativeQueue"]
 
-METHODS = ("simclr", "moco", "byol")
-PAPERS = {"simclr": [SIMCLR_PAPER], "moco": [MOCO_PAPER, MOCO_V2_PAPER], "byol": [BYOL_PAPER]}
+METHODS = ("simclr", "moco", "byol", "rotation")
+ROTATION_PAPER = "https://arxiv.org/abs/1803.07728"  # Gidaris et al. 2018, predicting image rotations
+PAPERS = {
+    "simclr": [SIMCLR_PAPER],
+    "moco": [MOCO_PAPER, MOCO_V2_PAPER],
+    "byol": [BYOL_PAPER],
+    "rotation": [ROTATION_PAPER],
+}
+ROTATIONS = 4  # quarter turns
 
 
 @dataclass
@@ -68,7 +78,7 @@ class ContrastiveConfig(ObjectiveConfig):
     # model_args, data_root, download and val_per_class: see ObjectiveConfig
     model: str = "simclr_cnn"  # a registered SelfSupervisedEncoder builder
     dataset: Literal["mnist_5k"] = "mnist_5k"  # its train labels are read only by the probes
-    method: Literal["simclr", "moco", "byol"] = "simclr"
+    method: Literal["simclr", "moco", "byol", "rotation"] = "simclr"
     temperature: float = 0.2  # of the softmax over similarities (simclr, moco)
     queue_size: int = 2048  # moco's negatives: more than a batch, fewer than the 4,000 train images so a
     # queue rarely holds a stale key of the query's own image
@@ -139,6 +149,11 @@ class ContrastiveObjective(Objective):
             raise ConfigError(
                 f"'{c.model}' is not a self-supervised encoder (no projection head); see zoo list '*_cnn'"
             )
+        if c.method == "rotation" and model.projector.out_dim != ROTATIONS:
+            raise ConfigError(
+                f"method 'rotation' classifies {ROTATIONS} rotations with the projection head: build "
+                f"'{c.model}' with model_args.proj_dim={ROTATIONS} (as rotnet_cnn is)"
+            )
         if c.method == "byol" and model.predictor is None:
             raise ConfigError(
                 f"method 'byol' needs a predictor: build '{c.model}' with model_args.pred_hidden > 0"
@@ -170,9 +185,21 @@ class ContrastiveObjective(Objective):
             return 1 - (1 - m) * (math.cos(math.pi * progress) + 1) / 2
         return m
 
+    def _rotation_step(self, ctx: Context, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        view, _ = self._views(ctx, images)
+        rotated = torch.cat([torch.rot90(view, r, dims=(2, 3)) for r in range(ROTATIONS)])
+        target = torch.arange(ROTATIONS, device=rotated.device).repeat_interleave(len(view))
+        with ctx.autocast():
+            logits = ctx.models["model"](rotated)["projection"]
+        loss = cross_entropy(logits, target)
+        ctx.optimize(loss)
+        return {"loss": loss.detach(), "rotation_acc": (logits.detach().argmax(1) == target).float().mean()}
+
     def train_step(self, ctx: Context, batch: Any) -> dict[str, torch.Tensor]:
         c = self.config
         images, _ = batch  # the labels are never used for training
+        if c.method == "rotation":
+            return self._rotation_step(ctx, images)
         v1, v2 = self._views(ctx, images)
         # A train-mode forward returns the projections (and BYOL's predictions) beside the embedding.
         model = ctx.models["model"]
@@ -365,4 +392,10 @@ register_preset(
     ContrastiveObjective,
     replace(_SSL_MNIST, model="byol_cnn", method="byol", momentum=0.99),
     "BYOL on MNIST 5k: online predictor, target momentum 0.99 -> 1 (cosine), symmetric cosine loss",
+)
+register_preset(
+    "rotnet_cnn.mnist",
+    ContrastiveObjective,
+    replace(_SSL_MNIST, model="rotnet_cnn", method="rotation", epochs=50),
+    "rotation prediction (Gidaris 2018) on MNIST 5k: which of 4 quarter turns, the simpler pretext baseline",
 )

@@ -1,6 +1,7 @@
 """The README's tables, generated from the hub folders' config.json (never typed).
 
-.venv/bin/python -m recipes.report            # every in-tree weight, then the instance-segmentation comparison
+.venv/bin/python -m recipes.report            # every in-tree weight, the instance-segmentation comparison and
+                                              # the self-supervised label-efficiency table
 
 `weights_table`: one row per published weight. `instance_comparison_table`: the proposal-based (Mask R-CNN) and
 proposal-free instance models side by side on the same test scenes, on all of them and on those whose digits
@@ -114,7 +115,78 @@ def instance_comparison_table(hub: Path = IN_TREE_HUB) -> str:
     return _markdown(rows)
 
 
+# Label budgets of the self-supervised comparison, as (column title, metric suffix): 1, 10 and 100 labels
+# per class on MNIST 5k, then all 4,000.
+LABEL_COLUMNS = (("10", "_n10"), ("100", "_n100"), ("1,000", "_n1000"), ("4,000 (all)", ""))
+
+
+def _feature_weights(hub: Path) -> list[dict[str, Any]]:
+    return [
+        c["weights"] for c in _published(hub) if get_task(c["weights"]["task"]).name == "feature-extraction"
+    ]
+
+
+def label_efficiency_table(hub: Path = IN_TREE_HUB) -> str:
+    """Linear-probe and kNN test accuracy by number of train labels for every published self-supervised
+    encoder, then each baseline their cards record on the same draws (mean ± spread over 3 draws)."""
+
+    def cell(metrics: dict[str, float], key: str, suffix: str) -> str:
+        if f"{key}{suffix}" not in metrics:
+            return "-"
+        spread = metrics.get(f"{key}{suffix}_std")
+        return f"{metrics[f'{key}{suffix}']:.1%}" + (f" ± {spread:.1%}" if spread else "")
+
+    encoders: dict[str, dict[str, float]] = {}
+    for w in _feature_weights(hub):
+        encoders[f"`{w['arch']}.{w['tag']}`"] = w.get("metrics") or {}
+        for name, values in (w.get("baselines") or {}).items():
+            encoders.setdefault(f"baseline: {name}", values)
+    if not encoders:
+        return "(no published self-supervised weights)"
+    rows = []
+    for name, metrics in encoders.items():
+        for key, probe in (("linear_acc", "linear probe"), ("knn_acc", "kNN, k = 20")):
+            row = {"encoder": name, "probe": probe}
+            row.update({f"{title} labels": cell(metrics, key, suffix) for title, suffix in LABEL_COLUMNS})
+            rows.append(row)
+    return _markdown(rows)
+
+
+def label_efficiency_figure(path: Path, hub: Path = IN_TREE_HUB) -> None:
+    """`label_efficiency_table` as one figure: accuracy against labels (log axis), a line per encoder."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    labels = {"_n10": 10, "_n100": 100, "_n1000": 1000, "": 4000}
+    encoders: dict[str, dict[str, float]] = {}
+    for w in _feature_weights(hub):
+        encoders[f"{w['arch']}.{w['tag']}"] = w.get("metrics") or {}
+        for name, values in (w.get("baselines") or {}).items():
+            encoders.setdefault(name, values)
+    fig = Figure(figsize=(11, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, (key, title) in enumerate((("linear_acc", "linear probe"), ("knn_acc", "kNN (k = 20)"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for name, m in encoders.items():
+            points = [
+                (n, m[key + s], m.get(key + s + "_std", 0.0)) for s, n in labels.items() if key + s in m
+            ]
+            if points:
+                xs, ys, es = zip(*points)
+                style = "-" if "." in name else "--"  # published weights solid, baselines dashed
+                ax.errorbar(xs, ys, yerr=es, fmt="o" + style, capsize=3, label=name)
+        ax.set_xscale("log")
+        ax.set(xlabel="train labels (MNIST 5k)", ylabel="test accuracy (1,000 images)", title=title)
+        ax.grid(alpha=0.3)
+        if i == 1:
+            ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
 if __name__ == "__main__":
     print(weights_table())
     print()
     print(instance_comparison_table())
+    print()
+    print(label_efficiency_table())

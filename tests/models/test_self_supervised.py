@@ -9,7 +9,7 @@ import zoo
 from zoo.errors import ConfigError
 from zoo.factory import model_task, save_pretrained
 
-ARCHS = ["simclr_cnn", "moco_cnn", "byol_cnn"]
+ARCHS = ["simclr_cnn", "moco_cnn", "byol_cnn", "rotnet_cnn"]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -19,7 +19,7 @@ def test_eval_forward_is_the_representation_and_train_forward_adds_the_heads(arc
     out = model.train()(x)
     assert set(out) == {"embedding", "projection"} | ({"prediction"} if arch == "byol_cnn" else set())
     assert out["embedding"].shape == (4, model.num_features) == (4, 128)
-    assert out["projection"].shape == (4, 128)
+    assert out["projection"].shape == (4, 4 if arch == "rotnet_cnn" else 128)  # rotnet: 4 quarter turns
     model.eval()
     torch.testing.assert_close(model(x), model.embed(x))
     assert model_task(model) == "feature-extraction" and model.embed_dim == 128

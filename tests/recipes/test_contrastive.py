@@ -65,3 +65,17 @@ def test_bad_config_is_refused():
         resolve_config("moco_cnn.mnist", ["method=swav"])
     with pytest.raises(ConfigError, match="predictor"):
         train("simclr_cnn.mnist", ["method=byol", "max_steps=1", *FAST], out=None)
+    with pytest.raises(ConfigError, match="proj_dim=4"):
+        train("simclr_cnn.mnist", ["method=rotation", "max_steps=1", *FAST], out=None)
+
+
+def test_rotation_pretext_learns_quarter_turns(tmp_path):
+    """A few steps on one batch of digits: the 4-way rotation classifier is far above chance (25%)."""
+    overrides = [*FAST, "max_steps=30", "optim.lr=3e-3", "degrees=0", "shear=0", "scale=[1.0,1.0]"]
+    result = train("rotnet_cnn.mnist", overrides, out=tmp_path / "run")
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    acc = [float(r["value"]) for r in rows if r["metric"] == "rotation_acc"]
+    assert acc[-1] > 0.5, acc  # twice chance
+    assert result.weight_folder is not None

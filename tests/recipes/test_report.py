@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from recipes.report import INSTANCE_COLUMNS, instance_comparison_table, weights_table
+from recipes.report import (
+    INSTANCE_COLUMNS,
+    instance_comparison_table,
+    label_efficiency_figure,
+    label_efficiency_table,
+    weights_table,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -14,6 +20,7 @@ def test_readme_holds_the_generated_tables():
     readme = README.read_text()
     assert weights_table() in readme, "README's weights table is stale: paste `python -m recipes.report`"
     assert instance_comparison_table() in readme, "README's instance comparison is stale: see recipes.report"
+    assert label_efficiency_table() in readme, "README's label-efficiency table is stale: see recipes.report"
 
 
 def _card(folder: Path, arch: str, metrics: dict, baselines: dict | None = None) -> None:
@@ -50,3 +57,27 @@ def test_instance_comparison_puts_both_families_and_the_baseline_side_by_side(tm
     assert "proposal-free" in unet[1] and "Mask R-CNN" in mask[1] and base[1] == "otsu"
     assert mask[at["mask AP50"]] == "0.900" and base[at["mask AP"]] == "0.470"
     assert "1 thread of 2 CPU cores" in mask[-1]
+
+
+def test_label_efficiency_table_and_figure_come_from_the_cards(tmp_path):
+    raw = {"linear_acc_n100": 0.7, "linear_acc_n100_std": 0.02, "linear_acc": 0.886, "knn_acc": 0.931}
+    weights = {
+        "arch": "simclr_cnn",
+        "tag": "mnist",
+        "task": "feature-extraction",
+        "metrics": {
+            "linear_acc": 0.98,
+            "knn_acc": 0.975,
+            "linear_acc_n100": 0.95,
+            "linear_acc_n100_std": 0.01,
+        },
+        "baselines": {"raw pixels": raw},
+    }
+    (tmp_path / "simclr_cnn.mnist").mkdir()
+    (tmp_path / "simclr_cnn.mnist" / "config.json").write_text(json.dumps({"weights": weights}))
+    lines = label_efficiency_table(tmp_path).splitlines()
+    assert len(lines) == 2 + 4  # header, rule, (weight, baseline) x (linear, kNN)
+    assert lines[2] == "| `simclr_cnn.mnist` | linear probe | - | 95.0% ± 1.0% | - | 98.0% |"
+    assert lines[4].startswith("| baseline: raw pixels | linear probe | - | 70.0% ± 2.0% |")
+    label_efficiency_figure(tmp_path / "fig.png", tmp_path)
+    assert (tmp_path / "fig.png").stat().st_size > 10_000

@@ -1,4 +1,4 @@
-"""Self-supervised image encoders: SimCLR, MoCo v2 and BYOL on any zoo classifier backbone.
+"""Self-supervised image encoders: SimCLR, MoCo v2, BYOL and rotation prediction on any zoo classifier backbone.
 
 - SimCLR, `Chen et al. 2020 <https://arxiv.org/abs/2002.05709>`_: two augmented views, a projection head,
   NT-Xent over the batch.
@@ -6,6 +6,8 @@
   <https://arxiv.org/abs/2003.04297>`_: a momentum key encoder and a queue of negatives.
 - BYOL, `Grill et al. 2020 <https://arxiv.org/abs/2006.07733>`_: online and target networks, a predictor,
   no negatives.
+- Rotation prediction, `Gidaris et al. 2018 <https://arxiv.org/abs/1803.07728>`_: a 4-way classifier of
+  quarter turns as the pretext task (the head is the projection head with 4 outputs).
 
 The three share one network, `SelfSupervisedEncoder`: a registered classifier whose classifier layer is
 replaced by the identity (its pooled features are the representation), a projection head, and (BYOL) a
@@ -133,3 +135,10 @@ def moco_cnn(**kwargs: Any) -> SelfSupervisedEncoder:
 def byol_cnn(**kwargs: Any) -> SelfSupervisedEncoder:
     """BYOL encoder: the SimCLR network plus a 2-layer predictor (128 -> 512 -> 128) on the online branch."""
     return _create({**_MNIST_CNN, "pred_hidden": 512}, kwargs)
+
+
+@register_model(task="feature-extraction")
+def rotnet_cnn(**kwargs: Any) -> SelfSupervisedEncoder:
+    """Rotation-prediction encoder (Gidaris et al. 2018): the SimCLR network whose head, with 4 outputs, tells
+    which quarter turn an image was given (a pretext baseline for the contrastive methods)."""
+    return _create({**_MNIST_CNN, "proj_dim": 4}, kwargs)
