@@ -1,4 +1,4 @@
-"""Self-supervised representation learning without labels: SimCLR, MoCo v2, BYOL and rotation prediction.
+"""Self-supervised representation learning without labels: SimCLR, MoCo v2, BYOL, CPC and rotation prediction.
 
 Every method sees two augmented views of each unlabelled train image (the labels of MNIST 5k's 4,000 train
 images are never read while training) and trains `zoo.models.self_supervised.SelfSupervisedEncoder`:
@@ -10,6 +10,8 @@ images are never read while training) and trains `zoo.models.self_supervised.Sel
 - ``byol``: the online network's predictor regresses the target network's projection of the other view
   (`zoo.losses.negative_cosine_similarity`), the target's momentum rising from `momentum` to 1 on a
   cosine over the run, as in the paper;
+- ``cpc`` (van den Oord et al. 2018): `zoo.models.self_supervised.CPCEncoder` predicts the patch embeddings
+  1 .. steps rows below from the context above (`zoo.losses.patch_info_nce_loss`, one view per image);
 - ``rotation`` (Gidaris et al. 2018), the simpler pretext baseline: each image's view is shown at 0, 90,
   180 and 270 degrees and the projection head, with 4 outputs, classifies which (cross-entropy).
 
@@ -51,6 +53,7 @@ from zoo.data import load_dataset
 from zoo.errors import ConfigError
 from zoo.losses import (
     BYOL_PAPER,
+    CPC_PAPER,
     MOCO_PAPER,
     MOCO_V2_PAPER,
     SIMCLR_PAPER,
@@ -58,16 +61,18 @@ from zoo.losses import (
     info_nce_loss,
     negative_cosine_similarity,
     nt_xent_loss,
+    patch_info_nce_loss,
 )
 
 __all__ = ["ContrastiveConfig", "ContrastiveObjective", "NegativeQueue"]
 
-METHODS = ("simclr", "moco", "byol", "rotation")
+METHODS = ("simclr", "moco", "byol", "cpc", "rotation")
 ROTATION_PAPER = "https://arxiv.org/abs/1803.07728"  # Gidaris et al. 2018, predicting image rotations
 PAPERS = {
     "simclr": [SIMCLR_PAPER],
     "moco": [MOCO_PAPER, MOCO_V2_PAPER],
     "byol": [BYOL_PAPER],
+    "cpc": [CPC_PAPER],
     "rotation": [ROTATION_PAPER],
 }
 ROTATIONS = 4  # quarter turns
@@ -78,7 +83,7 @@ class ContrastiveConfig(ObjectiveConfig):
     # model_args, data_root, download and val_per_class: see ObjectiveConfig
     model: str = "simclr_cnn"  # a registered SelfSupervisedEncoder builder
     dataset: Literal["mnist_5k"] = "mnist_5k"  # its train labels are read only by the probes
-    method: Literal["simclr", "moco", "byol", "rotation"] = "simclr"
+    method: Literal["simclr", "moco", "byol", "cpc", "rotation"] = "simclr"
     temperature: float = 0.2  # of the softmax over similarities (simclr, moco)
     queue_size: int = 2048  # moco's negatives: more than a batch, fewer than the 4,000 train images so a
     # queue rarely holds a stale key of the query's own image
@@ -145,7 +150,9 @@ class ContrastiveObjective(Objective):
         c = self.config
         channels, height, _ = data.info["input_size"]
         model = create_model(c.model, in_chans=channels, img_size=height, **c.model_args)
-        if not hasattr(model, "project"):
+        if c.method == "cpc" and not hasattr(model, "predictions"):
+            raise ConfigError(f"method 'cpc' trains a CPCEncoder (cpc_cnn), not '{c.model}'")
+        if c.method != "cpc" and not hasattr(model, "project"):
             raise ConfigError(
                 f"'{c.model}' is not a self-supervised encoder (no projection head); see zoo list '*_cnn'"
             )
@@ -172,10 +179,13 @@ class ContrastiveObjective(Objective):
 
         return {"knn": KNNAccuracy(k=20), "linear_probe": LinearProbeAccuracy()}
 
-    def _views(self, ctx: Context, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _view(self, ctx: Context, images: torch.Tensor) -> torch.Tensor:
+        """One augmented, normalised view of a uint8 batch."""
         x = ctx.to_device(images).float().div_(255)
-        mean, std = self.splits.mean, self.splits.std
-        return tuple(normalise(self.augment(x, ctx.generator), mean, std) for _ in range(2))  # type: ignore[return-value]
+        return normalise(self.augment(x, ctx.generator), self.splits.mean, self.splits.std)
+
+    def _views(self, ctx: Context, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._view(ctx, images), self._view(ctx, images)
 
     def target_momentum(self, progress: float) -> float:
         """The target (key) encoder's momentum at `progress` (0 .. 1) of the run: fixed for MoCo; for BYOL
@@ -185,8 +195,23 @@ class ContrastiveObjective(Objective):
             return 1 - (1 - m) * (math.cos(math.pi * progress) + 1) / 2
         return m
 
+    def _cpc_step(self, ctx: Context, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        view = self._view(ctx, images)
+        with ctx.autocast():
+            out = ctx.models["model"](view)
+        z, predictions = out["patches"], out["predictions"]
+        grid, steps = z.shape[1], predictions.shape[3]
+        # Row t's prediction k rows ahead against row t + k's embeddings, every column, k = 1 .. steps.
+        per_step = [
+            patch_info_nce_loss(predictions[:, : grid - k, :, k - 1].flatten(1, 2), z[:, k:].flatten(1, 2))
+            for k in range(1, steps + 1)
+        ]
+        loss = torch.stack(per_step).mean()
+        ctx.optimize(loss)
+        return {"loss": loss.detach(), **{f"loss_k{k + 1}": v.detach() for k, v in enumerate(per_step)}}
+
     def _rotation_step(self, ctx: Context, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        view, _ = self._views(ctx, images)
+        view = self._view(ctx, images)
         rotated = torch.cat([torch.rot90(view, r, dims=(2, 3)) for r in range(ROTATIONS)])
         target = torch.arange(ROTATIONS, device=rotated.device).repeat_interleave(len(view))
         with ctx.autocast():
@@ -200,6 +225,8 @@ class ContrastiveObjective(Objective):
         images, _ = batch  # the labels are never used for training
         if c.method == "rotation":
             return self._rotation_step(ctx, images)
+        if c.method == "cpc":
+            return self._cpc_step(ctx, images)
         v1, v2 = self._views(ctx, images)
         # A train-mode forward returns the projections (and BYOL's predictions) beside the embedding.
         model = ctx.models["model"]
@@ -398,4 +425,20 @@ register_preset(
     ContrastiveObjective,
     replace(_SSL_MNIST, model="rotnet_cnn", method="rotation", epochs=50),
     "rotation prediction (Gidaris 2018) on MNIST 5k: which of 4 quarter turns, the simpler pretext baseline",
+)
+register_preset(
+    "cpc_cnn.mnist",
+    ContrastiveObjective,
+    # Milder views: CPC's task is already hard (predict unseen patches) and one view per image is seen.
+    replace(
+        _SSL_MNIST,
+        model="cpc_cnn",
+        method="cpc",
+        epochs=40,  # each step encodes 36 patches an image: 40 epochs cost SimCLR's 100
+        degrees=10.0,
+        translate=0.08,
+        scale=(0.9, 1.1),
+        shear=5.0,
+    ),
+    "CPC on MNIST 5k: 6x6 grid of 8 px patches, a GRU context down the columns, InfoNCE 1 and 2 rows ahead",
 )

@@ -1,7 +1,8 @@
 """The README's tables, generated from the hub folders' config.json (never typed).
 
 .venv/bin/python -m recipes.report            # every in-tree weight, the instance-segmentation comparison and
-                                              # the self-supervised label-efficiency table
+                                              # the self-supervised label-efficiency table (and its figure,
+                                              # docs/label_efficiency.png)
 
 `weights_table`: one row per published weight. `instance_comparison_table`: the proposal-based (Mask R-CNN) and
 proposal-free instance models side by side on the same test scenes, on all of them and on those whose digits
@@ -190,3 +191,7 @@ if __name__ == "__main__":
     print(instance_comparison_table())
     print()
     print(label_efficiency_table())
+    if _feature_weights(IN_TREE_HUB):
+        figure = Path(__file__).resolve().parents[1] / "docs" / "label_efficiency.png"
+        figure.parent.mkdir(exist_ok=True)
+        label_efficiency_figure(figure)

@@ -79,3 +79,20 @@ def test_projection_head_shape() -> None:
     assert sum(isinstance(m, nn.BatchNorm1d) for m in head) == 3
     with pytest.raises(ValueError, match="at least one layer"):
         ProjectionHead(4, 4, 4, layers=0)
+
+
+def test_patch_info_nce_is_a_cross_entropy_per_position_and_not_satisfied_by_zeros() -> None:
+    from zoo.losses import patch_info_nce_loss
+
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(6, 5, 4, generator=g), torch.randn(6, 5, 4, generator=g)
+    by_position = [
+        nn.functional.cross_entropy(pred[:, p] @ target[:, p].T, torch.arange(6)) for p in range(5)
+    ]
+    torch.testing.assert_close(patch_info_nce_loss(pred, target), torch.stack(by_position).mean())
+    zeros = torch.zeros(6, 5, 4)
+    torch.testing.assert_close(patch_info_nce_loss(zeros, zeros), torch.tensor(6.0).log())
+    distinct = 10 * torch.eye(8)[:6, None, :].expand(6, 5, 8)  # every image's target its own direction
+    assert patch_info_nce_loss(distinct, distinct) < 1e-3  # predicted exactly: near zero
+    with pytest.raises(ValueError, match=r"\(N, P, D\)"):
+        patch_info_nce_loss(pred, target[:, :3])

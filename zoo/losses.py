@@ -14,7 +14,7 @@ differences the gradient is made of.
 - adversarial (GANs): `discriminator_loss` and `generator_loss` (non-saturating or Wasserstein) and the
   WGAN-GP `gradient_penalty`;
 - self-supervised: SimCLR's `nt_xent_loss`, `info_nce_loss` against a queue of negatives (MoCo), BYOL's
-  `negative_cosine_similarity`.
+  `negative_cosine_similarity`, CPC's `patch_info_nce_loss`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ __all__ = [
     "info_nce_loss",
     "negative_cosine_similarity",
     "nt_xent_loss",
+    "patch_info_nce_loss",
     "reconstruction_loss",
     "restoration_loss",
     "segmentation_loss",
@@ -405,3 +406,20 @@ def negative_cosine_similarity(prediction: torch.Tensor, target: torch.Tensor) -
     """BYOL's regression loss, ``-cos(p, z)`` averaged over the batch, in float32 (Grill et al. 2020 write
     it ``2 - 2 cos``: the same gradient). The target is detached: "stop-gradient" on the target branch."""
     return -F.cosine_similarity(prediction.float(), target.detach().float(), dim=1).mean()
+
+
+def patch_info_nce_loss(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """CPC's InfoNCE (van den Oord et al. 2018, eq. 4), in float32: at each of P positions, the prediction
+    for image i ``(N, P, D)`` must score its own target ``(N, P, D)`` above the same position's targets in the
+    batch's other images, with the bilinear score ``exp(z^T W c)`` (the predictions are already ``W c``).
+    Mean over images and positions. An all-zero encoding scores every candidate alike: the loss stays at
+    log N, never at the 0 that a mean-squared prediction error would give it."""
+    if predictions.shape != targets.shape or predictions.ndim != 3:
+        raise ValueError(
+            f"patch_info_nce_loss takes predictions and targets (N, P, D) of one shape, got "
+            f"{tuple(predictions.shape)}, {tuple(targets.shape)}"
+        )
+    n, p, _ = predictions.shape
+    logits = torch.einsum("npd,mpd->pnm", predictions.float(), targets.float())  # (P, N, N)
+    labels = torch.arange(n, device=logits.device).repeat(p)
+    return F.cross_entropy(logits.reshape(p * n, n), labels)

@@ -53,3 +53,19 @@ def test_num_classes_makes_a_classifier_on_the_pretrained_encoder(tmp_path):
     # Saved again, it is recorded as what it now is.
     again = save_pretrained(classifier, tmp_path / "ft")
     assert zoo.create_model(str(again)).pretrained_weights.task == "image-classification"
+
+
+def test_cpc_context_sees_only_rows_above():
+    """Changing the bottom rows of patches never changes a prediction made from the rows above them."""
+    model = zoo.create_model("cpc_cnn").train()
+    z = torch.randn(2, 6, 6, 128)
+    changed = z.clone()
+    changed[:, 4:] += 1.0  # rows 4 and 5
+    before, after = model.predictions(z), model.predictions(changed)
+    torch.testing.assert_close(before[:, :4], after[:, :4])
+    assert not torch.allclose(before[:, 4:], after[:, 4:])
+    out = model(torch.randn(2, 1, 28, 28))
+    assert out["patches"].shape == (2, 6, 6, 128) and out["predictions"].shape == (2, 6, 6, 2, 128)
+    torch.testing.assert_close(out["embedding"], out["patches"].mean((1, 2)))
+    with pytest.raises(ConfigError, match="rows ahead"):
+        zoo.create_model("cpc_cnn", steps=6)

@@ -6,6 +6,8 @@
   <https://arxiv.org/abs/2003.04297>`_: a momentum key encoder and a queue of negatives.
 - BYOL, `Grill et al. 2020 <https://arxiv.org/abs/2006.07733>`_: online and target networks, a predictor,
   no negatives.
+- CPC, `van den Oord et al. 2018 <https://arxiv.org/abs/1807.03748>`_: predict the embeddings of patches
+  further down the image from an autoregressive context (`CPCEncoder`).
 - Rotation prediction, `Gidaris et al. 2018 <https://arxiv.org/abs/1803.07728>`_: a 4-way classifier of
   quarter turns as the pretext task (the head is the projection head with 4 outputs).
 
@@ -32,7 +34,27 @@ from zoo.layers import ProjectionHead
 from zoo.models.base import ZooModel
 from zoo.registry import register_model
 
-__all__ = ["SelfSupervisedEncoder"]
+__all__ = ["CPCEncoder", "SelfSupervisedEncoder", "feature_backbone"]
+
+
+def feature_backbone(
+    backbone: str, backbone_args: dict[str, Any] | None, in_chans: int, img_size: int
+) -> tuple[nn.Module, int]:
+    """A registered classifier with its classifier layer made the identity (its forward then returns the
+    pooled features), and the number of those features."""
+    from zoo.factory import create_model
+
+    encoder = create_model(backbone, in_chans=in_chans, img_size=img_size, **(backbone_args or {}))
+    path = getattr(encoder, "classifier", None)
+    last = encoder.get_submodule(path) if path else None
+    if not isinstance(last, nn.Linear):
+        raise ConfigError(
+            f"backbone '{backbone}' must be a classifier ending in a linear layer (its `classifier`), "
+            f"got {type(last).__name__ if last is not None else 'none'}; pick one of "
+            "zoo.list_models(task='image-classification')"
+        )
+    encoder.set_submodule(path, nn.Identity())
+    return encoder, last.in_features
 
 
 class SelfSupervisedEncoder(ZooModel):
@@ -58,21 +80,8 @@ class SelfSupervisedEncoder(ZooModel):
         pred_hidden: int = 0,
     ):
         super().__init__()
-        from zoo.factory import create_model
-
-        encoder = create_model(backbone, in_chans=in_chans, img_size=img_size, **(backbone_args or {}))
-        path = getattr(encoder, "classifier", None)
-        last = encoder.get_submodule(path) if path else None
-        if not isinstance(last, nn.Linear):
-            raise ConfigError(
-                f"backbone '{backbone}' must be a classifier ending in a linear layer (its `classifier`), "
-                f"got {type(last).__name__ if last is not None else 'none'}; pick one of "
-                "zoo.list_models(task='image-classification')"
-            )
-        encoder.set_submodule(path, nn.Identity())
-        self.backbone = encoder
-        self.num_features = last.in_features
-        self.first_conv = f"backbone.{encoder.first_conv}" if encoder.first_conv else None
+        self.backbone, self.num_features = feature_backbone(backbone, backbone_args, in_chans, img_size)
+        self.first_conv = f"backbone.{self.backbone.first_conv}" if self.backbone.first_conv else None
         self.input_size = (in_chans, img_size, img_size)
         self.projector = ProjectionHead(self.num_features, proj_hidden, proj_dim, proj_layers)
         self.predictor = ProjectionHead(proj_dim, pred_hidden, proj_dim) if pred_hidden else None
@@ -111,6 +120,88 @@ class SelfSupervisedEncoder(ZooModel):
         return out
 
 
+class CPCEncoder(ZooModel):
+    """Contrastive predictive coding on images (van den Oord et al. 2018, section 3.2): the image is cut into
+    a grid of overlapping patches, each encoded alone by the backbone into z; a GRU runs down each column of
+    the grid, so the context c_t at row t has seen rows <= t only; linear maps W_k predict the patches k
+    rows below, ``z_{t+k} ~ W_k c_t`` (k = 1 .. `steps`), scored by InfoNCE against the same position in the
+    batch's other images (`zoo.losses.patch_info_nce_loss`).
+
+    The representation (eval ``forward``, ``embed``) is the mean of the patch embeddings z over the grid,
+    ``(N, num_features)``; train ``forward`` adds ``"patches"`` ``(N, G, G, D)`` and ``"predictions"``
+    ``(N, G, G, steps, D)`` (row t's prediction of row t + k). ``num_classes=K`` puts a linear classifier
+    on the representation, as `SelfSupervisedEncoder` does.
+    """
+
+    classifier = "head"
+    dynamic_size = False  # the grid of patches is fixed by img_size
+
+    def __init__(
+        self,
+        backbone: str = "cnn",
+        backbone_args: dict[str, Any] | None = None,
+        num_classes: int = 0,
+        in_chans: int = 1,
+        img_size: int = 28,
+        patch_size: int = 8,
+        patch_stride: int = 4,
+        context_dim: int = 128,
+        steps: int = 2,
+    ):
+        super().__init__()
+        if patch_size > img_size or patch_stride < 1:
+            raise ConfigError(
+                f"patches of {patch_size} px every {patch_stride} px do not fit {img_size} px images"
+            )
+        self.grid = (img_size - patch_size) // patch_stride + 1
+        if not 1 <= steps < self.grid:
+            raise ConfigError(
+                f"steps={steps}: predict 1 to {self.grid - 1} rows ahead on a {self.grid}x{self.grid} grid"
+            )
+        self.backbone, self.num_features = feature_backbone(backbone, backbone_args, in_chans, patch_size)
+        self.first_conv = f"backbone.{self.backbone.first_conv}" if self.backbone.first_conv else None
+        self.input_size = (in_chans, img_size, img_size)
+        self.patch_size, self.patch_stride, self.steps = patch_size, patch_stride, steps
+        self.context = nn.GRU(self.num_features, context_dim, batch_first=True)
+        self.predictors = nn.Linear(context_dim, self.num_features * steps)  # W_1 .. W_steps, stacked
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes else None
+        self.embed_dim = self.num_features
+        if num_classes:
+            self.task = "image-classification"
+
+    def patch_embeddings(self, x: torch.Tensor) -> torch.Tensor:
+        """z ``(N, G, G, D)``: each patch encoded alone, rows then columns of the grid."""
+        n, s, step, g = x.shape[0], self.patch_size, self.patch_stride, self.grid
+        # Static slices (no unfold): the graph exports to ONNX as plain slicing.
+        patches = torch.stack(
+            [x[:, :, i * step : i * step + s, j * step : j * step + s] for i in range(g) for j in range(g)], 1
+        )
+        z = self.backbone(patches.flatten(0, 1))
+        return z.view(n, g, g, -1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation ``(N, num_features)``: the patch embeddings averaged over the grid."""
+        return self.patch_embeddings(x).mean((1, 2))
+
+    def predictions(self, z: torch.Tensor) -> torch.Tensor:
+        """``(N, G, G, steps, D)``: from the context at each row, the predicted embeddings 1 .. steps rows below."""
+        n, g, _, d = z.shape
+        columns = z.permute(0, 2, 1, 3).reshape(n * g, g, d)  # each column read top to bottom
+        context, _ = self.context(columns)
+        context = context.view(n, g, g, -1).permute(0, 2, 1, 3)  # back to (N, row, column, H)
+        return self.predictors(context).view(n, g, g, self.steps, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        z = self.patch_embeddings(x)
+        features = z.mean((1, 2))
+        if self.head is not None:
+            return self.head(features)
+        if not self.training:
+            return features
+        return {"embedding": features, "patches": z, "predictions": self.predictions(z)}
+
+
 def _create(defaults: dict[str, Any], kwargs: dict[str, Any]) -> SelfSupervisedEncoder:
     return SelfSupervisedEncoder(**{**defaults, **kwargs})
 
@@ -142,3 +233,10 @@ def rotnet_cnn(**kwargs: Any) -> SelfSupervisedEncoder:
     """Rotation-prediction encoder (Gidaris et al. 2018): the SimCLR network whose head, with 4 outputs, tells
     which quarter turn an image was given (a pretext baseline for the contrastive methods)."""
     return _create({**_MNIST_CNN, "proj_dim": 4}, kwargs)
+
+
+@register_model(task="feature-extraction")
+def cpc_cnn(**kwargs: Any) -> CPCEncoder:
+    """CPC encoder: the plain `cnn` on 8x8 patches every 4 px of a 28x28 digit (a 6x6 grid), a GRU context
+    down each column and linear predictions 1 and 2 rows ahead; the representation is the mean patch embedding."""
+    return CPCEncoder(**{"backbone": "cnn", **kwargs})
