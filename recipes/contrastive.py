@@ -267,11 +267,20 @@ class ContrastiveObjective(Objective):
         from zoo.probing import encode_split
 
         model = ctx.unwrap("model")
-        train = self.splits.train
+        images, labels = self._probe_split(self.splits.train, 10)
         encode = lambda x: model.embed(ctx.to_device(x))  # noqa: E731
-        features = encode_split(encode, train.images, self.splits.mean, self.splits.std)
+        features = encode_split(encode, images, self.splits.mean, self.splits.std)
         for metric in ctx.metrics.values():
-            metric.fit(features, train.labels)
+            metric.fit(features, labels)
+
+    def _probe_split(self, split: Any, per_limit: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """A split's images and labels for the probes: all of them, or in a smoke run (eval_limit) an evenly
+        spaced `per_limit` x eval_limit of them (MNIST 5k is sorted by label: evenly spaced keeps every class)."""
+        limit = self.config.eval_limit * per_limit
+        if not limit or limit >= len(split):
+            return split.images, split.labels
+        index = torch.linspace(0, len(split) - 1, limit).long()
+        return split.images[index], split.labels[index]
 
     @torch.no_grad()
     def eval_step(self, ctx: Context, batch: Any) -> None:
@@ -304,10 +313,13 @@ class ContrastiveObjective(Objective):
 
         # A smoke run (eval_limit) only checks that the sweep runs: one label a class, one draw.
         budgets, draws = ((1,), 1) if self.config.eval_limit else (LABEL_BUDGETS, DRAWS)
-        train, test = self.splits.train, self.splits.test
+        (train, train_labels), (test, test_labels) = (
+            self._probe_split(self.splits.train, 10),
+            self._probe_split(self.splits.test),
+        )
         mean, std = (weight.mean, weight.std) if weight is not None else (None, None)
-        feats = [encode_split(encode, s.images, mean, std) for s in (train, test)]
-        return label_efficiency(feats[0], train.labels, feats[1], test.labels, budgets, draws)
+        feats = [encode_split(encode, images, mean, std) for images in (train, test)]
+        return label_efficiency(feats[0], train_labels, feats[1], test_labels, budgets, draws)
 
     def publish_metrics(self, model: nn.Module, data: Data) -> dict[str, float]:
         """The label-efficiency sweep of the encoder: ``linear_acc_n{labels}`` and ``knn_acc_n{labels}``."""
