@@ -266,9 +266,11 @@ class ContrastiveObjective(Objective):
     def _fit_probes(self, ctx: Context) -> None:
         from zoo.probing import encode_split
 
-        model = ctx.unwrap("model")
+        # The model being evaluated (the published copy, an EMA, a DDP wrapper), in eval mode: its forward
+        # is the representation. Never the trainer's raw module, which may still be in train mode.
+        model = ctx.models["model"]
         images, labels = self._probe_split(self.splits.train, 10)
-        encode = lambda x: model.embed(ctx.to_device(x))  # noqa: E731
+        encode = lambda x: model(ctx.to_device(x))  # noqa: E731
         features = encode_split(encode, images, self.splits.mean, self.splits.std)
         for metric in ctx.metrics.values():
             metric.fit(features, labels)
@@ -291,7 +293,7 @@ class ContrastiveObjective(Objective):
             self._fitted = key
         images, labels = batch
         x = normalise(ctx.to_device(images).float().div_(255), self.splits.mean, self.splits.std)
-        features = ctx.unwrap("model").embed(x).float()
+        features = ctx.models["model"](x).float()
         for metric in ctx.metrics.values():
             metric.update(features, labels.to(features.device))
 

@@ -79,3 +79,36 @@ def test_rotation_pretext_learns_quarter_turns(tmp_path):
     acc = [float(r["value"]) for r in rows if r["metric"] == "rotation_acc"]
     assert acc[-1] > 0.5, acc  # twice chance
     assert result.weight_folder is not None
+
+
+# ------------------------------------------------------------------------------ the published encoders
+def _published_encoders() -> list[str]:
+    from zoo.registry import IN_TREE_HUB, get_weights, list_models
+
+    names = [n for n in list_models(pretrained=True) if (IN_TREE_HUB / n / "config.json").is_file()]
+    return [n for n in names if get_weights(n).task == "feature-extraction"]
+
+
+ENCODERS = _published_encoders()
+CONTRASTIVE = ("simclr_cnn", "moco_cnn", "byol_cnn")  # the issue's >= 97% linear-probe bar names these
+
+
+@pytest.mark.parametrize("name", ENCODERS)
+def test_published_encoder_verifies_and_meets_the_issue_bars(name):
+    """The card meets the issue's bars against the baselines it records (re-measured here for raw pixels;
+    the weight's own numbers are re-measured by tests/recipes/test_published.py through the recipe and by
+    tests/export/test_pretrained.py through the task's path, with onnxruntime)."""
+    from zoo.data import load_dataset
+    from zoo.probing import encode_split, probe
+
+    meta = zoo.create_model(name, pretrained=True).pretrained_weights
+    if meta.arch in CONTRASTIVE:
+        assert meta.metrics["linear_acc"] >= 0.97, meta.metrics["linear_acc"]
+    for key in ("linear_acc_n100", "knn_acc_n100"):
+        for baseline in ("raw pixels", "random-init encoder"):
+            assert meta.metrics[key] >= meta.baselines[baseline][key] + 0.10, (key, baseline)
+    splits = load_dataset("mnist_5k")
+    train, test = (encode_split(lambda x: x.flatten(1), s.images) for s in (splits.train, splits.test))
+    raw = probe(train, splits.train.labels, test, splits.test.labels, labels_per_class=10)
+    assert raw.linear[0] == pytest.approx(meta.baselines["raw pixels"]["linear_acc_n100"], abs=1e-6)
+    assert raw.knn[0] == pytest.approx(meta.baselines["raw pixels"]["knn_acc_n100"], abs=1e-6)

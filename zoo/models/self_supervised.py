@@ -210,7 +210,7 @@ def _create(defaults: dict[str, Any], kwargs: dict[str, Any]) -> SelfSupervisedE
 _MNIST_CNN = {"backbone": "cnn"}
 
 
-@register_model(task="feature-extraction")
+@register_model(task="feature-extraction", weights=("mnist",))
 def simclr_cnn(**kwargs: Any) -> SelfSupervisedEncoder:
     """SimCLR encoder: the plain `cnn` (32-64-128, 128-d features) with a 2-layer projection head to 128-d."""
     return _create(_MNIST_CNN, kwargs)
