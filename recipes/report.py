@@ -116,11 +116,6 @@ def instance_comparison_table(hub: Path = IN_TREE_HUB) -> str:
     return _markdown(rows)
 
 
-# Label budgets of the self-supervised comparison, as (column title, metric suffix): 1, 10 and 100 labels
-# per class on MNIST 5k, then all 4,000.
-LABEL_COLUMNS = (("10", "_n10"), ("100", "_n100"), ("1,000", "_n1000"), ("4,000 (all)", ""))
-
-
 def _feature_weights(hub: Path) -> list[dict[str, Any]]:
     return [
         c["weights"] for c in _published(hub) if get_task(c["weights"]["task"]).name == "feature-extraction"
@@ -130,27 +125,15 @@ def _feature_weights(hub: Path) -> list[dict[str, Any]]:
 def label_efficiency_table(hub: Path = IN_TREE_HUB) -> str:
     """Linear-probe and kNN test accuracy by number of train labels for every published self-supervised
     encoder, then each baseline their cards record on the same draws (mean ± spread over 3 draws)."""
-
-    def cell(metrics: dict[str, float], key: str, suffix: str) -> str:
-        if f"{key}{suffix}" not in metrics:
-            return "-"
-        spread = metrics.get(f"{key}{suffix}_std")
-        return f"{metrics[f'{key}{suffix}']:.1%}" + (f" ± {spread:.1%}" if spread else "")
+    from zoo.tasks.features import label_efficiency_markdown
 
     encoders: dict[str, dict[str, float]] = {}
     for w in _feature_weights(hub):
         encoders[f"`{w['arch']}.{w['tag']}`"] = w.get("metrics") or {}
+    for w in _feature_weights(hub):
         for name, values in (w.get("baselines") or {}).items():
             encoders.setdefault(f"baseline: {name}", values)
-    if not encoders:
-        return "(no published self-supervised weights)"
-    rows = []
-    for name, metrics in encoders.items():
-        for key, probe in (("linear_acc", "linear probe"), ("knn_acc", "kNN, k = 20")):
-            row = {"encoder": name, "probe": probe}
-            row.update({f"{title} labels": cell(metrics, key, suffix) for title, suffix in LABEL_COLUMNS})
-            rows.append(row)
-    return _markdown(rows)
+    return "\n".join(label_efficiency_markdown(encoders)) or "(no published self-supervised weights)"
 
 
 def label_efficiency_figure(path: Path, hub: Path = IN_TREE_HUB) -> None:

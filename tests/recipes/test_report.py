@@ -77,7 +77,9 @@ def test_label_efficiency_table_and_figure_come_from_the_cards(tmp_path):
     (tmp_path / "simclr_cnn.mnist" / "config.json").write_text(json.dumps({"weights": weights}))
     lines = label_efficiency_table(tmp_path).splitlines()
     assert len(lines) == 2 + 4  # header, rule, (weight, baseline) x (linear, kNN)
-    assert lines[2] == "| `simclr_cnn.mnist` | linear probe | - | 95.0% ± 1.0% | - | 98.0% |"
-    assert lines[4].startswith("| baseline: raw pixels | linear probe | - | 70.0% ± 2.0% |")
+    assert lines[0] == "| encoder | probe | 100 labels | all labels |"
+    assert lines[2] == "| `simclr_cnn.mnist` | linear probe | 95.0% ± 1.0% | 98.0% |"
+    assert lines[3] == "| `simclr_cnn.mnist` | kNN, k = 20 | - | 97.5% |"
+    assert lines[4] == "| baseline: raw pixels | linear probe | 70.0% ± 2.0% | 88.6% |"
     label_efficiency_figure(tmp_path / "fig.png", tmp_path)
     assert (tmp_path / "fig.png").stat().st_size > 10_000

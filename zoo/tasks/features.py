@@ -16,7 +16,7 @@ import numpy as np
 from zoo.tasks import register_task
 from zoo.tasks.base import DEFAULT_ATOL, DEFAULT_RTOL, Agreement, Task, WeightField
 
-__all__ = ["MIN_COSINE", "Embedding", "FeatureExtraction"]
+__all__ = ["MIN_COSINE", "Embedding", "FeatureExtraction", "label_efficiency_markdown"]
 
 MIN_COSINE = 0.9999  # an exported encoder's embeddings against PyTorch's, every sample
 
@@ -105,6 +105,59 @@ class FeatureExtraction(Task):
         base.ok = base.ok and cosine >= MIN_COSINE
         return base
 
+    def card_sections(self, config: Mapping[str, Any]) -> list[str]:
+        """The label-efficiency table (this weight and its baselines by label budget), then the pictures."""
+        w = config.get("weights") or {}
+        encoders = {
+            f"**{w.get('arch')}.{w.get('tag')}**": w.get("metrics") or {},
+            **(w.get("baselines") or {}),
+        }
+        table = label_efficiency_markdown(encoders)
+        lines = []
+        if table:
+            lines += [
+                "## Frozen-feature probes by label budget",
+                "",
+                "Test accuracy of a linear probe and a cosine kNN (k = 20) fitted on the frozen features of "
+                "that many train labels (mean ± spread over the label draws; the last column: every label).",
+                "",
+                *table,
+                "",
+            ]
+        return lines + super().card_sections(config)
+
     def _embedding(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
         value = outputs["embedding"] if "embedding" in outputs else next(iter(outputs.values()))
         return np.asarray(value, np.float32).reshape(len(value), -1)
+
+
+def label_efficiency_markdown(encoders: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """A markdown table of probe accuracy by label budget, from metrics named ``{linear,knn}_acc`` (every
+    label) and ``{linear,knn}_acc_n{labels}`` with their ``_std`` (a budget's draws); one row per encoder and
+    probe. Empty when no encoder has a budget below every label."""
+    budgets = sorted(
+        {
+            int(k.rsplit("_n", 1)[1])
+            for m in encoders.values()
+            for k in m
+            if k.startswith(("linear_acc_n", "knn_acc_n")) and not k.endswith("_std")
+        }
+    )
+    if not budgets:
+        return []
+
+    def cell(metrics: Mapping[str, float], key: str) -> str:
+        if key not in metrics:
+            return "-"
+        spread = metrics.get(f"{key}_std")
+        return f"{metrics[key]:.1%}" + (f" ± {spread:.1%}" if spread else "")
+
+    lines = [
+        "| encoder | probe | " + " | ".join(f"{n:,} labels" for n in budgets) + " | all labels |",
+        "|---|---|" + "---|" * (len(budgets) + 1),
+    ]
+    for name, metrics in encoders.items():
+        for key, probe in (("linear_acc", "linear probe"), ("knn_acc", "kNN, k = 20")):
+            cells = [cell(metrics, f"{key}_n{n}") for n in budgets] + [cell(metrics, key)]
+            lines.append(f"| {name} | {probe} | " + " | ".join(cells) + " |")
+    return lines
