@@ -222,7 +222,7 @@ def moco_cnn(**kwargs: Any) -> SelfSupervisedEncoder:
     return _create(_MNIST_CNN, kwargs)
 
 
-@register_model(task="feature-extraction")
+@register_model(task="feature-extraction", weights=("mnist",))
 def byol_cnn(**kwargs: Any) -> SelfSupervisedEncoder:
     """BYOL encoder: the SimCLR network plus a 2-layer predictor (128 -> 512 -> 128) on the online branch."""
     return _create({**_MNIST_CNN, "pred_hidden": 512}, kwargs)
