@@ -101,13 +101,10 @@ KNOWN_MISSES = {
 
 
 @pytest.mark.parametrize("name", ENCODERS)
-def test_published_encoder_verifies_and_meets_the_issue_bars(name):
-    """The card meets the issue's bars against the baselines it records (re-measured here for raw pixels;
-    the weight's own numbers are re-measured by tests/recipes/test_published.py through the recipe and by
-    tests/export/test_pretrained.py through the task's path, with onnxruntime)."""
-    from zoo.data import load_dataset
-    from zoo.probing import encode_split, probe
-
+def test_published_encoder_meets_the_issue_bars(name):
+    """The card meets the issue's bars against the baselines it records (the weight's own numbers are
+    re-measured by tests/recipes/test_published.py through the recipe and by tests/export/test_pretrained.py
+    through the task's path with onnxruntime; the raw-pixel baseline below)."""
     meta = zoo.create_model(name, pretrained=True).pretrained_weights
     if meta.arch in CONTRASTIVE:
         assert meta.metrics["linear_acc"] >= 0.97, meta.metrics["linear_acc"]
@@ -118,8 +115,18 @@ def test_published_encoder_verifies_and_meets_the_issue_bars(name):
                 assert not met, f"{name}: {key} now meets the bar over {baseline}: drop it from KNOWN_MISSES"
             else:
                 assert met, (key, baseline, meta.metrics[key], meta.baselines[baseline][key])
+
+
+@pytest.mark.skipif(not ENCODERS, reason="no published encoder")
+def test_raw_pixel_baseline_of_every_card_re_measures():
+    """The bars' reference: raw pixels with 100 labels (3 draws), as every encoder's card records it."""
+    from zoo.data import load_dataset
+    from zoo.probing import encode_split, probe
+
     splits = load_dataset("mnist_5k")
     train, test = (encode_split(lambda x: x.flatten(1), s.images) for s in (splits.train, splits.test))
     raw = probe(train, splits.train.labels, test, splits.test.labels, labels_per_class=10)
-    assert raw.linear[0] == pytest.approx(meta.baselines["raw pixels"]["linear_acc_n100"], abs=1e-6)
-    assert raw.knn[0] == pytest.approx(meta.baselines["raw pixels"]["knn_acc_n100"], abs=1e-6)
+    for name in ENCODERS:
+        recorded = zoo.create_model(name, pretrained=True).pretrained_weights.baselines["raw pixels"]
+        assert raw.linear[0] == pytest.approx(recorded["linear_acc_n100"], abs=1e-6), name
+        assert raw.knn[0] == pytest.approx(recorded["knn_acc_n100"], abs=1e-6), name
