@@ -66,6 +66,8 @@ def test_cpc_context_sees_only_rows_above():
     assert not torch.allclose(before[:, 4:], after[:, 4:])
     out = model(torch.randn(2, 1, 28, 28))
     assert out["patches"].shape == (2, 6, 6, 128) and out["predictions"].shape == (2, 6, 6, 2, 128)
-    torch.testing.assert_close(out["embedding"], out["patches"].mean((1, 2)))
+    # The representation: patch embeddings averaged over each quadrant (2x2 of the 6x6 grid), concatenated.
+    quadrant = out["patches"][:, :3, 3:].mean((1, 2))  # top rows, right columns
+    torch.testing.assert_close(out["embedding"].view(2, 128, 2, 2)[:, :, 0, 1], quadrant)
     with pytest.raises(ConfigError, match="rows ahead"):
         zoo.create_model("cpc_cnn", steps=6)

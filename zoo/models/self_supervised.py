@@ -127,9 +127,12 @@ class CPCEncoder(ZooModel):
     rows below, ``z_{t+k} ~ W_k c_t`` (k = 1 .. `steps`), scored by InfoNCE against the same position in the
     batch's other images (`zoo.losses.patch_info_nce_loss`).
 
-    The representation (eval ``forward``, ``embed``) is the mean of the patch embeddings z over the grid,
-    ``(N, num_features)``; train ``forward`` adds ``"patches"`` ``(N, G, G, D)`` and ``"predictions"``
-    ``(N, G, G, steps, D)`` (row t's prediction of row t + k). ``num_classes=K`` puts a linear classifier
+    The representation (eval ``forward``, ``embed``) is the patch embeddings z averaged over a
+    `pool_grid` x `pool_grid` partition of the grid and concatenated, ``(N, D pool_grid^2)``: the paper
+    averages over the whole grid (pool_grid=1), which on digits throws away where the strokes are (measured
+    on an early checkpoint: linear probe 86.8% with 1x1, 95.7% with 2x2). Train ``forward`` adds
+    ``"patches"`` ``(N, G, G, D)`` and ``"predictions"`` ``(N, G, G, steps, D)`` (row t's prediction of
+    row t + k). ``num_classes=K`` puts a linear classifier
     on the representation, as `SelfSupervisedEncoder` does.
     """
 
@@ -147,6 +150,7 @@ class CPCEncoder(ZooModel):
         patch_stride: int = 4,
         context_dim: int = 128,
         steps: int = 2,
+        pool_grid: int = 2,
     ):
         super().__init__()
         if patch_size > img_size or patch_stride < 1:
@@ -158,12 +162,20 @@ class CPCEncoder(ZooModel):
             raise ConfigError(
                 f"steps={steps}: predict 1 to {self.grid - 1} rows ahead on a {self.grid}x{self.grid} grid"
             )
-        self.backbone, self.num_features = feature_backbone(backbone, backbone_args, in_chans, patch_size)
+        if not 1 <= pool_grid <= self.grid:
+            raise ConfigError(f"pool_grid={pool_grid} must be between 1 and the grid's {self.grid}")
+        self.backbone, self.patch_dim = feature_backbone(backbone, backbone_args, in_chans, patch_size)
         self.first_conv = f"backbone.{self.backbone.first_conv}" if self.backbone.first_conv else None
         self.input_size = (in_chans, img_size, img_size)
-        self.patch_size, self.patch_stride, self.steps = patch_size, patch_stride, steps
-        self.context = nn.GRU(self.num_features, context_dim, batch_first=True)
-        self.predictors = nn.Linear(context_dim, self.num_features * steps)  # W_1 .. W_steps, stacked
+        self.patch_size, self.patch_stride, self.steps, self.pool_grid = (
+            patch_size,
+            patch_stride,
+            steps,
+            pool_grid,
+        )
+        self.num_features = self.patch_dim * pool_grid**2
+        self.context = nn.GRU(self.patch_dim, context_dim, batch_first=True)
+        self.predictors = nn.Linear(context_dim, self.patch_dim * steps)  # W_1 .. W_steps, stacked
         self.num_classes = num_classes
         self.head = nn.Linear(self.num_features, num_classes) if num_classes else None
         self.embed_dim = self.num_features
@@ -180,9 +192,13 @@ class CPCEncoder(ZooModel):
         z = self.backbone(patches.flatten(0, 1))
         return z.view(n, g, g, -1)
 
+    def pool(self, z: torch.Tensor) -> torch.Tensor:
+        """``(N, G, G, D)`` patch embeddings -> the representation ``(N, D pool_grid^2)``."""
+        return nn.functional.adaptive_avg_pool2d(z.permute(0, 3, 1, 2), self.pool_grid).flatten(1)
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """The representation ``(N, num_features)``: the patch embeddings averaged over the grid."""
-        return self.patch_embeddings(x).mean((1, 2))
+        """The representation ``(N, num_features)``: patch embeddings pooled on a coarse grid."""
+        return self.pool(self.patch_embeddings(x))
 
     def predictions(self, z: torch.Tensor) -> torch.Tensor:
         """``(N, G, G, steps, D)``: from the context at each row, the predicted embeddings 1 .. steps rows below."""
@@ -194,7 +210,7 @@ class CPCEncoder(ZooModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         z = self.patch_embeddings(x)
-        features = z.mean((1, 2))
+        features = self.pool(z)
         if self.head is not None:
             return self.head(features)
         if not self.training:
@@ -238,5 +254,6 @@ def rotnet_cnn(**kwargs: Any) -> SelfSupervisedEncoder:
 @register_model(task="feature-extraction")
 def cpc_cnn(**kwargs: Any) -> CPCEncoder:
     """CPC encoder: the plain `cnn` on 8x8 patches every 4 px of a 28x28 digit (a 6x6 grid), a GRU context
-    down each column and linear predictions 1 and 2 rows ahead; the representation is the mean patch embedding."""
+    down each column and linear predictions 1 and 2 rows ahead; the representation is the patch embeddings
+    averaged on a 2x2 grid (512-d)."""
     return CPCEncoder(**{"backbone": "cnn", **kwargs})
