@@ -232,7 +232,7 @@ def simclr_cnn(**kwargs: Any) -> SelfSupervisedEncoder:
     return _create(_MNIST_CNN, kwargs)
 
 
-@register_model(task="feature-extraction")
+@register_model(task="feature-extraction", weights=("mnist",))
 def moco_cnn(**kwargs: Any) -> SelfSupervisedEncoder:
     """MoCo v2 encoder: the SimCLR network; the key encoder is its momentum copy, made by the recipe."""
     return _create(_MNIST_CNN, kwargs)
@@ -251,7 +251,7 @@ def rotnet_cnn(**kwargs: Any) -> SelfSupervisedEncoder:
     return _create({**_MNIST_CNN, "proj_dim": 4}, kwargs)
 
 
-@register_model(task="feature-extraction")
+@register_model(task="feature-extraction", weights=("mnist",))
 def cpc_cnn(**kwargs: Any) -> CPCEncoder:
     """CPC encoder: the plain `cnn` on 8x8 patches every 4 px of a 28x28 digit (a 6x6 grid), a GRU context
     down each column and linear predictions 1 and 2 rows ahead; the representation is the patch embeddings
