@@ -132,7 +132,10 @@ def label_efficiency_table(hub: Path = IN_TREE_HUB) -> str:
         encoders[f"`{w['arch']}.{w['tag']}`"] = w.get("metrics") or {}
     for w in _feature_weights(hub):
         for name, values in (w.get("baselines") or {}).items():
-            encoders.setdefault(f"baseline: {name}", values)
+            key = f"baseline: {name}"
+            if key in encoders and encoders[key] != values:  # e.g. another architecture's random init
+                key = f"baseline: {name} ({w['arch']})"
+            encoders.setdefault(key, values)
     return "\n".join(label_efficiency_markdown(encoders)) or "(no published self-supervised weights)"
 
 
@@ -146,7 +149,9 @@ def label_efficiency_figure(path: Path, hub: Path = IN_TREE_HUB) -> None:
     for w in _feature_weights(hub):
         encoders[f"{w['arch']}.{w['tag']}"] = w.get("metrics") or {}
         for name, values in (w.get("baselines") or {}).items():
-            encoders.setdefault(name, values)
+            encoders.setdefault(
+                name if encoders.get(name, values) == values else f"{name} ({w['arch']})", values
+            )
     fig = Figure(figsize=(11, 4.2), dpi=100)
     FigureCanvasAgg(fig)
     for i, (key, title) in enumerate((("linear_acc", "linear probe"), ("knn_acc", "kNN (k = 20)"))):
