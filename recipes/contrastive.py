@@ -1,4 +1,5 @@
-"""Self-supervised representation learning without labels: SimCLR, MoCo v2, BYOL, CPC and rotation prediction.
+"""Self-supervised representation learning without labels: SimCLR, MoCo v2, BYOL, CPC, context prediction and
+rotation prediction.
 
 Every method sees two augmented views of each unlabelled train image (the labels of MNIST 5k's 4,000 train
 images are never read while training) and trains `zoo.models.self_supervised.SelfSupervisedEncoder`:
@@ -12,6 +13,11 @@ images are never read while training) and trains `zoo.models.self_supervised.Sel
   cosine over the run, as in the paper;
 - ``cpc`` (van den Oord et al. 2018): `zoo.models.self_supervised.CPCEncoder` predicts the patch embeddings
   1 .. steps rows below from the context above (`zoo.losses.patch_info_nce_loss`, one view per image);
+- ``context`` (Doersch et al. 2015): `zoo.models.self_supervised.ContextPredictionEncoder` tells which of
+  the 8 neighbours of a centre patch a second patch is, with the paper's guards against shortcuts: a gap
+  of `patch_gap` px between the 3x3 cells and each patch jittered by up to `patch_jitter` px (so edges and
+  lines continuing across patches do not give the answer away). Its remedy for chromatic aberration (drop
+  or project colour channels) has nothing to act on in grey digits;
 - ``rotation`` (Gidaris et al. 2018), the simpler pretext baseline: each image's view is shown at 0, 90,
   180 and 270 degrees and the projection head, with 4 outputs, classifies which (cross-entropy).
 
@@ -64,15 +70,17 @@ from zoo.losses import (
     patch_info_nce_loss,
 )
 
-__all__ = ["ContrastiveConfig", "ContrastiveObjective", "NegativeQueue"]
+__all__ = ["ContrastiveConfig", "ContrastiveObjective", "NegativeQueue", "patch_pairs"]
 
-METHODS = ("simclr", "moco", "byol", "cpc", "rotation")
+METHODS = ("simclr", "moco", "byol", "cpc", "context", "rotation")
+CONTEXT_PAPER = "https://arxiv.org/abs/1505.05192"  # Doersch et al. 2015, context prediction
 ROTATION_PAPER = "https://arxiv.org/abs/1803.07728"  # Gidaris et al. 2018, predicting image rotations
 PAPERS = {
     "simclr": [SIMCLR_PAPER],
     "moco": [MOCO_PAPER, MOCO_V2_PAPER],
     "byol": [BYOL_PAPER],
     "cpc": [CPC_PAPER],
+    "context": [CONTEXT_PAPER],
     "rotation": [ROTATION_PAPER],
 }
 ROTATIONS = 4  # quarter turns
@@ -83,11 +91,13 @@ class ContrastiveConfig(ObjectiveConfig):
     # model_args, data_root, download and val_per_class: see ObjectiveConfig
     model: str = "simclr_cnn"  # a registered SelfSupervisedEncoder builder
     dataset: Literal["mnist_5k"] = "mnist_5k"  # its train labels are read only by the probes
-    method: Literal["simclr", "moco", "byol", "cpc", "rotation"] = "simclr"
+    method: Literal["simclr", "moco", "byol", "cpc", "context", "rotation"] = "simclr"
     temperature: float = 0.2  # of the softmax over similarities (simclr, moco)
     queue_size: int = 2048  # moco's negatives: more than a batch, fewer than the 4,000 train images so a
     # queue rarely holds a stale key of the query's own image
     momentum: float = 0.99  # the target (key) encoder's EMA momentum; byol raises it to 1 on a cosine
+    patch_gap: int = 1  # context: px between the 3x3 cells of patches (no stroke runs straight across)
+    patch_jitter: int = 1  # context: each patch moved by up to this many px (no grid alignment to exploit)
     # Augmentation of each view (BatchAugment): strong, as contrastive methods need, but digit-safe.
     degrees: float = 20.0
     translate: float = 0.15
@@ -129,6 +139,37 @@ class NegativeQueue(nn.Module):
         self.pointer.copy_((self.pointer + len(keys)) % size)
 
 
+def patch_pairs(
+    images: torch.Tensor, size: int, gap: int, jitter: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Context prediction's examples: for each image ``(N, C, H, W)``, the centre patch of a 3x3 layout of
+    `size` px cells `gap` px apart (centred in the image) and one of its 8 neighbours drawn at random, each
+    moved by up to `jitter` px; returns (centre, neighbour, position), the patches ``(N, C, size, size)`` and
+    the neighbour's position 0..7 (row-major around the centre)."""
+    n, _, height, width = images.shape
+    cell = size + gap
+    margin_y, margin_x = (height - 3 * size - 2 * gap) // 2, (width - 3 * size - 2 * gap) // 2
+    if min(margin_y, margin_x) < jitter:
+        raise ConfigError(
+            f"3x3 patches of {size} px, gap {gap}, jitter {jitter} do not fit {height}x{width} images"
+        )
+    device, on = images.device, generator.device
+    position = torch.randint(0, 8, (n,), generator=generator, device=on).to(device)
+    cell_index = position + (position >= 4).long()  # 3x3 cells row-major, the centre (4) skipped
+    offsets = torch.arange(size, device=device)
+    batch = torch.arange(n, device=device)[:, None, None]
+    patches = []
+    for row, col in (
+        (torch.ones_like(position), torch.ones_like(position)),
+        (cell_index // 3, cell_index % 3),
+    ):
+        shift = torch.randint(-jitter, jitter + 1, (2, n), generator=generator, device=on).to(device)
+        top, left = margin_y + row * cell + shift[0], margin_x + col * cell + shift[1]
+        rows, cols = (top[:, None] + offsets)[:, :, None], (left[:, None] + offsets)[:, None, :]
+        patches.append(images[batch, :, rows, cols].permute(0, 3, 1, 2).contiguous())
+    return patches[0], patches[1], position
+
+
 class ContrastiveObjective(Objective):
     name = "contrastive"
     Config = ContrastiveConfig
@@ -150,9 +191,20 @@ class ContrastiveObjective(Objective):
         c = self.config
         channels, height, _ = data.info["input_size"]
         model = create_model(c.model, in_chans=channels, img_size=height, **c.model_args)
+        if c.method == "context":
+            if not hasattr(model, "classify_pair"):
+                raise ConfigError(
+                    f"method 'context' trains a ContextPredictionEncoder (context_cnn), not '{c.model}'"
+                )
+            span = 3 * model.patch_size + 2 * c.patch_gap + 2 * c.patch_jitter
+            if span > min(height, data.info["input_size"][2]):
+                raise ConfigError(
+                    f"3x3 patches of {model.patch_size} px with patch_gap={c.patch_gap} and "
+                    f"patch_jitter={c.patch_jitter} span {span} px, more than the {height} px images"
+                )
         if c.method == "cpc" and not hasattr(model, "predictions"):
             raise ConfigError(f"method 'cpc' trains a CPCEncoder (cpc_cnn), not '{c.model}'")
-        if c.method != "cpc" and not hasattr(model, "project"):
+        if c.method not in ("cpc", "context") and not hasattr(model, "project"):
             raise ConfigError(
                 f"'{c.model}' is not a self-supervised encoder (no projection head); see zoo list '*_cnn'"
             )
@@ -210,6 +262,19 @@ class ContrastiveObjective(Objective):
         ctx.optimize(loss)
         return {"loss": loss.detach(), **{f"loss_k{k + 1}": v.detach() for k, v in enumerate(per_step)}}
 
+    def _context_step(self, ctx: Context, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        c = self.config
+        # classify_pair is not forward: context prediction trains in one process (no DDP wrapper to bypass).
+        model = ctx.unwrap("model")
+        centre, neighbour, position = patch_pairs(
+            self._view(ctx, images), model.patch_size, c.patch_gap, c.patch_jitter, ctx.generator
+        )
+        with ctx.autocast():
+            logits = model.classify_pair(centre, neighbour)
+        loss = cross_entropy(logits, position)
+        ctx.optimize(loss)
+        return {"loss": loss.detach(), "position_acc": (logits.detach().argmax(1) == position).float().mean()}
+
     def _rotation_step(self, ctx: Context, images: torch.Tensor) -> dict[str, torch.Tensor]:
         view = self._view(ctx, images)
         rotated = torch.cat([torch.rot90(view, r, dims=(2, 3)) for r in range(ROTATIONS)])
@@ -227,6 +292,8 @@ class ContrastiveObjective(Objective):
             return self._rotation_step(ctx, images)
         if c.method == "cpc":
             return self._cpc_step(ctx, images)
+        if c.method == "context":
+            return self._context_step(ctx, images)
         v1, v2 = self._views(ctx, images)
         # A train-mode forward returns the projections (and BYOL's predictions) beside the embedding.
         model = ctx.models["model"]
@@ -455,4 +522,19 @@ register_preset(
         shear=5.0,
     ),
     "CPC on MNIST 5k: 6x6 grid of 8 px patches, a GRU context down the columns, InfoNCE 1 and 2 rows ahead",
+)
+register_preset(
+    "context_cnn.mnist",
+    ContrastiveObjective,
+    replace(
+        _SSL_MNIST,
+        model="context_cnn",
+        method="context",
+        epochs=100,
+        degrees=10.0,
+        translate=0.0,  # the 3x3 layout already spans the digit; a shift would push strokes out of it
+        scale=(0.95, 1.05),
+        shear=5.0,
+    ),
+    "context prediction (Doersch 2015) on MNIST 5k: which of 8 neighbours, 8 px patches, 1 px gap, 1 px jitter",
 )

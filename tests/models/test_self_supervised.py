@@ -71,3 +71,16 @@ def test_cpc_context_sees_only_rows_above():
     torch.testing.assert_close(out["embedding"].view(2, 128, 2, 2)[:, :, 0, 1], quadrant)
     with pytest.raises(ConfigError, match="rows ahead"):
         zoo.create_model("cpc_cnn", steps=6)
+
+
+def test_context_encoder_classifies_pairs_and_shares_the_patch_grid():
+    model = zoo.create_model("context_cnn").train()
+    centre, neighbour = torch.randn(5, 1, 8, 8), torch.randn(5, 1, 8, 8)
+    assert model.classify_pair(centre, neighbour).shape == (5, 8)
+    out = model(torch.randn(2, 1, 28, 28))
+    assert out["grid_pair_logits"].shape == (2, 8, 8) and out["embedding"].shape == (2, 512)
+    # The grid's pair logits are the pair head's on those patches (eval mode: batch norm's running stats).
+    model.eval()
+    z = model.patch_embeddings(torch.randn(1, 1, 28, 28))
+    direct = model.pair_head(torch.cat([z[:, 3, 3], z[:, 1, 1]], dim=1))
+    torch.testing.assert_close(model.training_outputs(z)["grid_pair_logits"][:, 0], direct)

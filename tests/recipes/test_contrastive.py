@@ -139,3 +139,37 @@ def test_raw_pixel_baseline_of_every_card_re_measures():
         recorded = zoo.create_model(name, pretrained=True).pretrained_weights.baselines["raw pixels"]
         assert raw.linear[0] == pytest.approx(recorded["linear_acc_n100"], abs=1e-6), name
         assert raw.knn[0] == pytest.approx(recorded["knn_acc_n100"], abs=1e-6), name
+
+
+def test_patch_pairs_cut_the_centre_and_the_named_neighbour():
+    from recipes.contrastive import patch_pairs
+
+    # 26 px: nine 8 px cells 1 px apart, each filled with its own cell number (row-major), gaps at -1.
+    image = torch.full((1, 26, 26), -1.0)
+    for cell in range(9):
+        top, left = (cell // 3) * 9, (cell % 3) * 9
+        image[:, top : top + 8, left : left + 8] = cell
+    images = image.expand(64, 1, 26, 26)
+    centre, neighbour, position = patch_pairs(images, 8, 1, 0, torch.Generator().manual_seed(0))
+    assert centre.shape == neighbour.shape == (64, 1, 8, 8)
+    assert (centre == 4).all()
+    expected = (position + (position >= 4).long()).float().view(-1, 1, 1, 1)
+    assert (neighbour == expected).all()
+    assert set(position.tolist()) == set(range(8))
+    # With jitter, patches move by at most that much: a 1 px shift shows the gap (-1) on one edge at most.
+    _, moved, _ = patch_pairs(
+        torch.nn.functional.pad(images, (1, 1, 1, 1), value=-1), 8, 1, 1, torch.Generator()
+    )
+    assert ((moved == -1).flatten(1).sum(1) <= 15).all()
+    with pytest.raises(ConfigError, match="do not fit"):
+        patch_pairs(images, 8, 1, 2, torch.Generator())
+
+
+def test_context_pretext_learns_positions(tmp_path):
+    overrides = [*FAST, "max_steps=30", "optim.lr=3e-3"]
+    train("context_cnn.mnist", overrides, out=tmp_path / "run")
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    acc = [float(r["value"]) for r in rows if r["metric"] == "position_acc"]
+    assert acc[-1] > 0.25, acc  # 8 positions: chance is 12.5%

@@ -8,6 +8,8 @@
   no negatives.
 - CPC, `van den Oord et al. 2018 <https://arxiv.org/abs/1807.03748>`_: predict the embeddings of patches
   further down the image from an autoregressive context (`CPCEncoder`).
+- Context prediction, `Doersch et al. 2015 <https://arxiv.org/abs/1505.05192>`_: which of 8 neighbours a
+  patch is (`ContextPredictionEncoder`).
 - Rotation prediction, `Gidaris et al. 2018 <https://arxiv.org/abs/1803.07728>`_: a 4-way classifier of
   quarter turns as the pretext task (the head is the projection head with 4 outputs).
 
@@ -34,7 +36,13 @@ from zoo.layers import ProjectionHead
 from zoo.models.base import ZooModel
 from zoo.registry import register_model
 
-__all__ = ["CPCEncoder", "SelfSupervisedEncoder", "feature_backbone"]
+__all__ = [
+    "CPCEncoder",
+    "ContextPredictionEncoder",
+    "PatchGridEncoder",
+    "SelfSupervisedEncoder",
+    "feature_backbone",
+]
 
 
 def feature_backbone(
@@ -120,20 +128,16 @@ class SelfSupervisedEncoder(ZooModel):
         return out
 
 
-class CPCEncoder(ZooModel):
-    """Contrastive predictive coding on images (van den Oord et al. 2018, section 3.2): the image is cut into
-    a grid of overlapping patches, each encoded alone by the backbone into z; a GRU runs down each column of
-    the grid, so the context c_t at row t has seen rows <= t only; linear maps W_k predict the patches k
-    rows below, ``z_{t+k} ~ W_k c_t`` (k = 1 .. `steps`), scored by InfoNCE against the same position in the
-    batch's other images (`zoo.losses.patch_info_nce_loss`).
+class PatchGridEncoder(ZooModel):
+    """An encoder of patches: the image is cut into a grid of `patch_size` patches every `patch_stride` px,
+    each encoded alone by the backbone (a registered classifier built for `patch_size` inputs, its classifier
+    layer made the identity) into z ``(N, G, G, D)``.
 
-    The representation (eval ``forward``, ``embed``) is the patch embeddings z averaged over a
-    `pool_grid` x `pool_grid` partition of the grid and concatenated, ``(N, D pool_grid^2)``: the paper
-    averages over the whole grid (pool_grid=1), which on digits throws away where the strokes are (measured
-    on an early checkpoint: linear probe 86.8% with 1x1, 95.7% with 2x2). Train ``forward`` adds
-    ``"patches"`` ``(N, G, G, D)`` and ``"predictions"`` ``(N, G, G, steps, D)`` (row t's prediction of
-    row t + k). ``num_classes=K`` puts a linear classifier
-    on the representation, as `SelfSupervisedEncoder` does.
+    The representation (eval ``forward``, ``embed``) is z averaged over a `pool_grid` x `pool_grid`
+    partition of the grid and concatenated, ``(N, D pool_grid^2)``: averaging over the whole grid
+    (pool_grid=1, as CPC's paper does on ImageNet) throws away where a digit's strokes are (measured on an
+    early CPC checkpoint: linear probe 86.8% with 1x1, 95.7% with 2x2). ``num_classes=K`` puts a linear
+    classifier on the representation (the fine-tuning start), as `SelfSupervisedEncoder` does.
     """
 
     classifier = "head"
@@ -148,8 +152,6 @@ class CPCEncoder(ZooModel):
         img_size: int = 28,
         patch_size: int = 8,
         patch_stride: int = 4,
-        context_dim: int = 128,
-        steps: int = 2,
         pool_grid: int = 2,
     ):
         super().__init__()
@@ -158,24 +160,13 @@ class CPCEncoder(ZooModel):
                 f"patches of {patch_size} px every {patch_stride} px do not fit {img_size} px images"
             )
         self.grid = (img_size - patch_size) // patch_stride + 1
-        if not 1 <= steps < self.grid:
-            raise ConfigError(
-                f"steps={steps}: predict 1 to {self.grid - 1} rows ahead on a {self.grid}x{self.grid} grid"
-            )
         if not 1 <= pool_grid <= self.grid:
             raise ConfigError(f"pool_grid={pool_grid} must be between 1 and the grid's {self.grid}")
         self.backbone, self.patch_dim = feature_backbone(backbone, backbone_args, in_chans, patch_size)
         self.first_conv = f"backbone.{self.backbone.first_conv}" if self.backbone.first_conv else None
         self.input_size = (in_chans, img_size, img_size)
-        self.patch_size, self.patch_stride, self.steps, self.pool_grid = (
-            patch_size,
-            patch_stride,
-            steps,
-            pool_grid,
-        )
+        self.patch_size, self.patch_stride, self.pool_grid = patch_size, patch_stride, pool_grid
         self.num_features = self.patch_dim * pool_grid**2
-        self.context = nn.GRU(self.patch_dim, context_dim, batch_first=True)
-        self.predictors = nn.Linear(context_dim, self.patch_dim * steps)  # W_1 .. W_steps, stacked
         self.num_classes = num_classes
         self.head = nn.Linear(self.num_features, num_classes) if num_classes else None
         self.embed_dim = self.num_features
@@ -200,13 +191,9 @@ class CPCEncoder(ZooModel):
         """The representation ``(N, num_features)``: patch embeddings pooled on a coarse grid."""
         return self.pool(self.patch_embeddings(x))
 
-    def predictions(self, z: torch.Tensor) -> torch.Tensor:
-        """``(N, G, G, steps, D)``: from the context at each row, the predicted embeddings 1 .. steps rows below."""
-        n, g, _, d = z.shape
-        columns = z.permute(0, 2, 1, 3).reshape(n * g, g, d)  # each column read top to bottom
-        context, _ = self.context(columns)
-        context = context.view(n, g, g, -1).permute(0, 2, 1, 3)  # back to (N, row, column, H)
-        return self.predictors(context).view(n, g, g, self.steps, d)
+    def training_outputs(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What a train-mode forward adds to ``{"embedding"}`` for the objective (a subclass's heads)."""
+        return {"patches": z}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         z = self.patch_embeddings(x)
@@ -215,7 +202,72 @@ class CPCEncoder(ZooModel):
             return self.head(features)
         if not self.training:
             return features
-        return {"embedding": features, "patches": z, "predictions": self.predictions(z)}
+        return {"embedding": features, **self.training_outputs(z)}
+
+
+class CPCEncoder(PatchGridEncoder):
+    """Contrastive predictive coding on images (van den Oord et al. 2018, section 3.2): a GRU runs down each
+    column of the patch grid, so the context c_t at row t has seen rows <= t only; linear maps W_k predict
+    the patches k rows below, ``z_{t+k} ~ W_k c_t`` (k = 1 .. `steps`), scored by InfoNCE against the same
+    position in the batch's other images (`zoo.losses.patch_info_nce_loss`).
+
+    Train ``forward`` returns ``"patches"`` ``(N, G, G, D)`` and ``"predictions"`` ``(N, G, G, steps, D)``
+    (row t's prediction of row t + k) beside the embedding.
+    """
+
+    def __init__(self, context_dim: int = 128, steps: int = 2, **kwargs: Any):
+        super().__init__(**kwargs)
+        if not 1 <= steps < self.grid:
+            raise ConfigError(
+                f"steps={steps}: predict 1 to {self.grid - 1} rows ahead on a {self.grid}x{self.grid} grid"
+            )
+        self.steps = steps
+        self.context = nn.GRU(self.patch_dim, context_dim, batch_first=True)
+        self.predictors = nn.Linear(context_dim, self.patch_dim * steps)  # W_1 .. W_steps, stacked
+
+    def predictions(self, z: torch.Tensor) -> torch.Tensor:
+        """``(N, G, G, steps, D)``: from the context at each row, the predicted embeddings 1 .. steps rows below."""
+        n, g, _, d = z.shape
+        columns = z.permute(0, 2, 1, 3).reshape(n * g, g, d)  # each column read top to bottom
+        context, _ = self.context(columns)
+        context = context.view(n, g, g, -1).permute(0, 2, 1, 3)  # back to (N, row, column, H)
+        return self.predictors(context).view(n, g, g, self.steps, d)
+
+    def training_outputs(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"patches": z, "predictions": self.predictions(z)}
+
+
+class ContextPredictionEncoder(PatchGridEncoder):
+    """Context prediction (Doersch et al. 2015): given a patch and one of its 8 neighbours, say which
+    neighbour it is. Both patches go through the backbone alone; their embeddings, concatenated (late
+    fusion: no low-level comparison across the pair), feed a small classifier of the 8 relative positions
+    (`classify_pair`). The shortcuts the paper guards against are the objective's job (a gap between the
+    patches, a random jitter of each); the representation is the patch grid's, as `PatchGridEncoder` says.
+    """
+
+    def __init__(self, pair_hidden: int = 256, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.pair_head = ProjectionHead(2 * self.patch_dim, pair_hidden, 8)
+
+    def classify_pair(self, centre: torch.Tensor, neighbour: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, 8)`` of the neighbour's position around the centre (row-major, centre skipped), for
+        two batches of patches ``(N, C, patch_size, patch_size)``, encoded in one backbone call."""
+        z = self.backbone(torch.cat([centre, neighbour]))
+        return self.pair_head(torch.cat(z.chunk(2), dim=1))
+
+    def training_outputs(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Beside the patches, the pretext on the grid itself: for the grid's central patch and the 8 patches
+        two grid steps away (touching, no gap or jitter, unlike training's pairs), ``"grid_pair_logits"``
+        ``(N, 8, 8)``: each neighbour's logits over the 8 positions (ideally the identity)."""
+        c = self.grid // 2
+        if c < 2 or c + 2 >= self.grid:
+            return {"patches": z}
+        rows = torch.tensor([c - 2, c - 2, c - 2, c, c, c + 2, c + 2, c + 2])
+        cols = torch.tensor([c - 2, c, c + 2, c - 2, c + 2, c - 2, c, c + 2])
+        neighbours = z[:, rows, cols]  # (N, 8, D)
+        centre = z[:, c, c].unsqueeze(1).expand_as(neighbours)
+        logits = self.pair_head(torch.cat([centre, neighbours], dim=2).flatten(0, 1))
+        return {"patches": z, "grid_pair_logits": logits.view(len(z), 8, 8)}
 
 
 def _create(defaults: dict[str, Any], kwargs: dict[str, Any]) -> SelfSupervisedEncoder:
@@ -257,3 +309,10 @@ def cpc_cnn(**kwargs: Any) -> CPCEncoder:
     down each column and linear predictions 1 and 2 rows ahead; the representation is the patch embeddings
     averaged on a 2x2 grid (512-d)."""
     return CPCEncoder(**{"backbone": "cnn", **kwargs})
+
+
+@register_model(task="feature-extraction")
+def context_cnn(**kwargs: Any) -> ContextPredictionEncoder:
+    """Context-prediction encoder: the plain `cnn` on 8x8 patches, a 2-layer classifier of the 8 relative
+    positions of a patch pair; the representation is the 6x6 patch grid's embeddings averaged on 2x2 (512-d)."""
+    return ContextPredictionEncoder(**{"backbone": "cnn", **kwargs})
