@@ -311,7 +311,7 @@ def cpc_cnn(**kwargs: Any) -> CPCEncoder:
     return CPCEncoder(**{"backbone": "cnn", **kwargs})
 
 
-@register_model(task="feature-extraction")
+@register_model(task="feature-extraction", weights=("mnist",))
 def context_cnn(**kwargs: Any) -> ContextPredictionEncoder:
     """Context-prediction encoder: the plain `cnn` on 8x8 patches, a 2-layer classifier of the 8 relative
     positions of a patch pair; the representation is the 6x6 patch grid's embeddings averaged on 2x2 (512-d)."""
