@@ -16,13 +16,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from zoo.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI loads this module in torch-free processes
+    import torch
+    from torch import nn
 
 __all__ = [
     "LABEL_BUDGETS",
@@ -63,6 +65,8 @@ class ProbeResult:
 def strip_classifier(model: nn.Module) -> nn.Module:
     """`model` with its classifier layer (`ZooModel.classifier`) replaced by the identity, in place: a
     classifier's forward then returns the pooled features its classifier reads."""
+    from torch import nn
+
     path = getattr(model, "classifier", None)
     if not path or not isinstance(model.get_submodule(path), nn.Linear):
         raise ConfigError(f"{type(model).__name__} has no linear classifier layer to strip")
@@ -70,7 +74,6 @@ def strip_classifier(model: nn.Module) -> nn.Module:
     return model
 
 
-@torch.no_grad()
 def encode_split(
     encode: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
@@ -80,16 +83,21 @@ def encode_split(
 ) -> torch.Tensor:
     """Float32 features ``(N, D)`` of uint8 images ``(N, C, H, W)``, scaled to [0, 1] and standardised with
     `mean` and `std` as the encoder's weight expects; anything an encoder returns is flattened per image."""
+    import torch
+
     out = []
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].float().div(255)
-        if mean is not None and std is not None:
-            x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
-        out.append(encode(x).float().flatten(1))
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = images[start : start + batch_size].float().div(255)
+            if mean is not None and std is not None:
+                x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+            out.append(encode(x).float().flatten(1))
     return torch.cat(out)
 
 
 def _draw(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     picked = []
     for c in labels.unique(sorted=True):
@@ -111,6 +119,8 @@ def probe(
 ) -> ProbeResult:
     """Linear-probe and kNN accuracy on the test features with `labels_per_class` train labels (0: all),
     over `draws` seeded draws (one when every label is used: there is nothing to draw)."""
+    import torch
+
     from zoo.metrics import KNNAccuracy, LinearProbeAccuracy
 
     if labels_per_class < 0 or draws < 1:
@@ -155,6 +165,8 @@ def baseline_encoders(meta: Any) -> dict[str, tuple[Callable[[torch.Tensor], tor
     mean/std it expects, or None for [0, 1] pixels): raw pixels, the same architecture at random
     initialisation (seed 0), and, where the zoo publishes them for the weight's dataset, the autoencoder's
     latent code and the supervised CNN's pooled features."""
+    import torch
+
     from zoo.factory import create_model
     from zoo.registry import list_models
 
@@ -187,6 +199,8 @@ def probe_table(results: Mapping[str, list[ProbeResult]]) -> list[str]:
 def embed_files(name: str, files: Sequence[Any], invert: bool = False) -> np.ndarray:
     """Features ``(N, D)`` float32 of image files under weight `name`, preprocessed as ``zoo predict`` does
     (the weight's size, mean and std); unit length when the weight says ``normalize``."""
+    import torch
+
     from zoo.models.base import named_outputs
     from zoo.predict import load_for_inference
     from zoo.preprocess import load_image
