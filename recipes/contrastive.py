@@ -417,10 +417,11 @@ class ContrastiveObjective(Objective):
             ),
         }
         # Label efficiency of this encoder and of the baselines, on the same splits and label draws.
-        own = self._sweep(model.embed, self._weight_meta(model, data))
+        weight_meta = self._weight_meta(model, data)
+        own = self._sweep(model.embed, weight_meta)
         results = {
             name: self._sweep(encode, weight)
-            for name, (encode, weight) in baseline_encoders(self._weight_meta(model, data)).items()
+            for name, (encode, weight) in baseline_encoders(weight_meta).items()
         }
         meta["metrics"] = _budget_metrics(own, sweep_only=True)
         meta["baselines"] = {name: _budget_metrics(rows) for name, rows in results.items()}

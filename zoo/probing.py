@@ -65,12 +65,9 @@ class ProbeResult:
 def strip_classifier(model: nn.Module) -> nn.Module:
     """`model` with its classifier layer (`ZooModel.classifier`) replaced by the identity, in place: a
     classifier's forward then returns the pooled features its classifier reads."""
-    from torch import nn
+    from zoo.models.self_supervised import strip_classifier as remove_classifier
 
-    path = getattr(model, "classifier", None)
-    if not path or not isinstance(model.get_submodule(path), nn.Linear):
-        raise ConfigError(f"{type(model).__name__} has no linear classifier layer to strip")
-    model.set_submodule(path, nn.Identity())
+    remove_classifier(model)
     return model
 
 

@@ -26,6 +26,7 @@ layer is new).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -40,9 +41,27 @@ __all__ = [
     "CPCEncoder",
     "ContextPredictionEncoder",
     "PatchGridEncoder",
+    "RepresentationEncoder",
     "SelfSupervisedEncoder",
     "feature_backbone",
+    "strip_classifier",
 ]
+
+
+def strip_classifier(model: nn.Module) -> nn.Linear:
+    """Replace a classifier's classifier layer (`ZooModel.classifier`, a linear layer) by the identity, in
+    place, so its forward returns the pooled features that layer read; returns the layer removed."""
+    path = getattr(model, "classifier", None)
+    layer = model.get_submodule(path) if path else None
+    if not isinstance(layer, nn.Linear):
+        arch = (getattr(model, "zoo_config", None) or {}).get("architecture", type(model).__name__)
+        raise ConfigError(
+            f"'{arch}' has no linear classifier to strip: it must be a classifier ending in a linear layer "
+            f"(its `classifier`), got {type(layer).__name__ if layer is not None else 'none'}; pick one of "
+            "zoo.list_models(task='image-classification')"
+        )
+    model.set_submodule(path, nn.Identity())
+    return layer
 
 
 def feature_backbone(
@@ -53,27 +72,43 @@ def feature_backbone(
     from zoo.factory import create_model
 
     encoder = create_model(backbone, in_chans=in_chans, img_size=img_size, **(backbone_args or {}))
-    path = getattr(encoder, "classifier", None)
-    last = encoder.get_submodule(path) if path else None
-    if not isinstance(last, nn.Linear):
-        raise ConfigError(
-            f"backbone '{backbone}' must be a classifier ending in a linear layer (its `classifier`), "
-            f"got {type(last).__name__ if last is not None else 'none'}; pick one of "
-            "zoo.list_models(task='image-classification')"
-        )
-    encoder.set_submodule(path, nn.Identity())
-    return encoder, last.in_features
+    return encoder, strip_classifier(encoder).in_features
 
 
-class SelfSupervisedEncoder(ZooModel):
+class RepresentationEncoder(ZooModel):
+    """What the self-supervised encoders share: an optional linear classifier on the representation
+    (``num_classes=K``: the fine-tuning start, which makes the model an image classifier) and the forward
+    contract -- the classifier's logits, else the representation in eval mode, else (train mode) the
+    representation as ``"embedding"`` beside what the objective trains."""
+
+    classifier = "head"
+
+    def add_classifier(self, num_classes: int) -> None:
+        """``embed_dim`` from ``num_features`` (set before), and the linear classifier when num_classes > 0."""
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes else None
+        self.embed_dim = self.num_features
+        if num_classes:
+            self.task = "image-classification"
+
+    def answer(
+        self, features: torch.Tensor, training_outputs: Callable[[], dict[str, torch.Tensor]]
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Forward's result for the representation `features` (see the class)."""
+        if self.head is not None:
+            return self.head(features)
+        if not self.training:
+            return features
+        return {"embedding": features, **training_outputs()}
+
+
+class SelfSupervisedEncoder(RepresentationEncoder):
     """A zoo classifier's feature extractor plus the heads a self-supervised objective trains it with.
 
     ``backbone`` is a registered classifier (built with `backbone_args`, ``in_chans`` and ``img_size``);
     its classifier layer becomes the identity, so ``backbone(x)`` is its pooled features. ``proj_*`` shape
     the projection head; ``pred_hidden > 0`` adds BYOL's predictor (proj_dim -> pred_hidden -> proj_dim).
     """
-
-    classifier = "head"
 
     def __init__(
         self,
@@ -93,11 +128,7 @@ class SelfSupervisedEncoder(ZooModel):
         self.input_size = (in_chans, img_size, img_size)
         self.projector = ProjectionHead(self.num_features, proj_hidden, proj_dim, proj_layers)
         self.predictor = ProjectionHead(proj_dim, pred_hidden, proj_dim) if pred_hidden else None
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes else None
-        self.embed_dim = self.num_features
-        if num_classes:
-            self.task = "image-classification"
+        self.add_classifier(num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The representation ``(N, num_features)``: the backbone's pooled features."""
@@ -118,17 +149,17 @@ class SelfSupervisedEncoder(ZooModel):
         classifier, what a self-supervised objective trains: ``{"embedding", "projection"}`` and, with a
         predictor, ``"prediction"`` -- one forward, so a DDP-wrapped encoder trains as any model does."""
         features = self.embed(x)
-        if self.head is not None:
-            return self.head(features)
-        if not self.training:
-            return features
-        out = {"embedding": features, "projection": self.project(features)}
-        if self.predictor is not None:
-            out["prediction"] = self.predictor(out["projection"])
-        return out
+
+        def heads() -> dict[str, torch.Tensor]:
+            out = {"projection": self.project(features)}
+            if self.predictor is not None:
+                out["prediction"] = self.predictor(out["projection"])
+            return out
+
+        return self.answer(features, heads)
 
 
-class PatchGridEncoder(ZooModel):
+class PatchGridEncoder(RepresentationEncoder):
     """An encoder of patches: the image is cut into a grid of `patch_size` patches every `patch_stride` px,
     each encoded alone by the backbone (a registered classifier built for `patch_size` inputs, its classifier
     layer made the identity) into z ``(N, G, G, D)``.
@@ -140,7 +171,6 @@ class PatchGridEncoder(ZooModel):
     classifier on the representation (the fine-tuning start), as `SelfSupervisedEncoder` does.
     """
 
-    classifier = "head"
     dynamic_size = False  # the grid of patches is fixed by img_size
 
     def __init__(
@@ -167,11 +197,7 @@ class PatchGridEncoder(ZooModel):
         self.input_size = (in_chans, img_size, img_size)
         self.patch_size, self.patch_stride, self.pool_grid = patch_size, patch_stride, pool_grid
         self.num_features = self.patch_dim * pool_grid**2
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes else None
-        self.embed_dim = self.num_features
-        if num_classes:
-            self.task = "image-classification"
+        self.add_classifier(num_classes)
 
     def patch_embeddings(self, x: torch.Tensor) -> torch.Tensor:
         """z ``(N, G, G, D)``: each patch encoded alone, rows then columns of the grid."""
@@ -197,12 +223,7 @@ class PatchGridEncoder(ZooModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         z = self.patch_embeddings(x)
-        features = self.pool(z)
-        if self.head is not None:
-            return self.head(features)
-        if not self.training:
-            return features
-        return {"embedding": features, **self.training_outputs(z)}
+        return self.answer(self.pool(z), lambda: self.training_outputs(z))
 
 
 class CPCEncoder(PatchGridEncoder):
