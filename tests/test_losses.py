@@ -188,3 +188,26 @@ def test_bernoulli_log_likelihood_is_minus_torchs_cross_entropy_and_exports_fini
     torch.onnx.export(Wrapped().eval(), (logits, x), str(path), dynamo=True)
     (out,) = ort.InferenceSession(str(path)).run(None, {"logits": logits.numpy(), "x": x.numpy()})
     assert np.isfinite(out).all() and np.allclose(out, expected.numpy(), rtol=1e-6, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------ colorization
+def test_colorization_copy_loss_copies_through_attention():
+    from zoo.losses import colorization_copy_loss
+
+    colours = torch.tensor([[0, 1, 2, 1]])
+    # Sharp one-hot embeddings: every target position attends to its own reference position only.
+    sharp = 50 * torch.eye(4).unsqueeze(0)  # (1, D=4, P=4)
+    assert colorization_copy_loss(sharp, sharp, colours, colours, 3) < 1e-6
+    # The same attention cannot be right when the target's colours are a permutation of the reference's.
+    assert colorization_copy_loss(sharp, sharp, colours, colours.roll(1, 1), 3) > 10
+    # Zero embeddings attend uniformly: the prediction is the reference's colour histogram (1/4, 1/2, 1/4).
+    flat = torch.zeros(1, 4, 2, 2)
+    loss = colorization_copy_loss(flat, flat, colours.view(1, 2, 2), colours.view(1, 2, 2), 3)
+    assert torch.isclose(loss, -torch.tensor([0.25, 0.5, 0.25, 0.5]).log().mean())
+
+
+def test_colorization_copy_loss_names_mismatched_shapes():
+    from zoo.losses import colorization_copy_loss
+
+    with pytest.raises(ValueError, match="one bin per embedding position"):
+        colorization_copy_loss(torch.zeros(1, 4, 2, 2), torch.zeros(1, 4, 2, 2), torch.zeros(1, 3), torch.zeros(1, 4), 3)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "BYOL_PAPER",
+    "COLORIZATION_PAPER",
     "CPC_PAPER",
     "DICE_LOSS",
     "FOCAL_LOSS",
@@ -40,6 +41,8 @@ __all__ = [
     "bernoulli_log_likelihood",
     "charbonnier_loss",
     "class_frequency_weights",
+    "colorization_copy_loss",
+    "copy_attention",
     "cross_entropy",
     "dice_loss",
     "discriminator_loss",
@@ -423,3 +426,52 @@ def patch_info_nce_loss(predictions: torch.Tensor, targets: torch.Tensor) -> tor
     logits = torch.einsum("npd,mpd->pnm", predictions.float(), targets.float())  # (P, N, N)
     labels = torch.arange(n, device=logits.device).repeat(p)
     return F.cross_entropy(logits.reshape(p * n, n), labels)
+
+
+COLORIZATION_PAPER = "https://arxiv.org/abs/1806.09594"  # Vondrick et al. 2018, tracking by colorizing
+
+
+def copy_attention(
+    reference: torch.Tensor, target: torch.Tensor, temperature: float = 1.0, topk: int = 0
+) -> torch.Tensor:
+    """Vondrick et al.'s copy weights (float32): for reference embeddings ``(N, D, P)`` and target embeddings
+    ``(N, D, Q)``, ``A[n, i, j] = exp(f_i . f_j / T) / sum_k exp(f_k . f_j / T)`` over the reference
+    positions i, ``(N, P, Q)``: each target position's weights sum to 1. ``topk > 0`` keeps each target
+    position's k largest scores only (the rest get weight 0), as propagation at test time may."""
+    if reference.ndim != 3 or target.ndim != 3 or reference.shape[:2] != target.shape[:2]:
+        raise ValueError(
+            f"copy_attention takes embeddings (N, D, P) and (N, D, Q) with one N and D, got "
+            f"{tuple(reference.shape)}, {tuple(target.shape)}"
+        )
+    scores = torch.einsum("ndp,ndq->npq", reference.float(), target.float()) / temperature
+    if 0 < topk < scores.shape[1]:
+        kth = scores.topk(topk, dim=1).values[:, -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    return scores.softmax(dim=1)
+
+
+def colorization_copy_loss(
+    reference: torch.Tensor,
+    target: torch.Tensor,
+    reference_colours: torch.Tensor,
+    target_colours: torch.Tensor,
+    num_colours: int,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Colorization as self-supervision (Vondrick et al. 2018, eq. 1-2): the target frame's colours are
+    predicted by copying the reference frame's with `copy_attention`, ``y_j = sum_i A_ij c_i`` over one-hot
+    quantised colours, and scored by cross-entropy ``-log y_j[c_j]`` (mean over target positions).
+
+    Embeddings are ``(N, D, h, w)`` (or already flat ``(N, D, P)``; several reference frames concatenated
+    along P); colours are the matching ``(N, h, w)`` (or ``(N, P)``) integer bins in [0, num_colours)."""
+    ref, tgt = reference.flatten(2), target.flatten(2)
+    ref_c, tgt_c = reference_colours.flatten(1).long(), target_colours.flatten(1).long()
+    if ref_c.shape != (ref.shape[0], ref.shape[2]) or tgt_c.shape != (tgt.shape[0], tgt.shape[2]):
+        raise ValueError(
+            f"colours must give one bin per embedding position: reference {tuple(ref_c.shape)} for embeddings "
+            f"{tuple(ref.shape)}, target {tuple(tgt_c.shape)} for {tuple(tgt.shape)}"
+        )
+    weights = copy_attention(ref, tgt, temperature)  # (N, P, Q)
+    one_hot = F.one_hot(ref_c, num_colours).float()  # (N, P, K)
+    predicted = torch.einsum("npq,npk->nqk", weights, one_hot)  # (N, Q, K): each row sums to 1
+    return F.nll_loss(predicted.clamp_min(1e-8).log().transpose(1, 2), tgt_c)

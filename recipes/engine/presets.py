@@ -46,6 +46,7 @@ RECIPE_MODULES = (
     "recipes.diffusion",
     "recipes.gan",
     "recipes.contrastive",
+    "recipes.video_colorization",
 )
 
 

@@ -96,7 +96,7 @@ def test_targets_are_consistent(test_scenes):
 
 def test_top_most_instance_wins(monkeypatch):
     # Square digits make every full mask known: visible + covered-by-later must rebuild each square.
-    monkeypatch.setattr(S, "_digit_alpha", lambda row, side: np.ones((side, side), np.float32))
+    monkeypatch.setattr(S, "digit_alpha", lambda row, side: np.ones((side, side), np.float32))
     config = S.SceneConfig(size=32, min_digits=3, max_digits=3, scale=(0.5, 0.8), max_hidden=0.9)
     overlapped = 0
     for i in range(40):

@@ -13,7 +13,8 @@ from ``data_root`` when the user has them, and downloaded only when the user ask
 
 Modules: `zoo.data.images` (in-memory image datasets, MNIST 5k, sklearn digits, torchvision sets, image
 folders), `zoo.data.photos` (bundled photographs, split by photo), `zoo.data.scenes` (the synthetic
-digit-scene world: masks, boxes, captions), `zoo.data.coco` (COCO export), `zoo.data.show` (pictures),
+digit-scene world: masks, boxes, captions), `zoo.data.videos` (moving coloured digits with
+per-frame instance maps, for tracking by colourisation), `zoo.data.coco` (COCO export), `zoo.data.show` (pictures),
 `zoo.data.cli` (``zoo data list | show | export``).
 
 This module is torch-free: the registry names each loader as ``"module:function"``, imported on first
@@ -36,10 +37,12 @@ from zoo.errors import ConfigError
 __all__ = [
     "DatasetInfo",
     "DigitScenes",
+    "DigitVideos",
     "ImageSplits",
     "InMemoryImages",
     "InMemoryScenes",
     "SceneConfig",
+    "VideoConfig",
     "collate_scenes",
     "get_dataset_info",
     "list_datasets",
@@ -54,6 +57,8 @@ _EXPORTS = {
     "InMemoryScenes": "zoo.data.scenes",
     "SceneConfig": "zoo.data.scenes",
     "collate_scenes": "zoo.data.scenes",
+    "DigitVideos": "zoo.data.videos",
+    "VideoConfig": "zoo.data.videos",
 }
 
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
@@ -61,11 +66,13 @@ __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 if TYPE_CHECKING:
     from zoo.data.images import ImageSplits, InMemoryImages
     from zoo.data.scenes import DigitScenes, InMemoryScenes, SceneConfig, collate_scenes
+    from zoo.data.videos import DigitVideos, VideoConfig
 
 # What a sample carries, per kind of dataset (`DatasetInfo.targets`).
 CLASS_LABEL = ("label",)
 IMAGE_ONLY = ("image",)
 SCENE_TARGETS = ("semantic", "masks", "boxes", "labels", "caption")
+VIDEO_TARGETS = ("instances",)
 
 # The options every loader may be offered by `load_dataset`; a loader receives those it declares.
 COMMON_OPTIONS = ("val_per_class", "data_root", "download")
@@ -284,3 +291,18 @@ for _name, _size, _digits in (
         splits=("train", "val", "test"),
         defaults={} if _name == "digit_scenes" else {"size": _size, "max_digits": _digits},
     )
+register_dataset(
+    "digit_videos",
+    "zoo.data.videos:digit_videos",
+    description=(
+        "synthetic 12-frame 48x48 RGB videos of 2-3 moving, distinctly coloured mnist_5k digits on plain, "
+        "noise and texture backgrounds: per-frame instance maps (tracking by colourisation)"
+    ),
+    split=(
+        "video i of a split is a pure function of (seed 0, split, i); train: 2000 videos of 12 48x48 frames "
+        "with 2-3 mnist_5k train digits (test = the last 100 images of each digit in file order) on textures "
+        "cut from x < 384 of scikit-image's grass, gravel and brick; test: 200 videos of mnist_5k test "
+        "digits on textures cut from x >= 384"
+    ),
+    targets=VIDEO_TARGETS,
+)

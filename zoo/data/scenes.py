@@ -59,7 +59,9 @@ __all__ = [
     "Scene",
     "SceneConfig",
     "collate_scenes",
+    "digit_alpha",
     "digit_scenes",
+    "render_background",
     "render_scene",
     "touching_instances",
 ]
@@ -148,7 +150,12 @@ def _upsample_matrix(n_out: int, n_in: int) -> np.ndarray:
     return m
 
 
-def _background(rng: np.random.Generator, kind: str, size: int, split: str, lo: float, hi: float):
+def render_background(
+    rng: np.random.Generator, kind: str, size: int, split: str, lo: float, hi: float
+) -> tuple[np.ndarray, str]:
+    """A float32 ``(size, size, 3)`` background of `kind` ("plain", "noise" or "texture") with every
+    channel in [lo, hi], and how scenes record it ("texture:<name>@<x>,<y>,<side>" names the crop).
+    ``split == "test"`` cuts textures from the held-out columns x >= 384, any other split from x < 384."""
     if kind == "plain":
         return np.broadcast_to(rng.uniform(lo, hi, 3).astype(np.float32), (size, size, 3)).copy(), kind
     if kind == "noise":
@@ -177,7 +184,8 @@ def _background(rng: np.random.Generator, kind: str, size: int, split: str, lo: 
     return (lo + (hi - lo) * crop[..., None] * tint).astype(np.float32), f"texture:{name}@{x},{y},{side}"
 
 
-def _digit_alpha(row: int, side: int) -> np.ndarray:
+def digit_alpha(row: int, side: int) -> np.ndarray:
+    """The alpha matte of mnist_5k row `row` resized to ``(side, side)``: float32 in [0, 1], peak 1."""
     from PIL import Image
 
     digit = Image.fromarray(_digit_alphas()[row])
@@ -198,7 +206,7 @@ def render_scene(config: SceneConfig, rows: np.ndarray, seed: int, split: str, i
     dark = rng.random() < 0.5  # polarity: light digits on a dark background, or dark on light
     lo, hi = (0.0, 0.45) if dark else (0.55, 1.0)
     kind = config.backgrounds[rng.integers(len(config.backgrounds))]
-    canvas, background = _background(rng, kind, size, split, lo, hi)
+    canvas, background = render_background(rng, kind, size, split, lo, hi)
 
     n = int(rng.integers(config.min_digits, config.max_digits + 1))
     chosen = rng.choice(rows, n)
@@ -212,7 +220,7 @@ def render_scene(config: SceneConfig, rows: np.ndarray, seed: int, split: str, i
     hidden = np.zeros((n, n), np.int64)  # hidden[k, j]: pixels of digit j that digit k covers
     for k in range(n):
         side = min(size, max(4, round(DIGIT * scales[k])))
-        alpha = _digit_alpha(int(chosen[k]), side)
+        alpha = digit_alpha(int(chosen[k]), side)
         mask = alpha >= 0.5
         count = int(mask.sum())
         if count == 0:

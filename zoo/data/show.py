@@ -4,6 +4,8 @@ Scenes get three panels each: the image, the semantic map over it (one colour pe
 the top), and the instance boxes with their digit (drawn with torchvision's ``draw_segmentation_masks`` and
 ``draw_bounding_boxes``), with the caption underneath. Image datasets get a grid of examples, each with
 its label, spread evenly over the split (MNIST 5k is sorted by label: the first 16 would all be zeros).
+Videos get a strip each (`video_strip`): the RGB frames left to right, the grey frames the network sees
+under them, and the instance maps over the frames (`overlay_instances`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ import torch
 
 from zoo.errors import ConfigError
 
-__all__ = ["CLASS_COLOURS", "dataset_picture", "image_grid", "scene_grid"]
+__all__ = [
+    "CLASS_COLOURS",
+    "INSTANCE_COLOURS",
+    "dataset_picture",
+    "image_grid",
+    "overlay_instances",
+    "scene_grid",
+    "video_strip",
+]
 
 # One colour per digit class (0..9), far apart in hue; class c = digit + 1 uses CLASS_COLOURS[c - 1].
 CLASS_COLOURS = (
@@ -33,6 +43,18 @@ CLASS_COLOURS = (
     (210, 245, 60),
     (250, 190, 190),
 )
+# One colour per instance id 1, 2, 3, ... (red, green, blue first; ids past the end reuse them in turn).
+INSTANCE_COLOURS = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (255, 225, 25),
+    (240, 50, 230),
+    (70, 240, 240),
+    (245, 130, 48),
+    (145, 30, 180),
+)
+_VIDEOS = 4  # videos a dataset picture shows: three rows of every frame each
 _PANEL = 256  # pixels: small images are enlarged (nearest neighbour) to at least this side
 _PAD = 4
 
@@ -152,6 +174,75 @@ def image_grid(images: torch.Tensor, texts: Sequence[str], columns: int = 8) -> 
     return make_grid(cells, nrow=columns, padding=_PAD, pad_value=64)
 
 
+def video_strip(rows: Sequence[np.ndarray], *, every: int = 1, gap: int = 2, scale: int = 2) -> np.ndarray:
+    """uint8 ``(H', W', 3)`` picture of frame sequences: each row a uint8 ``(T, H, W, 3)`` or grey
+    ``(T, H, W)`` array, frames 0, every, 2 * every, ... left to right, rows top to bottom, enlarged
+    (nearest neighbour) by `scale` and separated by `gap` white pixels (shorter rows end in white)."""
+    if not rows or every < 1 or scale < 1 or gap < 0:
+        raise ValueError(
+            f"need at least one row, every >= 1, scale >= 1, gap >= 0; got {len(rows)} rows, "
+            f"every={every}, scale={scale}, gap={gap}"
+        )
+    strips = []
+    for row in rows:
+        row = np.asarray(row)
+        if row.dtype != np.uint8 or row.ndim not in (3, 4) or (row.ndim == 4 and row.shape[-1] != 3):
+            raise ValueError(f"each row must be uint8 (T, H, W, 3) or (T, H, W), got {row.dtype} {row.shape}")
+        if row.ndim == 3:
+            row = np.repeat(row[..., None], 3, axis=-1)
+        row = row[::every].repeat(scale, axis=1).repeat(scale, axis=2)  # (F, h, w, 3)
+        count, h, w = row.shape[:3]
+        strip = np.full((h, count * (w + gap) - gap, 3), 255, np.uint8)
+        for f in range(count):
+            strip[:, f * (w + gap) : f * (w + gap) + w] = row[f]
+        strips.append(strip)
+    width = max(s.shape[1] for s in strips)
+    height = sum(s.shape[0] for s in strips) + gap * (len(strips) - 1)
+    out = np.full((height, width, 3), 255, np.uint8)
+    y = 0
+    for strip in strips:
+        out[y : y + strip.shape[0], : strip.shape[1]] = strip
+        y += strip.shape[0] + gap
+    return out
+
+
+def overlay_instances(frames: np.ndarray, instances: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """uint8 ``(T, H, W, 3)`` frames with each instance id k > 0 of ``(T, H, W)`` `instances` tinted by
+    ``INSTANCE_COLOURS[(k - 1) % 8]`` (weight `alpha`) and its boundary drawn opaque in that colour."""
+    frames, instances = np.asarray(frames), np.asarray(instances)
+    if frames.dtype != np.uint8 or frames.shape[-1:] != (3,) or instances.shape != frames.shape[:-1]:
+        raise ValueError(
+            f"frames must be uint8 (T, H, W, 3) and instances (T, H, W), got {frames.dtype} {frames.shape}, "
+            f"{instances.shape}"
+        )
+    ids = instances.astype(np.int64)
+    palette = np.asarray(((0, 0, 0), *INSTANCE_COLOURS), np.float32)
+    colour = palette[np.where(ids > 0, (ids - 1) % len(INSTANCE_COLOURS) + 1, 0)]
+    # A boundary pixel has a 4-neighbour with another id; the frame's edge is not a boundary.
+    padded = np.pad(ids, [(0, 0)] * (ids.ndim - 2) + [(1, 1), (1, 1)], mode="edge")
+    core = padded[..., 1:-1, 1:-1]
+    edge = (
+        (padded[..., :-2, 1:-1] != core)
+        | (padded[..., 2:, 1:-1] != core)
+        | (padded[..., 1:-1, :-2] != core)
+        | (padded[..., 1:-1, 2:] != core)
+    )
+    weight = np.where(ids > 0, np.where(edge, 1.0, alpha), 0.0)[..., None].astype(np.float32)
+    out = (1 - weight) * frames + weight * colour
+    return np.round(out).clip(0, 255).astype(np.uint8)
+
+
+def _video_picture(videos: Any, n: int) -> torch.Tensor:
+    """uint8 (3, H, W): for each of the first `n` videos, its frames, grey frames and instance overlay."""
+    from zoo.data.videos import grey_frames
+
+    rows = []
+    for i in range(min(n, len(videos))):
+        video = videos.video(i)
+        rows += [video.frames, grey_frames(video.frames), overlay_instances(video.frames, video.instances)]
+    return torch.from_numpy(video_strip(rows)).permute(2, 0, 1).contiguous()
+
+
 def dataset_picture(name: str, split: str = "test", n: int = 16, **options: Any) -> torch.Tensor:
     """A picture of `n` examples of a registered dataset's split (uint8 (3, H, W))."""
     from zoo.data import load_dataset
@@ -164,6 +255,8 @@ def dataset_picture(name: str, split: str = "test", n: int = 16, **options: Any)
         )
     if hasattr(data, "scene"):
         return scene_grid(data, n)
+    if hasattr(data, "video"):
+        return _video_picture(data, min(n, _VIDEOS))
     if not hasattr(data, "images"):
         raise ConfigError(f"dataset {name!r}: showing {type(data).__name__} samples is not supported")
     # Evenly spread over the split: sorted datasets (MNIST 5k) show every class.

@@ -43,6 +43,7 @@ _EXPORTS = {
     "all_reduce_sum": "zoo.metrics.base",
     "all_gather_cat": "zoo.metrics.base",
     "MeanIoU": "zoo.metrics.segmentation",
+    "PropagatedMaskIoU": "zoo.metrics.segmentation",
     "PSNR": "zoo.metrics.image",
     "SSIM": "zoo.metrics.image",
     "MeanAveragePrecision": "zoo.metrics.detection",
@@ -75,6 +76,7 @@ __all__ = [
     "MeanAveragePrecision",
     "MeanIoU",
     "Metric",
+    "PropagatedMaskIoU",
     "SampleQuality",
     "all_gather_cat",
     "all_reduce_sum",
@@ -102,4 +104,4 @@ if TYPE_CHECKING:
     )
     from zoo.metrics.representation import KNNAccuracy, LinearProbeAccuracy
     from zoo.metrics.sample_quality import SampleQuality, sample_quality
-    from zoo.metrics.segmentation import MeanIoU
+    from zoo.metrics.segmentation import MeanIoU, PropagatedMaskIoU

@@ -1,10 +1,13 @@
-"""Semantic segmentation: mean intersection over union, per-class IoU and pixel accuracy."""
+"""Semantic segmentation: mean intersection over union, per-class IoU and pixel accuracy; the IoU of instance
+masks propagated through videos."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 
 from zoo.metrics.base import Metric
@@ -82,3 +85,81 @@ class MeanIoU(Metric):
             "pixel_acc": float(tp.sum()) / total if total else math.nan,
             **dict(zip(names, iou)),
         }
+
+
+class PropagatedMaskIoU(Metric):
+    """Video object segmentation from the first frame's masks: mean IoU of propagated instance masks.
+
+    ``update(embeddings, instances)`` takes frames in video order, ``frames_per_video`` per video (a batch may
+    end mid-video: frames wait until their video is whole): per-frame embeddings ``(B, D, h, w)`` and ground
+    truth instance maps ``(B, H, W)`` (0 = background, k = instance k). Each whole video's masks are
+    ``propagate(embeddings (T, D, h, w), first_instances (H, W)) -> (T, H, W)``; every frame after the first
+    scores each instance visible in its ground truth, ``|pred == k and gt == k| / |pred == k or gt == k|`` (an
+    instance hidden in a frame is not scored there). Outputs: ``propagation_iou`` (mean over all scored
+    instance-frames), ``propagation_iou_last`` (the last frame only); `per_frame` gives the curve.
+    """
+
+    def __init__(self, frames_per_video: int, propagate: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+        super().__init__()
+        if frames_per_video < 2:
+            raise ValueError(f"a video needs at least 2 frames to propagate over, got {frames_per_video}")
+        self.frames_per_video, self.propagate = frames_per_video, propagate
+        self.higher_is_better = {"propagation_iou": True, "propagation_iou_last": True}
+        self.add_state("iou_sum", torch.zeros(frames_per_video, dtype=torch.float64))
+        self.add_state("count", torch.zeros(frames_per_video, dtype=torch.int64))
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def reset(self) -> None:
+        super().reset()
+        self._pending = []
+
+    def update(self, outputs: Any, targets: Any) -> None:
+        embeddings, instances = _numpy(outputs), _numpy(targets)
+        if len(embeddings) != len(instances) or embeddings.ndim != 4 or instances.ndim != 3:
+            raise ValueError(
+                f"PropagatedMaskIoU takes embeddings (B, D, h, w) and instance maps (B, H, W), got "
+                f"{embeddings.shape} and {instances.shape}"
+            )
+        self._pending += list(zip(embeddings, instances))
+        while len(self._pending) >= self.frames_per_video:
+            video, self._pending = (
+                self._pending[: self.frames_per_video],
+                self._pending[self.frames_per_video :],
+            )
+            truth = np.stack([gt for _, gt in video])
+            self.add_video(self.propagate(np.stack([e for e, _ in video]), truth[0]), truth)
+
+    def add_video(self, predicted: np.ndarray, truth: np.ndarray) -> None:
+        """Score one video's instance maps (T, H, W) against its ground truth (frames after the first)."""
+        for t in range(1, len(truth)):
+            for k in np.unique(truth[t]):
+                if k == 0:
+                    continue
+                p, g = predicted[t] == k, truth[t] == k
+                self.iou_sum[t] += float((p & g).sum() / (p | g).sum())
+                self.count[t] += 1
+
+    def per_frame(self) -> list[float]:
+        """Mean IoU at each frame index (nan where nothing was scored; frame 0 is given)."""
+        state = self.synced_state()
+        return [
+            float(s / n) if n else math.nan
+            for s, n in zip(state["iou_sum"].tolist(), state["count"].tolist())
+        ]
+
+    def _compute(self, state: dict[str, torch.Tensor]) -> dict[str, float]:
+        if self._pending:
+            raise ValueError(
+                f"{len(self._pending)} frames of an unfinished video are left: feed whole videos of "
+                f"{self.frames_per_video} frames"
+            )
+        total, count = float(state["iou_sum"].sum()), int(state["count"].sum())
+        last = int(state["count"][-1])
+        return {
+            "propagation_iou": total / count if count else math.nan,
+            "propagation_iou_last": float(state["iou_sum"][-1]) / last if last else math.nan,
+        }
+
+
+def _numpy(value: Any) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)

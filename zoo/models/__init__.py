@@ -17,4 +17,5 @@ from zoo.models import (  # noqa: F401
     self_supervised,
     unet,
     vae,
+    video_colorization,
 )
