@@ -210,4 +210,6 @@ def test_colorization_copy_loss_names_mismatched_shapes():
     from zoo.losses import colorization_copy_loss
 
     with pytest.raises(ValueError, match="one bin per embedding position"):
-        colorization_copy_loss(torch.zeros(1, 4, 2, 2), torch.zeros(1, 4, 2, 2), torch.zeros(1, 3), torch.zeros(1, 4), 3)
+        colorization_copy_loss(
+            torch.zeros(1, 4, 2, 2), torch.zeros(1, 4, 2, 2), torch.zeros(1, 3), torch.zeros(1, 4), 3
+        )

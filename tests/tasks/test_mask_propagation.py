@@ -27,7 +27,7 @@ def moving_squares(frames: int = 6, size: int = 24) -> np.ndarray:
     video = np.zeros((frames, size, size), np.uint8)
     for t in range(frames):
         video[t, 2 + t : 8 + t, 2 + 2 * t : 8 + 2 * t] = 1
-        video[t, 14 : 20, 3 + t : 11 + t] = 2
+        video[t, 14:20, 3 + t : 11 + t] = 2
     return video
 
 
