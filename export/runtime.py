@@ -362,6 +362,19 @@ class OnnxModel:
         outputs = self.run(batch)
         return self.adapter.postprocess(self.meta.graph, outputs, self.meta, **options)
 
+    # ------------------------------------------------------------------------------------ videos
+    def propagate(self, frames: np.ndarray, first_mask: np.ndarray, **options: Any) -> np.ndarray:
+        """Track objects through a video torch-free: frames (T, H, W, 3) uint8 and the first frame's instance
+        map (H, W) (0 = background, 1..K the objects) -> instance maps (T, H, W), for a file whose task
+        propagates masks (`zoo.tasks.mask_propagation`); `options` override the weight's propagation."""
+        propagate = getattr(self.task, "propagate", None)
+        if propagate is None:
+            raise OnnxModelError(
+                f"{self.path.name} ({self.meta.name}) is a '{self.task.name}' model; only mask-propagation "
+                "models (per-pixel embedders such as colorization_tracker) propagate masks through a video"
+            )
+        return propagate(self.infer, self.meta, frames, first_mask, **options)
+
     # ------------------------------------------------------------------------------------ generators
     def sample(self, n: int, *, seed: int = 0, labels: Any = None, **options: Any) -> np.ndarray:
         """`n` generated images (n, C, H, W) in [0, 1], drawn torch-free as the file's export adapter says

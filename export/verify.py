@@ -18,7 +18,7 @@ import torch
 from export.onnx import resolve_model, to_onnx
 from zoo.tasks.base import Agreement
 
-__all__ = ["SplitCheck", "spread_random_detector", "verify_onnx", "weight_test_split"]
+__all__ = ["SplitCheck", "same_predictions", "spread_random_detector", "verify_onnx", "weight_test_split"]
 
 # The issue's bound on COCO AP measured from onnxruntime's detections against PyTorch's, on the same images.
 AP_TOLERANCE = 0.005
@@ -102,12 +102,34 @@ def verify_onnx(name: str, path: str | os.PathLike, limit: int | None = None) ->
     def run_torch(x: np.ndarray) -> dict[str, np.ndarray]:
         return named_outputs(model, model(torch.from_numpy(x)), task)
 
-    _, expected = measure(run_torch, meta, inputs, targets, keep_outputs=True)
-    measured, actual = measure(session.run, meta, inputs, targets, keep_outputs=True)
+    fitted: dict[str, dict[str, Any]] = {"torch": {}, "onnx": {}}
+    _, expected = measure(run_torch, meta, inputs, targets, keep_outputs=True, metrics_out=fitted["torch"])
+    measured, actual = measure(
+        session.run, meta, inputs, targets, keep_outputs=True, metrics_out=fitted["onnx"]
+    )
     del session  # its idle threads would slow whatever runs next in this process (shared/FACTS.md)
     agreement = task.agreement(expected, {k: actual[k] for k in expected}, meta)
+    same_predictions(fitted["torch"], fitted["onnx"], agreement)
     report = VerifyReport(meta.name, len(inputs), compare(measured, meta.metrics, len(inputs)), measured)
     return SplitCheck(meta.name, len(inputs), agreement, report)
+
+
+def same_predictions(expected: dict[str, Any], actual: dict[str, Any], agreement: Agreement) -> None:
+    """Where a metric keeps per-sample predictions (a kNN vote, a linear probe fitted on each runtime's own
+    train features), both runtimes must predict the same label for every test sample: ``same_<metric>`` is
+    the share that do, and any difference fails the agreement."""
+    for name, metric in expected.items():
+        if not hasattr(metric, "predictions") or name not in actual:
+            continue
+        want, got = metric.predictions(), actual[name].predictions()
+        share = float((want == got).float().mean()) if len(want) == len(got) and len(want) else 0.0
+        agreement.values[f"same_{name}"] = share
+        if share < 1.0:
+            agreement.ok = False
+            differ = int((want != got).sum()) if len(want) == len(got) else len(want)
+            agreement.note = (agreement.note + "; " if agreement.note else "") + (
+                f"{differ} of {len(want)} {name} predictions differ between the runtimes"
+            )
 
 
 @torch.no_grad()

@@ -4,7 +4,8 @@
                                               # the self-supervised label-efficiency table (and its figure,
                                               # docs/label_efficiency.png)
 
-`weights_table`: one row per published weight. `instance_comparison_table`: the proposal-based (Mask R-CNN) and
+`weights_table`: one row per published weight. `propagation_table`: the tracking-by-colorization weights and
+their baselines (propagated mask IoU on the same test videos). `instance_comparison_table`: the proposal-based (Mask R-CNN) and
 proposal-free instance models side by side on the same test scenes, on all of them and on those whose digits
 touch, with the Otsu + components + classifier baseline their cards record. ``tests/recipes/test_report.py``
 checks that the README holds exactly these tables.
@@ -173,12 +174,36 @@ def label_efficiency_figure(path: Path, hub: Path = IN_TREE_HUB) -> None:
     fig.savefig(path)
 
 
+def propagation_table(hub: Path = IN_TREE_HUB) -> str:
+    """Every published mask-propagation weight and the baselines its card records, on the same test videos:
+    mean IoU of the propagated masks over the frames after the first, and on the last frame."""
+    rows = []
+    for config in _published(hub):
+        w = config["weights"]
+        if get_task(w["task"]).name != "mask-propagation":
+            continue
+        for name, m in {
+            f"`{w['arch']}.{w['tag']}`": w.get("metrics") or {},
+            **(w.get("baselines") or {}),
+        }.items():
+            rows.append(
+                {
+                    "method": name if name.startswith("`") else f"baseline: {name}",
+                    "mean IoU": f"{m['propagation_iou']:.1%}",
+                    "last frame IoU": f"{m['propagation_iou_last']:.1%}",
+                }
+            )
+    return _markdown(rows) if rows else "(no published mask-propagation weights)"
+
+
 if __name__ == "__main__":
     print(weights_table())
     print()
     print(instance_comparison_table())
     print()
     print(label_efficiency_table())
+    print()
+    print(propagation_table())
     if _feature_weights(IN_TREE_HUB):
         figure = Path(__file__).resolve().parents[1] / "docs" / "label_efficiency.png"
         figure.parent.mkdir(exist_ok=True)

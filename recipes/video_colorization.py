@@ -6,14 +6,16 @@ every pixel. Each step draws, per video, a reference frame and a target frame `g
 `max_gap`) and trains the target's colours to be copied from the reference's through the embeddings'
 attention (`zoo.losses.colorization_copy_loss`). Colours are quantised as in the paper: k-means
 (`num_colours` clusters) of the Lab colour's (a, b) channels, fitted on the train videos' pixels at the
-embedding's resolution (each cell's colour is its pixels' mean). No label, mask or track is ever read.
+embedding's resolution (each cell's colour is its pixels' mean). Training reads no label, mask or track.
 
 Evaluation, with no fine-tuning: the first frame's instance masks are propagated through each test video by
 the same attention (`zoo.tasks.mask_propagation`), scored by `zoo.metrics.PropagatedMaskIoU` against the
-generator's ground truth. At publish the same score is measured for three baselines on the same videos:
-copying the first frame's masks unchanged, propagation on raw pixels (`raw_pixel_embeddings`, its
-temperature picked on train videos), and the same network with random weights; the card shows the table,
-the IoU by frame, and a test video propagated (colours and masks).
+generator's ground truth. The attention's temperature and top-k at test time are picked on the masks of
+TUNING_VIDEOS train videos (never the test's), as the probes of `zoo.probing` are fitted on train labels.
+At publish the same score is measured for three baselines on the same videos, each tuned the same way:
+copying the first frame's masks unchanged, propagation on raw pixels (`raw_pixel_embeddings`), and the same
+network with random weights. The card shows the table, the IoU by frame, and a test video propagated
+(colours and masks).
 """
 
 from __future__ import annotations
@@ -50,8 +52,12 @@ from zoo.tasks.mask_propagation import (
 
 __all__ = ["ColourQuantizer", "VideoColorizationConfig", "VideoColorizationObjective"]
 
-RAW_TEMPERATURES = (0.01, 0.03, 0.1, 0.3)  # the raw-pixel baseline's temperature is the best of these
-TUNING_VIDEOS = 20  # train videos the raw-pixel temperature is picked on
+# Propagation is tuned on train videos (never the test's), as the probes of `zoo.probing` are fitted on train
+# features: the copy attention's temperature and top-k giving the best mask IoU on TUNING_VIDEOS train videos,
+# for the network (at each evaluation) and for each baseline, from its own grid.
+TUNING_VIDEOS = 20
+NETWORK_GRID = {"temperature": (1.0, 0.5, 0.25, 0.1), "topk": (0, 10)}  # 1, 0: the training attention
+RAW_GRID = {"temperature": (0.01, 0.03, 0.1, 0.3), "topk": (0, 10)}  # unit-length 3x3 patches are flatter
 
 
 @dataclass
@@ -61,8 +67,7 @@ class VideoColorizationConfig(ObjectiveConfig):
     num_colours: int = 16  # k-means clusters of the Lab (a, b) colour: the classes the copy is scored on
     colour_pixels: int = 200_000  # train pixels (embedding cells) k-means is fitted on
     max_gap: int = 4  # the target frame is 1 .. max_gap frames after the reference
-    temperature: float = 1.0  # the copy attention's softmax temperature (1: the paper's formula)
-    topk: int = 0  # propagation at evaluation: each target cell's k best references (0: all)
+    temperature: float = 1.0  # the training copy attention's softmax temperature (1: the paper's formula)
     previous: int = 1  # propagation at evaluation: the previous frames used as references besides the first
     eval_videos: int = 0  # test videos evaluated (0: all)
 
@@ -74,8 +79,8 @@ class VideoColorizationConfig(ObjectiveConfig):
             raise ConfigError(f"config key 'max_gap': {self.max_gap} must be >= 1")
         if not self.temperature > 0:
             raise ConfigError(f"config key 'temperature': {self.temperature} must be > 0")
-        if self.topk < 0 or self.previous < 0 or self.eval_videos < 0:
-            raise ConfigError("config keys 'topk', 'previous' and 'eval_videos' must be >= 0")
+        if self.previous < 0 or self.eval_videos < 0:
+            raise ConfigError("config keys 'previous' and 'eval_videos' must be >= 0")
 
 
 class ColourQuantizer:
@@ -205,15 +210,36 @@ class VideoColorizationObjective(Objective):
             )
         return {"model": model}
 
-    def propagation(self) -> dict[str, Any]:
-        c = self.config
-        return {**DEFAULT_PROPAGATION, "temperature": c.temperature, "topk": c.topk, "previous": c.previous}
-
     def metrics(self, split: str) -> dict[str, Any]:
         from zoo.metrics import PropagatedMaskIoU
 
-        propagate = functools.partial(propagate_masks, stride=self.stride, **self.propagation())
-        return {"propagation": PropagatedMaskIoU(self.frames, propagate)}
+        # The propagation is tuned for the evaluated network at its first batch (`eval_step`).
+        return {"propagation": PropagatedMaskIoU(self.frames, None)}
+
+    def _propagator(self, **propagation: Any) -> Any:
+        return functools.partial(propagate_masks, stride=self.stride, **propagation)
+
+    @functools.cached_property
+    def tuning_videos(self) -> tuple[torch.Tensor, np.ndarray]:
+        """The first TUNING_VIDEOS train videos (a smoke run's eval_limit fewer): grey uint8 (N, T, 1, H, W)
+        and instance maps (N, T, H, W), the only masks the recipe reads besides the test split's."""
+        from zoo.data.videos import grey_frames
+
+        count = min(TUNING_VIDEOS, len(self.splits.train), self.config.eval_limit or TUNING_VIDEOS)
+        videos = [self.splits.train.video(i) for i in range(count)]
+        grey = torch.from_numpy(np.stack([grey_frames(v.frames) for v in videos])).unsqueeze(2)
+        return grey, np.stack([v.instances for v in videos])
+
+    def tune(self, embeddings: np.ndarray, grid: dict[str, tuple]) -> dict[str, Any]:
+        """The propagation (`grid`'s best temperature and top-k on the tuning videos' `embeddings`)."""
+        _, truth = self.tuning_videos
+        options = [
+            {**DEFAULT_PROPAGATION, "temperature": t, "topk": k, "previous": self.config.previous}
+            for t in grid["temperature"]
+            for k in grid["topk"]
+        ]
+        scores = [self._score(embeddings, truth, o).compute()["propagation_iou"] for o in options]
+        return options[int(np.argmax(scores))]
 
     def _inputs(self, ctx: Context, grey: torch.Tensor) -> torch.Tensor:
         return normalise(ctx.to_device(grey).float().div_(255), self.splits.mean, self.splits.std)
@@ -243,10 +269,14 @@ class VideoColorizationObjective(Objective):
 
     @torch.no_grad()
     def eval_step(self, ctx: Context, batch: Any) -> None:
+        model = ctx.models["model"]  # the evaluated network (published copy, EMA...) in eval mode
+        metric = ctx.metrics["propagation"]
+        if metric.propagate is None:  # an evaluation's first batch: tune the propagation for this network
+            self.eval_propagation = self.tune(self.embed_videos(model, self.tuning_videos[0]), NETWORK_GRID)
+            metric.propagate = self._propagator(**self.eval_propagation)
         grey, instances = batch  # (B, T, 1, H, W) uint8, (B, T, H, W)
-        embeddings = ctx.models["model"](self._inputs(ctx, grey.flatten(0, 1))).float()
-        for metric in ctx.metrics.values():
-            metric.update(embeddings, instances.flatten(0, 1))
+        embeddings = model(self._inputs(ctx, grey.flatten(0, 1))).float()
+        metric.update(embeddings, instances.flatten(0, 1))
 
     def embed_videos(self, model: nn.Module, grey: torch.Tensor) -> np.ndarray:
         """(N, T, 1, H, W) uint8 grey videos -> embeddings (N, T, D, h, w) of `model` (eval mode)."""
@@ -261,13 +291,10 @@ class VideoColorizationObjective(Objective):
         return torch.stack(out).numpy()
 
     # ------------------------------------------------------------------------------------------ publish
-    def _score(self, embeddings: np.ndarray, instances: np.ndarray, **propagation: Any) -> Any:
+    def _score(self, embeddings: np.ndarray, instances: np.ndarray, propagation: dict[str, Any]) -> Any:
         from zoo.metrics import PropagatedMaskIoU
 
-        options = {**self.propagation(), **propagation}
-        metric = PropagatedMaskIoU(
-            self.frames, functools.partial(propagate_masks, stride=self.stride, **options)
-        )
+        metric = PropagatedMaskIoU(self.frames, self._propagator(**propagation))
         for video, truth in zip(embeddings, instances):
             metric.update(video, truth)
         return metric
@@ -276,49 +303,42 @@ class VideoColorizationObjective(Objective):
         frames = grey[:, :, 0].float().div(255).numpy()
         return np.stack([raw_pixel_embeddings(v, self.stride) for v in frames])
 
-    def baselines(self, model: nn.Module, data: Data) -> dict[str, Any]:
-        """The baselines' metric objects on the test videos: copy the first frame, raw pixels (temperature
-        picked on train videos), the same network with random weights."""
+    def baselines(self, data: Data) -> dict[str, Any]:
+        """The baselines' metric objects on the test videos, each propagation tuned on the train videos as
+        the network's is: copy the first frame, raw pixels, the same network with random weights."""
+        from zoo.factory import create_model
         from zoo.metrics import PropagatedMaskIoU
 
         test_grey, test_truth = data.test.grey, data.test.targets.numpy()
-        copy_metric = PropagatedMaskIoU(self.frames, lambda _, first: None)
+        copy_metric = PropagatedMaskIoU(self.frames, None)
         for truth in test_truth:
             copy_metric.add_video(copy_first_frame(truth), truth)
-        # Raw pixels: the temperature that propagates best on train videos' masks (never the test's).
-        tune = self.splits.train
-        tune_videos = [tune.video(i) for i in range(min(TUNING_VIDEOS, len(tune)))]
-        from zoo.data.videos import grey_frames
-
-        tune_grey = torch.from_numpy(np.stack([grey_frames(v.frames) for v in tune_videos])).unsqueeze(2)
-        tune_truth = np.stack([v.instances for v in tune_videos])
-        tune_raw = self._raw_embeddings(tune_grey)
-        best = max(
-            RAW_TEMPERATURES,
-            key=lambda t: self._score(tune_raw, tune_truth, temperature=t).compute()["propagation_iou"],
-        )
-        raw = self._score(self._raw_embeddings(test_grey), test_truth, temperature=best)
+        raw = self.tune(self._raw_embeddings(self.tuning_videos[0]), RAW_GRID)
         torch.manual_seed(self.config.seed)
-        random_init = copy.deepcopy(model)
-        for module in random_init.modules():
-            if hasattr(module, "reset_parameters") and module is not random_init:
-                module.reset_parameters()
+        channels, height, _ = data.info["input_size"]
+        random_init = create_model(
+            self.config.model, in_chans=channels, img_size=height, **self.config.model_args
+        )
         random_init.eval()
-        random = self._score(self.embed_videos(random_init, test_grey), test_truth)
-        self.raw_temperature = best
+        random = self.tune(self.embed_videos(random_init, self.tuning_videos[0]), NETWORK_GRID)
         return {
             "copy the first frame": copy_metric,
-            f"raw pixels (3x3 patches, temperature {best})": raw,
-            "random-init network": random,
+            f"raw pixels (3x3 patches, {_describe(raw)})": self._score(
+                self._raw_embeddings(test_grey), test_truth, raw
+            ),
+            f"random-init network ({_describe(random)})": self._score(
+                self.embed_videos(random_init, test_grey), test_truth, random
+            ),
         }
 
     def publish(self, model: nn.Module, data: Data) -> tuple[nn.Module, dict[str, Any]]:
         c = self.config
         model = copy.deepcopy(model).eval().to(memory_format=torch.contiguous_format)
         papers = [COLORIZATION_PAPER, *family_papers(model), *optimizer_papers(c)]
+        propagation = self.tune(self.embed_videos(model, self.tuning_videos[0]), NETWORK_GRID)
         embeddings = self.embed_videos(model, data.test.grey)
-        own = self._score(embeddings, data.test.targets.numpy())
-        baselines = self.baselines(model, data)
+        own = self._score(embeddings, data.test.targets.numpy(), propagation)
+        baselines = self.baselines(data)
         meta: dict[str, Any] = {
             "task": "mask-propagation",
             "input_size": list(data.info["input_size"]),
@@ -327,24 +347,30 @@ class VideoColorizationObjective(Objective):
             "papers": list(dict.fromkeys(papers)),
             "embed_stride": self.stride,
             "video_frames": self.frames,
-            "propagation": self.propagation(),
+            "propagation": propagation,
             "baselines": {name: metric.compute() for name, metric in baselines.items()},
             "description": (
                 f"{c.model}: {model.embed_dim}-d embeddings every {self.stride} px of grey {data.name} frames, "
                 f"trained by copying quantised colours ({c.num_colours} Lab bins) from a frame up to "
                 f"{c.max_gap} frames earlier, on {len(data.train)} train videos with no labels. Evaluated by "
-                f"propagating the first frame's instance masks through {len(data.test)} test videos."
+                f"propagating the first frame's instance masks through {len(data.test)} test videos with the "
+                f"same attention ({_describe(propagation)}, picked on {len(self.tuning_videos[1])} train videos; "
+                "the training attention is temperature 1, every reference). The propagation picture's rows: "
+                "the test video, the grey frames the network sees, the first frame's colours copied forward, "
+                "the propagated masks, the ground truth."
             ),
         }
         curves = {"this weight": own.per_frame(), **{k: m.per_frame() for k, m in baselines.items()}}
         path = self.picture_path("iou_by_frame.png")
         draw_iou_by_frame(curves, path, f"{c.model} on {data.name}: propagated mask IoU")
         strip = self.picture_path("propagation.png")
-        self.draw_propagation(embeddings[0], 0, strip)
+        self.draw_propagation(embeddings[0], 0, strip, propagation)
         meta["files"] = {"propagation": str(strip), "iou_by_frame": str(path)}
         return model, meta
 
-    def draw_propagation(self, embeddings: np.ndarray, index: int, path: Any) -> None:
+    def draw_propagation(
+        self, embeddings: np.ndarray, index: int, path: Any, propagation: dict[str, Any]
+    ) -> None:
         """One test video: its frames, the grey frames the network sees, the first frame's colours copied
         forward, the propagated masks and the ground truth."""
         from PIL import Image
@@ -356,11 +382,9 @@ class VideoColorizationObjective(Objective):
         truth = self.test_videos.instances[index].numpy()
         first_rgb = _cell_colours(self.test_videos.frames[index][:1], self.grid)[0]  # (h, w, 3)
         colours = np.moveaxis(first_rgb, -1, 0)
-        copied = upsample_labels(
-            propagate_labels(embeddings, colours, **self.propagation()), frames.shape[1:3]
-        )
+        copied = upsample_labels(propagate_labels(embeddings, colours, **propagation), frames.shape[1:3])
         colourised = (np.clip(np.moveaxis(copied, 1, -1), 0, 1) * 255).round().astype(np.uint8)
-        masks = propagate_masks(embeddings, truth[0], self.stride, **self.propagation())
+        masks = propagate_masks(embeddings, truth[0], self.stride, **propagation)
         from zoo.data.videos import grey_frames
 
         rows = [
@@ -372,6 +396,11 @@ class VideoColorizationObjective(Objective):
         ]
         every = max(1, self.frames // 6)
         Image.fromarray(video_strip(rows, every=every, scale=3)).save(path)
+
+
+def _describe(propagation: dict[str, Any]) -> str:
+    topk = propagation["topk"]
+    return f"temperature {propagation['temperature']}, " + (f"top {topk}" if topk else "every reference")
 
 
 def draw_iou_by_frame(curves: dict[str, list[float]], path: Any, title: str) -> None:

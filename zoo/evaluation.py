@@ -48,8 +48,10 @@ def measure(
     inputs: np.ndarray,
     targets: Any,
     keep_outputs: bool = False,
+    metrics_out: dict[str, Any] | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """The task's metrics of `run` over (inputs, targets), in batches; optionally every output too.
+    """The task's metrics of `run` over (inputs, targets), in batches; optionally every output too, and the
+    metric objects themselves into `metrics_out` (per-sample predictions, where a metric keeps them).
 
     A task whose network takes one image per call (``Task.batched_images`` False) is run image by image,
     and its outputs are not kept."""
@@ -58,6 +60,8 @@ def measure(
     if not metrics:
         raise ConfigError(f"task '{task.name}' of {meta.name} defines no metrics to measure")
     task.fit_metrics(metrics, run, meta)
+    if metrics_out is not None:
+        metrics_out.update(metrics)
     kept: dict[str, list[np.ndarray]] = {}
     if not task.batched_images:
         # One image per call (detectors): per-image outputs differ in length, so none are kept.

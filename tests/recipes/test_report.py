@@ -10,6 +10,7 @@ from recipes.report import (
     instance_comparison_table,
     label_efficiency_figure,
     label_efficiency_table,
+    propagation_table,
     weights_table,
 )
 
@@ -21,6 +22,7 @@ def test_readme_holds_the_generated_tables():
     assert weights_table() in readme, "README's weights table is stale: paste `python -m recipes.report`"
     assert instance_comparison_table() in readme, "README's instance comparison is stale: see recipes.report"
     assert label_efficiency_table() in readme, "README's label-efficiency table is stale: see recipes.report"
+    assert propagation_table() in readme, "README's mask-propagation table is stale: see recipes.report"
 
 
 def _card(folder: Path, arch: str, metrics: dict, baselines: dict | None = None) -> None:

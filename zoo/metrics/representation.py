@@ -32,6 +32,8 @@ class _FittedAccuracy(Metric):
         self.higher_is_better = {self.name: True}
         self.add_state("correct", torch.zeros((), dtype=torch.int64))
         self.add_state("count", torch.zeros((), dtype=torch.int64))
+        # Every prediction, in update order: two runtimes' encoders are compared sample by sample with them.
+        self.add_state("predicted", torch.zeros(0, dtype=torch.int64), reduce="cat")
         self.fitted = False
 
     def fit(self, features: torch.Tensor, labels: torch.Tensor) -> _FittedAccuracy:
@@ -62,6 +64,11 @@ class _FittedAccuracy(Metric):
         pred = self.predict(outputs)
         self.correct += (pred == targets.to(pred.device)).sum().to(self.correct.device)
         self.count += len(targets)
+        self.predicted.append(pred.to(self.device))
+
+    def predictions(self) -> torch.Tensor:
+        """The predicted label of every sample since `reset` ``(N,)``, in update order (over every rank)."""
+        return self.synced_state()["predicted"]
 
     def _compute(self, state: dict[str, torch.Tensor]) -> dict[str, float]:
         count = int(state["count"])

@@ -317,7 +317,7 @@ def byol_cnn(**kwargs: Any) -> SelfSupervisedEncoder:
     return _create({**_MNIST_CNN, "pred_hidden": 512}, kwargs)
 
 
-@register_model(task="feature-extraction")
+@register_model(task="feature-extraction", weights=("mnist",))
 def rotnet_cnn(**kwargs: Any) -> SelfSupervisedEncoder:
     """Rotation-prediction encoder (Gidaris et al. 2018): the SimCLR network whose head, with 4 outputs, tells
     which quarter turn an image was given (a pretext baseline for the contrastive methods)."""

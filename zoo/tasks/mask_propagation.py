@@ -83,7 +83,7 @@ def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
 def upsample_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(..., K, h, w) soft labels -> (..., K, H, W), bilinear."""
     rows, cols = _interp_matrix(size[0], labels.shape[-2]), _interp_matrix(size[1], labels.shape[-1])
-    return np.einsum("Hh,...hw,Ww->...HW", rows, labels, cols)
+    return np.matmul(np.matmul(rows, np.asarray(labels, np.float32)), cols.T)
 
 
 def propagate_labels(
