@@ -57,7 +57,10 @@ __all__ = ["ColourQuantizer", "VideoColorizationConfig", "VideoColorizationObjec
 # for the network (at each evaluation) and for each baseline, from its own grid.
 TUNING_VIDEOS = 20
 NETWORK_GRID = {"temperature": (1.0, 0.5, 0.25, 0.1), "topk": (0, 10)}  # 1, 0: the training attention
-RAW_GRID = {"temperature": (0.01, 0.03, 0.1, 0.3), "topk": (0, 10)}  # unit-length 3x3 patches are flatter
+RAW_GRID = {
+    "temperature": (0.003, 0.01, 0.03, 0.1, 0.3),
+    "topk": (0, 10),
+}  # unit-length 3x3 patches are flatter
 
 
 @dataclass

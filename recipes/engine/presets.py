@@ -47,6 +47,7 @@ RECIPE_MODULES = (
     "recipes.gan",
     "recipes.contrastive",
     "recipes.video_colorization",
+    "recipes.semi_supervised",
 )
 
 

@@ -60,7 +60,7 @@ def test_weight_is_reproducible_and_its_metrics_are_measured(name):
         assert key in meta.training, f"{name}: training record lacks {key}"
     # MNIST 5k or the digit scenes: either way the test images are the last 100 of each digit; the photos
     # (image-to-image) are split by photograph.
-    scenes = ("mnist_5k", "digit_scenes_64", "digit_scenes_128")
+    scenes = ("mnist_5k", "digit_scenes_64", "digit_scenes_128", "digit_videos")
     digits = meta.dataset in scenes and "last 100 images of each digit" in meta.split
     photos = meta.dataset == "photos_128" and meta.split.startswith("by photo: test = every 128x128 patch")
     assert digits or photos
