@@ -1,0 +1,103 @@
+"""The semi-supervised recipe: the labelled draw, the ramp-up, cut-out, config errors, the mean teacher
+publishing its teacher, and no label of an unlabelled image ever reaching the weights."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from recipes.engine import Trainer, resolve_config
+from recipes.semi_supervised import (
+    SemiSupervisedConfig,
+    SemiSupervisedObjective,
+    cutout,
+    labelled_rows,
+    unsupervised_weight,
+)
+from zoo.errors import ConfigError
+
+SMOKE = ["max_steps=2", "eval_limit=64", "progress=false", "tensorboard=false"]
+
+
+def test_labelled_draw_is_per_class_seeded_and_sorted():
+    labels = np.repeat(np.arange(10), 40)
+    rows = labelled_rows(labels, 10, draw=0)
+    assert len(rows) == 100 and (np.bincount(labels[rows]) == 10).all()
+    assert (np.diff(rows) > 0).all()
+    assert np.array_equal(rows, labelled_rows(labels, 10, draw=0))
+    assert not np.array_equal(rows, labelled_rows(labels, 10, draw=1))
+    with pytest.raises(ConfigError, match="fewer than labels_per_class=50"):
+        labelled_rows(labels, 50, draw=0)
+
+
+def test_unsupervised_weight_ramps_up_then_holds():
+    ramp = [unsupervised_weight(t, 10.0, 0.5) for t in np.linspace(0, 1, 11)]
+    assert ramp[0] == pytest.approx(10 * np.exp(-5)) and ramp[5:] == [10.0] * 6
+    assert all(a < b for a, b in itertools.pairwise(ramp[:6]))
+    assert unsupervised_weight(0.0, 3.0, 0.0) == 3.0  # no ramp: FixMatch's constant weight
+
+
+def test_cutout_zeroes_one_square_per_image():
+    x = torch.ones(64, 1, 28, 28)
+    out = cutout(x, 0.5, torch.Generator().manual_seed(0))
+    zeros = (out == 0).flatten(1).sum(1)
+    assert zeros.max() == 14 * 14 and (zeros > 0).all()  # a whole square inside, clipped at a border
+    assert torch.equal(cutout(x, 0.0, torch.Generator()), x)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"batch_size": 100, "unlabelled_ratio": 3}, "must split into"),
+        ({"labels_per_class": 0}, "labels_per_class"),
+        ({"threshold": 0.0}, "threshold"),
+        ({"dataset": "digits_8x8"}, "use mnist_5k"),
+        ({"cutout": 1.0}, "cutout"),
+    ],
+)
+def test_config_errors_say_what_is_expected(changes, match):
+    with pytest.raises(ConfigError, match=match):
+        replace(SemiSupervisedConfig(), **changes).validate()
+
+
+def _train(preset: str, tmp_path, labels_of_unlabelled=None):
+    _, config = resolve_config(preset, SMOKE)
+    objective = SemiSupervisedObjective(config)
+    if labels_of_unlabelled is not None:
+        original = objective.data
+
+        def data():
+            data = original()
+            train = objective.splits.train
+            unlabelled = torch.from_numpy(np.setdiff1d(np.arange(len(train)), objective.labelled.numpy()))
+            labels = train.labels.clone()  # a new tensor: the loaded split may share memory with a cache
+            labels[unlabelled] = labels_of_unlabelled(labels[unlabelled])
+            train.labels = labels
+            return data
+
+        objective.data = data
+    trainer = Trainer(objective, run_dir=tmp_path / "run", recipe=preset)
+    return trainer, trainer.fit()
+
+
+def test_unlabelled_images_labels_never_reach_the_weights(tmp_path):
+    trainer, _ = _train("cnn.mnist100_fixmatch", tmp_path / "a")
+    other, _ = _train("cnn.mnist100_fixmatch", tmp_path / "b", lambda y: (y + 1) % 10)
+    for (name, a), b in zip(
+        trainer.models["model"].state_dict().items(), other.models["model"].state_dict().values()
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_mean_teacher_publishes_its_teacher(tmp_path):
+    import zoo
+
+    trainer, result = _train("cnn.mnist100_meanteacher", tmp_path)
+    published = zoo.create_model(str(result.weight_folder)).state_dict()
+    teacher, student = trainer.models["target"].state_dict(), trainer.models["model"].state_dict()
+    assert all(torch.equal(published[k], teacher[k].cpu()) for k in published)
+    assert not all(torch.equal(published[k], student[k].cpu()) for k in published)
