@@ -4,7 +4,8 @@
                                               # the self-supervised label-efficiency table (and its figure,
                                               # docs/label_efficiency.png)
 
-`weights_table`: one row per published weight. `propagation_table`: the tracking-by-colorization weights and
+`weights_table`: one row per published weight. `semi_supervised_table`: test error of each semi-supervised method by label draw. `propagation_table`: the
+tracking-by-colorization weights and
 their baselines (propagated mask IoU on the same test videos). `instance_comparison_table`: the proposal-based (Mask R-CNN) and
 proposal-free instance models side by side on the same test scenes, on all of them and on those whose digits
 touch, with the Otsu + components + classifier baseline their cards record. ``tests/recipes/test_report.py``
@@ -174,6 +175,37 @@ def label_efficiency_figure(path: Path, hub: Path = IN_TREE_HUB) -> None:
     fig.savefig(path)
 
 
+def semi_supervised_table(hub: Path = IN_TREE_HUB) -> str:
+    """The semi-supervised weights (`recipes.semi_supervised`), one row per method: test error on each label
+    draw of 10 labels per digit that is published, and their mean and spread."""
+    import statistics
+
+    by_method: dict[str, dict[int, tuple[str, float]]] = {}
+    for config in _published(hub):
+        w = config["weights"]
+        rc = w.get("recipe_config") or {}
+        if "labels_per_class" not in rc or "acc" not in (w.get("metrics") or {}):
+            continue
+        key = f"{rc['method']} ({rc['labels_per_class'] * len(w.get('labels') or ())} labels)"
+        by_method.setdefault(key, {})[rc["label_draw"]] = (
+            f"`{w['arch']}.{w['tag']}`",
+            1 - w["metrics"]["acc"],
+        )
+    rows = []
+    for method, draws in sorted(by_method.items()):
+        errors = [draws[d][1] for d in sorted(draws)]
+        spread = f" ± {statistics.stdev(errors):.1%}" if len(errors) > 1 else ""
+        rows.append(
+            {
+                "method": method,
+                **{f"draw {d}": f"{draws[d][1]:.1%}" if d in draws else "-" for d in (0, 1, 2)},
+                "mean test error": f"{statistics.mean(errors):.1%}{spread}",
+                "weights": ", ".join(draws[d][0] for d in sorted(draws)),
+            }
+        )
+    return _markdown(rows) if rows else "(no published semi-supervised weights)"
+
+
 def propagation_table(hub: Path = IN_TREE_HUB) -> str:
     """Every published mask-propagation weight and the baselines its card records, on the same test videos:
     mean IoU of the propagated masks over the frames after the first, and on the last frame."""
@@ -204,6 +236,8 @@ if __name__ == "__main__":
     print(label_efficiency_table())
     print()
     print(propagation_table())
+    print()
+    print(semi_supervised_table())
     if _feature_weights(IN_TREE_HUB):
         figure = Path(__file__).resolve().parents[1] / "docs" / "label_efficiency.png"
         figure.parent.mkdir(exist_ok=True)

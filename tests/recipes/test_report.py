@@ -11,6 +11,7 @@ from recipes.report import (
     label_efficiency_figure,
     label_efficiency_table,
     propagation_table,
+    semi_supervised_table,
     weights_table,
 )
 
@@ -23,6 +24,7 @@ def test_readme_holds_the_generated_tables():
     assert instance_comparison_table() in readme, "README's instance comparison is stale: see recipes.report"
     assert label_efficiency_table() in readme, "README's label-efficiency table is stale: see recipes.report"
     assert propagation_table() in readme, "README's mask-propagation table is stale: see recipes.report"
+    assert semi_supervised_table() in readme, "README's semi-supervised table is stale: see recipes.report"
 
 
 def _card(folder: Path, arch: str, metrics: dict, baselines: dict | None = None) -> None:

@@ -82,7 +82,7 @@ class PixelEmbedder(ZooModel):
         return self.head(self.blocks(self.stem(frames)))
 
 
-@register_model(task="mask-propagation")
+@register_model(task="mask-propagation", weights=("videos",))
 def colorization_tracker(**kwargs: Any) -> PixelEmbedder:
     """Tracking-by-colorization embedder (Vondrick 2018) for 48 px grey frames: 32-d embeddings every 2 px from
     a 32-wide stem and three residual blocks dilated 1, 2, 4 (a receptive field of about 60 px, wider than a
