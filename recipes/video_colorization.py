@@ -378,7 +378,7 @@ class VideoColorizationObjective(Objective):
         forward, the propagated masks and the ground truth."""
         from PIL import Image
 
-        from zoo.data.show import overlay_instances, video_strip
+        from zoo.tasks.draw import overlay_instances, video_strip
         from zoo.tasks.mask_propagation import propagate_labels, upsample_labels
 
         frames = self.test_videos.frames[index].permute(0, 2, 3, 1).numpy()  # (T, H, W, 3)

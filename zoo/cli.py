@@ -23,6 +23,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "zoo.data.cli",
     "zoo.sampling",
     "zoo.probing",
+    "zoo.tracking",
 )
 
 

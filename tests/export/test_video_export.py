@@ -61,3 +61,20 @@ def test_propagation_runs_without_torch(exported, video, tmp_path):
 def test_only_propagation_models_propagate(demo_export, video):
     with pytest.raises(OnnxModelError, match="only mask-propagation models"):
         OnnxModel(demo_export.result.path).propagate(video.frames, video.instances[0])
+
+
+def test_zoo_track_onnx_runs_without_torch(exported, video, tmp_path):
+    from PIL import Image
+
+    _, result = exported
+    files = []
+    for i, frame in enumerate(video.frames[:4]):
+        files.append(str(tmp_path / f"f{i}.png"))
+        Image.fromarray(frame).save(files[-1])
+    Image.fromarray(video.instances[0]).save(tmp_path / "mask.png")
+    out = tmp_path / "track.png"
+    code = "import sys; from zoo.cli import main; sys.exit(main(['track', '--onnx', *sys.argv[1:]]))"
+    printed = run_without_torch(
+        code, str(result.path), *files, "--mask", str(tmp_path / "mask.png"), "--out", str(out)
+    )
+    assert "4 frames" in printed and out.is_file()

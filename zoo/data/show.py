@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from zoo.errors import ConfigError
+from zoo.tasks.draw import INSTANCE_COLOURS, overlay_instances, video_strip
 
 __all__ = [
     "CLASS_COLOURS",
@@ -42,17 +43,6 @@ CLASS_COLOURS = (
     (240, 50, 230),
     (210, 245, 60),
     (250, 190, 190),
-)
-# One colour per instance id 1, 2, 3, ... (red, green, blue first; ids past the end reuse them in turn).
-INSTANCE_COLOURS = (
-    (230, 25, 75),
-    (60, 180, 75),
-    (0, 130, 200),
-    (255, 225, 25),
-    (240, 50, 230),
-    (70, 240, 240),
-    (245, 130, 48),
-    (145, 30, 180),
 )
 _VIDEOS = 4  # videos a dataset picture shows: three rows of every frame each
 _PANEL = 256  # pixels: small images are enlarged (nearest neighbour) to at least this side
@@ -172,64 +162,6 @@ def image_grid(images: torch.Tensor, texts: Sequence[str], columns: int = 8) -> 
         image = _zoom(image.expand(3, -1, -1) if image.shape[0] == 1 else image, factor)
         cells.append(torch.cat([image, _text_strip(text, image.shape[2], lines=1, size=13)], dim=1))
     return make_grid(cells, nrow=columns, padding=_PAD, pad_value=64)
-
-
-def video_strip(rows: Sequence[np.ndarray], *, every: int = 1, gap: int = 2, scale: int = 2) -> np.ndarray:
-    """uint8 ``(H', W', 3)`` picture of frame sequences: each row a uint8 ``(T, H, W, 3)`` or grey
-    ``(T, H, W)`` array, frames 0, every, 2 * every, ... left to right, rows top to bottom, enlarged
-    (nearest neighbour) by `scale` and separated by `gap` white pixels (shorter rows end in white)."""
-    if not rows or every < 1 or scale < 1 or gap < 0:
-        raise ValueError(
-            f"need at least one row, every >= 1, scale >= 1, gap >= 0; got {len(rows)} rows, "
-            f"every={every}, scale={scale}, gap={gap}"
-        )
-    strips = []
-    for row in rows:
-        row = np.asarray(row)
-        if row.dtype != np.uint8 or row.ndim not in (3, 4) or (row.ndim == 4 and row.shape[-1] != 3):
-            raise ValueError(f"each row must be uint8 (T, H, W, 3) or (T, H, W), got {row.dtype} {row.shape}")
-        if row.ndim == 3:
-            row = np.repeat(row[..., None], 3, axis=-1)
-        row = row[::every].repeat(scale, axis=1).repeat(scale, axis=2)  # (F, h, w, 3)
-        count, h, w = row.shape[:3]
-        strip = np.full((h, count * (w + gap) - gap, 3), 255, np.uint8)
-        for f in range(count):
-            strip[:, f * (w + gap) : f * (w + gap) + w] = row[f]
-        strips.append(strip)
-    width = max(s.shape[1] for s in strips)
-    height = sum(s.shape[0] for s in strips) + gap * (len(strips) - 1)
-    out = np.full((height, width, 3), 255, np.uint8)
-    y = 0
-    for strip in strips:
-        out[y : y + strip.shape[0], : strip.shape[1]] = strip
-        y += strip.shape[0] + gap
-    return out
-
-
-def overlay_instances(frames: np.ndarray, instances: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """uint8 ``(T, H, W, 3)`` frames with each instance id k > 0 of ``(T, H, W)`` `instances` tinted by
-    ``INSTANCE_COLOURS[(k - 1) % 8]`` (weight `alpha`) and its boundary drawn opaque in that colour."""
-    frames, instances = np.asarray(frames), np.asarray(instances)
-    if frames.dtype != np.uint8 or frames.shape[-1:] != (3,) or instances.shape != frames.shape[:-1]:
-        raise ValueError(
-            f"frames must be uint8 (T, H, W, 3) and instances (T, H, W), got {frames.dtype} {frames.shape}, "
-            f"{instances.shape}"
-        )
-    ids = instances.astype(np.int64)
-    palette = np.asarray(((0, 0, 0), *INSTANCE_COLOURS), np.float32)
-    colour = palette[np.where(ids > 0, (ids - 1) % len(INSTANCE_COLOURS) + 1, 0)]
-    # A boundary pixel has a 4-neighbour with another id; the frame's edge is not a boundary.
-    padded = np.pad(ids, [(0, 0)] * (ids.ndim - 2) + [(1, 1), (1, 1)], mode="edge")
-    core = padded[..., 1:-1, 1:-1]
-    edge = (
-        (padded[..., :-2, 1:-1] != core)
-        | (padded[..., 2:, 1:-1] != core)
-        | (padded[..., 1:-1, :-2] != core)
-        | (padded[..., 1:-1, 2:] != core)
-    )
-    weight = np.where(ids > 0, np.where(edge, 1.0, alpha), 0.0)[..., None].astype(np.float32)
-    out = (1 - weight) * frames + weight * colour
-    return np.round(out).clip(0, 255).astype(np.uint8)
 
 
 def _video_picture(videos: Any, n: int) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Pictures of results, in numpy and PIL only (the torch-free runtime draws them too).
 
-Mask overlays, labelled boxes and image grids for ``zoo predict``, ``zoo sample`` and model cards. With
+Mask overlays, labelled boxes, image grids and video strips for ``zoo predict``, ``zoo sample``, ``zoo track``
+and model cards. With
 torch at hand, torchvision's ``utils.draw_bounding_boxes`` / ``draw_segmentation_masks`` do the same;
 these exist so that a deployment without torch draws identical pictures.
 """
@@ -13,7 +14,29 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["draw_boxes", "grid", "overlay_masks", "palette", "save_png", "to_rgb"]
+__all__ = [
+    "INSTANCE_COLOURS",
+    "draw_boxes",
+    "grid",
+    "overlay_instances",
+    "overlay_masks",
+    "palette",
+    "save_png",
+    "to_rgb",
+    "video_strip",
+]
+
+# One colour per instance id 1, 2, 3, ... (red, green, blue first; ids past the end reuse them in turn).
+INSTANCE_COLOURS = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (255, 225, 25),
+    (240, 50, 230),
+    (70, 240, 240),
+    (245, 130, 48),
+    (145, 30, 180),
+)
 
 
 def palette(n: int) -> np.ndarray:
@@ -116,3 +139,61 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+def video_strip(rows: Sequence[np.ndarray], *, every: int = 1, gap: int = 2, scale: int = 2) -> np.ndarray:
+    """uint8 ``(H', W', 3)`` picture of frame sequences: each row a uint8 ``(T, H, W, 3)`` or grey
+    ``(T, H, W)`` array, frames 0, every, 2 * every, ... left to right, rows top to bottom, enlarged
+    (nearest neighbour) by `scale` and separated by `gap` white pixels (shorter rows end in white)."""
+    if not rows or every < 1 or scale < 1 or gap < 0:
+        raise ValueError(
+            f"need at least one row, every >= 1, scale >= 1, gap >= 0; got {len(rows)} rows, "
+            f"every={every}, scale={scale}, gap={gap}"
+        )
+    strips = []
+    for row in rows:
+        row = np.asarray(row)
+        if row.dtype != np.uint8 or row.ndim not in (3, 4) or (row.ndim == 4 and row.shape[-1] != 3):
+            raise ValueError(f"each row must be uint8 (T, H, W, 3) or (T, H, W), got {row.dtype} {row.shape}")
+        if row.ndim == 3:
+            row = np.repeat(row[..., None], 3, axis=-1)
+        row = row[::every].repeat(scale, axis=1).repeat(scale, axis=2)  # (F, h, w, 3)
+        count, h, w = row.shape[:3]
+        strip = np.full((h, count * (w + gap) - gap, 3), 255, np.uint8)
+        for f in range(count):
+            strip[:, f * (w + gap) : f * (w + gap) + w] = row[f]
+        strips.append(strip)
+    width = max(s.shape[1] for s in strips)
+    height = sum(s.shape[0] for s in strips) + gap * (len(strips) - 1)
+    out = np.full((height, width, 3), 255, np.uint8)
+    y = 0
+    for strip in strips:
+        out[y : y + strip.shape[0], : strip.shape[1]] = strip
+        y += strip.shape[0] + gap
+    return out
+
+
+def overlay_instances(frames: np.ndarray, instances: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """uint8 ``(T, H, W, 3)`` frames with each instance id k > 0 of ``(T, H, W)`` `instances` tinted by
+    ``INSTANCE_COLOURS[(k - 1) % 8]`` (weight `alpha`) and its boundary drawn opaque in that colour."""
+    frames, instances = np.asarray(frames), np.asarray(instances)
+    if frames.dtype != np.uint8 or frames.shape[-1:] != (3,) or instances.shape != frames.shape[:-1]:
+        raise ValueError(
+            f"frames must be uint8 (T, H, W, 3) and instances (T, H, W), got {frames.dtype} {frames.shape}, "
+            f"{instances.shape}"
+        )
+    ids = instances.astype(np.int64)
+    palette = np.asarray(((0, 0, 0), *INSTANCE_COLOURS), np.float32)
+    colour = palette[np.where(ids > 0, (ids - 1) % len(INSTANCE_COLOURS) + 1, 0)]
+    # A boundary pixel has a 4-neighbour with another id; the frame's edge is not a boundary.
+    padded = np.pad(ids, [(0, 0)] * (ids.ndim - 2) + [(1, 1), (1, 1)], mode="edge")
+    core = padded[..., 1:-1, 1:-1]
+    edge = (
+        (padded[..., :-2, 1:-1] != core)
+        | (padded[..., 2:, 1:-1] != core)
+        | (padded[..., 1:-1, :-2] != core)
+        | (padded[..., 1:-1, 2:] != core)
+    )
+    weight = np.where(ids > 0, np.where(edge, 1.0, alpha), 0.0)[..., None].astype(np.float32)
+    out = (1 - weight) * frames + weight * colour
+    return np.round(out).clip(0, 255).astype(np.uint8)
