@@ -54,6 +54,7 @@ __all__ = [
     "BACKGROUNDS",
     "SEMANTIC_CLASSES",
     "TEXTURES",
+    "Composition",
     "DigitScenes",
     "InMemoryScenes",
     "Scene",
@@ -61,6 +62,7 @@ __all__ = [
     "collate_scenes",
     "digit_alpha",
     "digit_scenes",
+    "draw_composition",
     "render_background",
     "render_scene",
     "touching_instances",
@@ -198,20 +200,41 @@ def _split_code(split: str) -> int:
     return zlib.crc32(split.encode())
 
 
+@dataclass
+class Composition:
+    """What a scene or a video draws first: its polarity, background and digits (before placing them)."""
+
+    dark: bool  # light digits on a dark background (else dark on light)
+    canvas: np.ndarray  # (size, size, 3) float32 background in [0, 1]
+    background: str  # as `Scene.background` records it
+    rows: np.ndarray  # (n,) mnist_5k rows of the digits, in drawing order
+    scales: np.ndarray  # (n,) digit side / 28 px, log-uniform in the config's scale
+
+
+def draw_composition(rng: np.random.Generator, config: Any, rows: np.ndarray, split: str) -> Composition:
+    """Draw a composition from `rng` (the digit scenes' and videos' shared first draws, in this order):
+    polarity, background kind and picture, number of digits (uniform in ``config.min_digits`` ..
+    ``config.max_digits``), the digits from `rows` and their scales. `config` is a `SceneConfig` or any
+    config with ``size``, ``backgrounds``, ``min_digits``, ``max_digits`` and ``scale``."""
+    dark = rng.random() < 0.5  # polarity: light digits on a dark background, or dark on light
+    lo, hi = (0.0, 0.45) if dark else (0.55, 1.0)
+    kind = config.backgrounds[rng.integers(len(config.backgrounds))]
+    canvas, background = render_background(rng, kind, config.size, split, lo, hi)
+    n = int(rng.integers(config.min_digits, config.max_digits + 1))
+    chosen = rng.choice(rows, n)
+    log_lo, log_hi = math.log(config.scale[0]), math.log(config.scale[1])
+    scales = np.exp(rng.uniform(log_lo, log_hi, n))
+    return Composition(bool(dark), canvas, background, chosen, scales)
+
+
 def render_scene(config: SceneConfig, rows: np.ndarray, seed: int, split: str, index: int) -> Scene:
     """Scene `index` of `split`: a pure function of its arguments. `rows` are the mnist_5k rows the split
     may draw digits from; ``split == "test"`` also selects the held-out texture region."""
     rng = np.random.default_rng([seed, _split_code(split), index])
     size = config.size
-    dark = rng.random() < 0.5  # polarity: light digits on a dark background, or dark on light
-    lo, hi = (0.0, 0.45) if dark else (0.55, 1.0)
-    kind = config.backgrounds[rng.integers(len(config.backgrounds))]
-    canvas, background = render_background(rng, kind, size, split, lo, hi)
-
-    n = int(rng.integers(config.min_digits, config.max_digits + 1))
-    chosen = rng.choice(rows, n)
-    log_lo, log_hi = math.log(config.scale[0]), math.log(config.scale[1])
-    scales = np.exp(rng.uniform(log_lo, log_hi, n))
+    draft = draw_composition(rng, config, rows, split)
+    dark, canvas, background = draft.dark, draft.canvas, draft.background
+    n, chosen, scales = len(draft.rows), draft.rows, draft.scales
     colours = rng.uniform(0.7, 1.0, (n, 3)) if dark else rng.uniform(0.0, 0.3, (n, 3))
 
     visible = np.zeros((0, size, size), bool)

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from zoo.data.images import ImageSplits, mnist_5k_arrays, mnist_5k_rows
-from zoo.data.scenes import BACKGROUNDS, DIGIT, TEXTURE_TEST_X, digit_alpha, render_background
+from zoo.data.scenes import BACKGROUNDS, DIGIT, TEXTURE_TEST_X, digit_alpha, draw_composition
 from zoo.errors import ConfigError
 
 __all__ = [
@@ -170,15 +170,9 @@ def render_video(config: VideoConfig, rows: np.ndarray, seed: int, split: str, i
     may draw digits from; ``split == "test"`` also selects the held-out texture region."""
     rng = np.random.default_rng([seed, zlib.crc32(f"video:{split}".encode()), index])
     size, steps = config.size, config.frames
-    dark = rng.random() < 0.5  # polarity: light digits on a dark background, or dark on light
-    lo, hi = (0.0, 0.45) if dark else (0.55, 1.0)
-    kind = config.backgrounds[rng.integers(len(config.backgrounds))]
-    canvas, background = render_background(rng, kind, size, split, lo, hi)
-
-    n = int(rng.integers(config.min_digits, config.max_digits + 1))
-    chosen = rng.choice(rows, n)
-    log_lo, log_hi = math.log(config.scale[0]), math.log(config.scale[1])
-    scales = np.exp(rng.uniform(log_lo, log_hi, n))
+    draft = draw_composition(rng, config, rows, split)  # polarity, background and digits, as scenes draw them
+    dark, canvas, background = draft.dark, draft.canvas, draft.background
+    n, chosen, scales = len(draft.rows), draft.rows, draft.scales
     colours = _digit_colours(rng, n, dark, _LUMA @ canvas.mean(axis=(0, 1)), config)
 
     # Frame 0: place each digit so that no earlier one loses more than max_hidden of its pixels.
