@@ -213,3 +213,24 @@ def test_colorization_copy_loss_names_mismatched_shapes():
         colorization_copy_loss(
             torch.zeros(1, 4, 2, 2), torch.zeros(1, 4, 2, 2), torch.zeros(1, 3), torch.zeros(1, 4), 3
         )
+
+
+# ------------------------------------------------------------------------------------------ noisy labels
+def test_generalized_cross_entropy_spans_cross_entropy_to_mae():
+    from zoo.losses import generalized_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(8, 5, generator=g), torch.randint(0, 5, (8,), generator=g)
+    p_y = logits.softmax(1)[torch.arange(8), y]
+    assert torch.isclose(generalized_cross_entropy(logits, y, 1.0), (1 - p_y).mean())  # q = 1: MAE
+    ce = F.cross_entropy(logits, y)
+    assert torch.isclose(generalized_cross_entropy(logits, y, 1e-4), ce, rtol=1e-3)  # q -> 0: CE
+    # A confidently contradicted label pulls less than under CE: its gradient is scaled by p_y^q.
+    wrong = torch.tensor([[5.0, -5.0]], requires_grad=True)
+    generalized_cross_entropy(wrong, torch.tensor([1]), 0.7).backward()
+    gce_grad = wrong.grad.abs().sum()
+    wrong.grad = None
+    F.cross_entropy(wrong, torch.tensor([1])).backward()
+    assert gce_grad < 0.01 * wrong.grad.abs().sum()
+    with pytest.raises(ValueError, match=r"q must be in \(0, 1\]"):
+        generalized_cross_entropy(logits, y, 0.0)

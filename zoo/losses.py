@@ -33,6 +33,7 @@ __all__ = [
     "FOCAL_LOSS",
     "GAN_LOSSES",
     "GAN_PAPER",
+    "GCE_PAPER",
     "LABEL_SMOOTHING",
     "MOCO_PAPER",
     "MOCO_V2_PAPER",
@@ -47,6 +48,7 @@ __all__ = [
     "dice_loss",
     "discriminator_loss",
     "focal_loss",
+    "generalized_cross_entropy",
     "generator_loss",
     "gradient_penalty",
     "info_nce_loss",
@@ -475,3 +477,17 @@ def colorization_copy_loss(
     one_hot = F.one_hot(ref_c, num_colours).float()  # (N, P, K)
     predicted = torch.einsum("npq,npk->nqk", weights, one_hot)  # (N, Q, K): each row sums to 1
     return F.nll_loss(predicted.clamp_min(1e-8).log().transpose(1, 2), tgt_c)
+
+
+GCE_PAPER = "https://arxiv.org/abs/1805.07836"  # Zhang and Sabuncu 2018, generalized cross entropy
+
+
+def generalized_cross_entropy(logits: torch.Tensor, target: torch.Tensor, q: float = 0.7) -> torch.Tensor:
+    """Generalized cross-entropy (Zhang and Sabuncu 2018, eq. 6), in float32: ``(1 - p_y^q) / q``, mean over
+    the batch, with ``p_y`` the softmax probability of the (possibly wrong) label. As q -> 0 it tends to
+    cross-entropy; q = 1 is the mean absolute error, which is robust to label noise but slow to train: a
+    wrong label's gradient is weighted by ``p_y^q``, so confidently contradicted labels count for little."""
+    if not 0 < q <= 1:
+        raise ValueError(f"q must be in (0, 1], got {q}")
+    p_y = logits.float().softmax(1).gather(1, target[:, None]).squeeze(1)
+    return ((1 - p_y.clamp_min(1e-12) ** q) / q).mean()

@@ -48,6 +48,7 @@ RECIPE_MODULES = (
     "recipes.contrastive",
     "recipes.video_colorization",
     "recipes.semi_supervised",
+    "recipes.noisy_labels",
 )
 
 
