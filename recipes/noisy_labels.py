@@ -129,6 +129,10 @@ for _noise, _tag in (("symmetric", "sym40"), ("pairs", "pairs40")):
         register_preset(
             f"cnn.mnist_{_tag}_{_loss}",
             NoisyLabelObjective,
-            replace(_NOISY, noise=_noise, noise_rate=0.4, loss=_loss),
+            # GCE without cnn.mnist's training logit scale (0.125): the flattened softmax keeps p_y small, and
+            # GCE's gradients, weighted by p_y^q, starve (40% symmetric noise: 90.1% with it, 96.8% without).
+            replace(
+                _NOISY, noise=_noise, noise_rate=0.4, loss=_loss, logit_scale=1.0 if _loss == "gce" else 0.125
+            ),
             f"cnn.mnist's recipe on train labels with 40% {_noise} noise, {_loss} loss",
         )

@@ -4,7 +4,8 @@
                                               # the self-supervised label-efficiency table (and its figure,
                                               # docs/label_efficiency.png)
 
-`weights_table`: one row per published weight. `semi_supervised_table`: test error of each semi-supervised method by label draw. `propagation_table`: the
+`weights_table`: one row per published weight. `semi_supervised_table`: test error of each semi-supervised method by label draw. `noisy_labels_table`:
+accuracy from noisy train labels against the clean-label recipe. `propagation_table`: the
 tracking-by-colorization weights and
 their baselines (propagated mask IoU on the same test videos). `instance_comparison_table`: the proposal-based (Mask R-CNN) and
 proposal-free instance models side by side on the same test scenes, on all of them and on those whose digits
@@ -206,6 +207,37 @@ def semi_supervised_table(hub: Path = IN_TREE_HUB) -> str:
     return _markdown(rows) if rows else "(no published semi-supervised weights)"
 
 
+def noisy_labels_table(hub: Path = IN_TREE_HUB) -> str:
+    """The noisy-tag weights (`recipes.noisy_labels`): clean test accuracy by noise and loss, and the drop from
+    the same recipe on clean labels (``cnn.mnist``'s card)."""
+    configs = {c["weights"]["arch"] + "." + c["weights"]["tag"]: c["weights"] for c in _published(hub)}
+    clean = (configs.get("cnn.mnist") or {}).get("metrics", {}).get("acc")
+    rows = []
+    if clean is not None:
+        rows.append(
+            {
+                "train labels": "clean (`cnn.mnist`)",
+                "loss": "cross-entropy",
+                "test accuracy": f"{clean:.1%}",
+                "drop": "-",
+            }
+        )
+    for name, w in sorted(configs.items()):
+        rc = w.get("recipe_config") or {}
+        if "noise_rate" not in rc or "acc" not in (w.get("metrics") or {}):
+            continue
+        acc = w["metrics"]["acc"]
+        rows.append(
+            {
+                "train labels": f"{rc['noise_rate']:.0%} {rc['noise']} noise (`{name}`)",
+                "loss": "generalized cross-entropy" if rc["loss"] == "gce" else "cross-entropy",
+                "test accuracy": f"{acc:.1%}",
+                "drop": "-" if clean is None else f"{100 * (clean - acc):.1f} points",
+            }
+        )
+    return _markdown(rows) if len(rows) > 1 else "(no published noisy-label weights)"
+
+
 def propagation_table(hub: Path = IN_TREE_HUB) -> str:
     """Every published mask-propagation weight and the baselines its card records, on the same test videos:
     mean IoU of the propagated masks over the frames after the first, and on the last frame."""
@@ -238,6 +270,8 @@ if __name__ == "__main__":
     print(propagation_table())
     print()
     print(semi_supervised_table())
+    print()
+    print(noisy_labels_table())
     if _feature_weights(IN_TREE_HUB):
         figure = Path(__file__).resolve().parents[1] / "docs" / "label_efficiency.png"
         figure.parent.mkdir(exist_ok=True)

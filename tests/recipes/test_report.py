@@ -10,6 +10,7 @@ from recipes.report import (
     instance_comparison_table,
     label_efficiency_figure,
     label_efficiency_table,
+    noisy_labels_table,
     propagation_table,
     semi_supervised_table,
     weights_table,
@@ -25,6 +26,7 @@ def test_readme_holds_the_generated_tables():
     assert label_efficiency_table() in readme, "README's label-efficiency table is stale: see recipes.report"
     assert propagation_table() in readme, "README's mask-propagation table is stale: see recipes.report"
     assert semi_supervised_table() in readme, "README's semi-supervised table is stale: see recipes.report"
+    assert noisy_labels_table() in readme, "README's noisy-label table is stale: see recipes.report"
 
 
 def _card(folder: Path, arch: str, metrics: dict, baselines: dict | None = None) -> None:

@@ -126,7 +126,24 @@ def _create(defaults: dict[str, Any], kwargs: dict[str, Any]) -> CNN:
     return CNN(**{**defaults, **kwargs})
 
 
-@register_model(weights=("mnist",))
+# mnist: all 4,000 labels. mnist100_*: 10 labels per digit (recipes/semi_supervised.py; draws 0-2 of the
+# baseline and FixMatch). mnist_{sym40,pairs40}_{ce,gce}: 40% noisy train labels (recipes/noisy_labels.py).
+@register_model(
+    weights=(
+        "mnist",
+        "mnist100_supervised",
+        "mnist100_supervised_draw1",
+        "mnist100_supervised_draw2",
+        "mnist100_fixmatch",
+        "mnist100_fixmatch_draw1",
+        "mnist100_fixmatch_draw2",
+        "mnist100_meanteacher",
+        "mnist_sym40_ce",
+        "mnist_sym40_gce",
+        "mnist_pairs40_ce",
+        "mnist_pairs40_gce",
+    )
+)
 def cnn(**kwargs: Any) -> CNN:
     """Plain CNN: three conv-BN-ReLU stages (32-64-128) with 2x2 max pooling, for 28x28 grey digits."""
     return _create({"downsample": "max"}, kwargs)
