@@ -185,7 +185,8 @@ class ClassificationObjective(Objective):
         images, labels = batch
         x = self._inputs(ctx, images, train=False)
         y = labels.to(ctx.device)
-        logits = ctx.models[self.publish_model](x).float()  # the module published (a mean teacher's EMA)
+        # The module published (a mean teacher's EMA); a published weight evaluated alone comes as "model".
+        logits = ctx.models.get(self.publish_model, ctx.models["model"])(x).float()
         n = len(y)
         top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.eq(y[:, None]).any(1).sum()
         return {

@@ -228,7 +228,8 @@ class VideoColorizationObjective(Objective):
         and instance maps (N, T, H, W), the only masks the recipe reads besides the test split's."""
         from zoo.data.videos import grey_frames
 
-        count = min(TUNING_VIDEOS, len(self.splits.train), self.config.eval_limit or TUNING_VIDEOS)
+        # A smoke run (eval_limit) only checks that tuning runs: 2 videos.
+        count = min(TUNING_VIDEOS, len(self.splits.train), 2 if self.config.eval_limit else TUNING_VIDEOS)
         videos = [self.splits.train.video(i) for i in range(count)]
         grey = torch.from_numpy(np.stack([grey_frames(v.frames) for v in videos])).unsqueeze(2)
         return grey, np.stack([v.instances for v in videos])
