@@ -8,7 +8,8 @@ Noise (`corrupt_labels`), decided once from `noise_seed`, exactly `noise_rate` o
 - ``pairs``: class-dependent flips of look-alike digits (Patrini et al. 2017's MNIST pairs): 2 -> 7, 3 -> 8,
   5 <-> 6 and 7 -> 1, each with probability `noise_rate`; the other digits stay clean.
 
-The network never sees a clean train label; the test split's labels are the true ones. ``loss``:
+The network never sees a clean train label; the test split's labels are the true ones. The presets are
+`recipes.classification.CNN_MNIST_CONFIG` with 40 epochs instead of 15 (both losses). ``loss``:
 ``ce`` (cross-entropy, the classification recipe's own, the reference) or ``gce`` (generalized
 cross-entropy, `zoo.losses.generalized_cross_entropy`, exponent `q`).
 """
@@ -123,14 +124,19 @@ class NoisyLabelObjective(ClassificationObjective):
 
 # ------------------------------------------------------------------------------------------------ presets
 # The clean-label cnn.mnist recipe, unchanged but for the labels and the loss.
-_NOISY = NoisyLabelConfig(**{k: getattr(CNN_MNIST_CONFIG, k) for k in CNN_MNIST_CONFIG.__dataclass_fields__})
+# 40 epochs instead of cnn.mnist's 15: generalized cross-entropy learns slowly (a label's gradient is weighted by
+# p_y^q): at 15 epochs it reached 96.8% at 40% symmetric noise, at 40 epochs 97.9%. Both losses get 40.
+_NOISY = replace(
+    NoisyLabelConfig(**{k: getattr(CNN_MNIST_CONFIG, k) for k in CNN_MNIST_CONFIG.__dataclass_fields__}),
+    epochs=40,
+)
 for _noise, _tag in (("symmetric", "sym40"), ("pairs", "pairs40")):
     for _loss in ("ce", "gce"):
         register_preset(
             f"cnn.mnist_{_tag}_{_loss}",
             NoisyLabelObjective,
             # GCE without cnn.mnist's training logit scale (0.125): the flattened softmax keeps p_y small, and
-            # GCE's gradients, weighted by p_y^q, starve (40% symmetric noise: 90.1% with it, 96.8% without).
+            # GCE's gradients, weighted by p_y^q, starve (40% symmetric noise, 15 epochs: 90.1% with it, 96.8% without).
             replace(
                 _NOISY, noise=_noise, noise_rate=0.4, loss=_loss, logit_scale=1.0 if _loss == "gce" else 0.125
             ),
