@@ -120,12 +120,11 @@ def _cmd_track(args: argparse.Namespace) -> int:
     for t, frame in enumerate(masks):
         counts = ", ".join(f"{k}: {int((frame == k).sum())} px" for k in ids)
         line = f"frame {t}: {counts}"
-        if truth is not None:
-            ious = [
-                ((frame == k) & (truth[t] == k)).sum() / max(((frame == k) | (truth[t] == k)).sum(), 1)
-                for k in ids
-            ]
-            line += f" (IoU {np.mean(ious):.2f})"
+        if truth is not None:  # the card's IoU: instances visible in the frame's ground truth
+            from zoo.metrics.segmentation import visible_instance_ious
+
+            ious = visible_instance_ious(frame, truth[t])
+            line += f" (IoU {np.mean(list(ious.values())):.2f})" if ious else " (no object visible)"
         print(line)
     print(f"{len(masks)} frames, {len(ids)} objects -> {args.out}")
     return 0

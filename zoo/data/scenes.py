@@ -59,10 +59,12 @@ __all__ = [
     "InMemoryScenes",
     "Scene",
     "SceneConfig",
+    "add_visible",
     "collate_scenes",
     "digit_alpha",
     "digit_scenes",
     "draw_composition",
+    "place_digit",
     "render_background",
     "render_scene",
     "touching_instances",
@@ -227,6 +229,35 @@ def draw_composition(rng: np.random.Generator, config: Any, rows: np.ndarray, sp
     return Composition(bool(dark), canvas, background, chosen, scales)
 
 
+def place_digit(
+    visible: np.ndarray, full_counts: list[int], mask: np.ndarray, config: Any, draw: Any
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where a digit's square `mask` goes on a square canvas: ``draw(span)`` proposes top-left corners (x, y)
+    in [0, span] (span = canvas side - digit side; rounded to pixels), up to ``config.attempts`` of them, until
+    one hides no earlier digit (`visible` (N, H, W), of `full_counts` pixels each) beyond ``config.max_hidden``
+    of its pixels. Returns (the corner as drawn, pixels of each earlier digit covered), or None."""
+    side = mask.shape[0]
+    # Each earlier digit may lose at most this many more pixels to the new one.
+    spare = visible.sum(axis=(1, 2)) - (1 - config.max_hidden) * np.asarray(full_counts)
+    for _ in range(config.attempts):
+        corner = draw(visible.shape[-1] - side)
+        x, y = np.rint(corner).astype(int)
+        covered = (visible[:, y : y + side, x : x + side] & mask).sum(axis=(1, 2))
+        if (covered <= spare).all():
+            return corner, covered
+    return None
+
+
+def add_visible(visible: np.ndarray, mask: np.ndarray, x: int, y: int) -> np.ndarray:
+    """`visible` (N, H, W) with a new digit's `mask` placed at (x, y) on top: earlier digits lose the pixels
+    it covers, and its own visible mask is appended."""
+    side = mask.shape[0]
+    visible[:, y : y + side, x : x + side] &= ~mask
+    placed = np.zeros((1, *visible.shape[1:]), bool)
+    placed[0, y : y + side, x : x + side] = mask
+    return np.concatenate([visible, placed])
+
+
 def render_scene(config: SceneConfig, rows: np.ndarray, seed: int, split: str, index: int) -> Scene:
     """Scene `index` of `split`: a pure function of its arguments. `rows` are the mnist_5k rows the split
     may draw digits from; ``split == "test"`` also selects the held-out texture region."""
@@ -248,20 +279,15 @@ def render_scene(config: SceneConfig, rows: np.ndarray, seed: int, split: str, i
         count = int(mask.sum())
         if count == 0:
             continue
-        # Each earlier digit may lose at most this many more pixels to the new one.
-        spare = visible.sum(axis=(1, 2)) - (1 - config.max_hidden) * np.asarray(full_counts)
-        for _ in range(config.attempts):
-            y, x = rng.integers(0, size - side + 1, 2)
-            covered = (visible[:, y : y + side, x : x + side] & mask).sum(axis=(1, 2))
-            if (covered <= spare).all():
-                break
-        else:
+        # Scenes draw the row first (their splits depend on the order): reversed to (x, y).
+        placement = place_digit(
+            visible, full_counts, mask, config, lambda span: rng.integers(0, span + 1, 2)[::-1]
+        )
+        if placement is None:
             continue  # no placement keeps the earlier digits recognisable: drop this one
+        (x, y), covered = placement
         hidden[k, kept] = covered
-        visible[:, y : y + side, x : x + side] &= ~mask
-        placed = np.zeros((1, size, size), bool)
-        placed[0, y : y + side, x : x + side] = mask
-        visible = np.concatenate([visible, placed])
+        visible = add_visible(visible, mask, x, y)
         full_counts.append(count)
         kept.append(k)
         region = canvas[y : y + side, x : x + side]

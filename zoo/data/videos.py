@@ -44,7 +44,15 @@ import numpy as np
 import torch
 
 from zoo.data.images import ImageSplits, mnist_5k_arrays, mnist_5k_rows
-from zoo.data.scenes import BACKGROUNDS, DIGIT, TEXTURE_TEST_X, digit_alpha, draw_composition
+from zoo.data.scenes import (
+    BACKGROUNDS,
+    DIGIT,
+    TEXTURE_TEST_X,
+    add_visible,
+    digit_alpha,
+    draw_composition,
+    place_digit,
+)
 from zoo.errors import ConfigError
 
 __all__ = [
@@ -187,19 +195,13 @@ def render_video(config: VideoConfig, rows: np.ndarray, seed: int, split: str, i
         count = int(mask.sum())
         if count == 0:
             continue
-        spare = visible.sum(axis=(1, 2)) - (1 - config.max_hidden) * np.asarray(full_counts)
-        for _ in range(config.attempts):
-            start = rng.uniform(0, size - side, 2)  # (x, y)
-            x, y = np.rint(start).astype(int)
-            covered = (visible[:, y : y + side, x : x + side] & mask).sum(axis=(1, 2))
-            if (covered <= spare).all():
-                break
-        else:
+        # Float starts (x, y): the motion starts from the exact one, the placement from its rounding.
+        placement = place_digit(visible, full_counts, mask, config, lambda span: rng.uniform(0, span, 2))
+        if placement is None:
             continue  # no placement keeps the earlier digits recognisable: drop this one
-        visible[:, y : y + side, x : x + side] &= ~mask
-        placed = np.zeros((1, size, size), bool)
-        placed[0, y : y + side, x : x + side] = mask
-        visible = np.concatenate([visible, placed])
+        start = placement[0]
+        x, y = np.rint(start).astype(int)
+        visible = add_visible(visible, mask, x, y)
         full_counts.append(count)
         kept.append(k)
         speed = rng.uniform(*config.speed)

@@ -132,12 +132,9 @@ class PropagatedMaskIoU(Metric):
     def add_video(self, predicted: np.ndarray, truth: np.ndarray) -> None:
         """Score one video's instance maps (T, H, W) against its ground truth (frames after the first)."""
         for t in range(1, len(truth)):
-            for k in np.unique(truth[t]):
-                if k == 0:
-                    continue
-                p, g = predicted[t] == k, truth[t] == k
-                self.iou_sum[t] += float((p & g).sum() / (p | g).sum())
-                self.count[t] += 1
+            ious = visible_instance_ious(predicted[t], truth[t])
+            self.iou_sum[t] += sum(ious.values())
+            self.count[t] += len(ious)
 
     def per_frame(self) -> list[float]:
         """Mean IoU at each frame index (nan where nothing was scored; frame 0 is given)."""
@@ -159,6 +156,17 @@ class PropagatedMaskIoU(Metric):
             "propagation_iou": total / count if count else math.nan,
             "propagation_iou_last": float(state["iou_sum"][-1]) / last if last else math.nan,
         }
+
+
+def visible_instance_ious(predicted: np.ndarray, truth: np.ndarray) -> dict[int, float]:
+    """IoU of each instance id k > 0 visible in one frame's ground truth (H, W) with the predicted map's k."""
+    ious = {}
+    for k in np.unique(truth):
+        if k == 0:
+            continue
+        p, g = predicted == k, truth == k
+        ious[int(k)] = float((p & g).sum() / (p | g).sum())
+    return ious
 
 
 def _numpy(value: Any) -> np.ndarray:
