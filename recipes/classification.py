@@ -160,7 +160,8 @@ class ClassificationObjective(Objective):
             model.get_submodule(head).register_forward_hook(_scale_output(c.logit_scale))
         return {"model": model}
 
-    def _inputs(self, ctx: Context, images: torch.Tensor, train: bool) -> torch.Tensor:
+    def inputs(self, ctx: Context, images: torch.Tensor, train: bool) -> torch.Tensor:
+        """uint8 `images` as the network's normalised input on the run's device (augmented when `train`)."""
         x = ctx.to_device(images)
         x = x.float().div_(255)
         if train and self.augment.active:
@@ -170,7 +171,7 @@ class ClassificationObjective(Objective):
     def train_step(self, ctx: Context, batch: Any) -> dict[str, torch.Tensor]:
         c = self.config
         images, labels = batch
-        x = self._inputs(ctx, images, train=True)
+        x = self.inputs(ctx, images, train=True)
         y = labels.to(ctx.device, non_blocking=True)
         target = y
         if c.mixup_alpha or c.cutmix_alpha:
@@ -183,7 +184,7 @@ class ClassificationObjective(Objective):
 
     def eval_step(self, ctx: Context, batch: Any) -> dict[str, tuple[torch.Tensor, int]]:
         images, labels = batch
-        x = self._inputs(ctx, images, train=False)
+        x = self.inputs(ctx, images, train=False)
         y = labels.to(ctx.device)
         # The module published (a mean teacher's EMA); a published weight evaluated alone comes as "model".
         logits = ctx.models.get(self.publish_model, ctx.models["model"])(x).float()

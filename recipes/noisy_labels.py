@@ -101,7 +101,7 @@ class NoisyLabelObjective(ClassificationObjective):
         if c.loss == "ce":
             return super().train_step(ctx, batch)
         images, labels = batch
-        x = self._inputs(ctx, images, train=True)
+        x = self.inputs(ctx, images, train=True)
         y = labels.to(ctx.device, non_blocking=True)
         with ctx.autocast():
             logits = ctx.models["model"](x)

@@ -41,7 +41,14 @@ from recipes.engine import Context, Data, OptimizerConfig, ScheduleConfig, regis
 from zoo.errors import ConfigError
 from zoo.losses import cross_entropy
 
-__all__ = ["SemiSupervisedConfig", "SemiSupervisedObjective", "labelled_rows", "unsupervised_weight"]
+__all__ = [
+    "SEMI_MNIST",
+    "SemiSupervisedConfig",
+    "SemiSupervisedObjective",
+    "labelled_rows",
+    "method_label",
+    "unsupervised_weight",
+]
 
 METHODS = ("supervised", "mean_teacher", "fixmatch")
 PAPERS = {
@@ -102,6 +109,13 @@ def labelled_rows(labels: np.ndarray, per_class: int, draw: int) -> np.ndarray:
             )
         picked.append(rng.choice(rows, per_class, replace=False))
     return np.sort(np.concatenate(picked))
+
+
+def method_label(recipe_config: dict[str, Any]) -> str:
+    """How tables and tests name a semi-supervised weight's method from its card's ``recipe_config``: the
+    method, and the encoder it started from when it was fine-tuned (`recipes.fine_tune`)."""
+    start = recipe_config.get("init_from")
+    return f"{recipe_config['method']} from {start}" if start else recipe_config["method"]
 
 
 def unsupervised_weight(progress: float, weight: float, rampup: float) -> float:
@@ -172,7 +186,9 @@ class SemiSupervisedObjective(ClassificationObjective):
             models["target"] = teacher
         return models
 
-    def _labelled_batch(self, ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
+    def labelled_batch(self, ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
+        """A step's labelled images and labels: drawn with replacement from the labelled set by the run's
+        generator (a resumed run replays them)."""
         g = ctx.generator
         size = self.config.batch_size // self.config.unlabelled_ratio
         pick = self.labelled[torch.randint(len(self.labelled), (size,), generator=g, device=g.device).cpu()]
@@ -186,18 +202,18 @@ class SemiSupervisedObjective(ClassificationObjective):
     def train_step(self, ctx: Context, batch: Any) -> dict[str, torch.Tensor]:
         c = self.config
         unlabelled, _ = batch  # its labels are never trained on (FixMatch logs its pseudo-labels' accuracy)
-        images, labels = self._labelled_batch(ctx)
+        images, labels = self.labelled_batch(ctx)
         y = labels.to(ctx.device)
         model = ctx.models["model"]
         logs: dict[str, torch.Tensor] = {}
         mu = unsupervised_weight(ctx.progress, c.unsup_weight, c.rampup)
         if c.method == "supervised":
             with ctx.autocast():
-                logits = model(self._inputs(ctx, images, train=True))
+                logits = model(self.inputs(ctx, images, train=True))
             unsup = torch.zeros((), device=ctx.device)
         elif c.method == "fixmatch":
-            weak_l = self._inputs(ctx, images, train=True)
-            weak_u = self._inputs(ctx, unlabelled, train=True)
+            weak_l = self.inputs(ctx, images, train=True)
+            weak_u = self.inputs(ctx, unlabelled, train=True)
             strong_u = self._strong(ctx, unlabelled)
             with ctx.autocast():
                 out = model(torch.cat([weak_l, strong_u])).float()
@@ -212,8 +228,8 @@ class SemiSupervisedObjective(ClassificationObjective):
             right = (pseudo == batch[1].to(pseudo.device)).float()
             logs["pseudo_acc"] = (right * mask).sum() / mask.sum().clamp_min(1)
         else:  # mean_teacher
-            student_view = self._inputs(ctx, torch.cat([images, unlabelled]), train=True)
-            teacher_view = self._inputs(ctx, unlabelled, train=True)
+            student_view = self.inputs(ctx, torch.cat([images, unlabelled]), train=True)
+            teacher_view = self.inputs(ctx, unlabelled, train=True)
             with ctx.autocast():
                 out = model(student_view).float()
                 with torch.no_grad():
@@ -236,10 +252,14 @@ class SemiSupervisedObjective(ClassificationObjective):
         )
         return logs
 
+    def method_papers(self) -> list[str]:
+        """The papers of the method trained (listed first on the card)."""
+        return PAPERS[self.config.method]
+
     def publish(self, model: nn.Module, data: Data) -> tuple[nn.Module, dict[str, Any]]:
         c = self.config
         model, meta = super().publish(model, data)
-        meta["papers"] = list(dict.fromkeys(PAPERS[c.method] + meta["papers"]))
+        meta["papers"] = list(dict.fromkeys(self.method_papers() + meta["papers"]))
         unlabelled = (
             ""
             if c.method == "supervised"
@@ -253,8 +273,9 @@ class SemiSupervisedObjective(ClassificationObjective):
 
 
 # ------------------------------------------------------------------------------------------------ presets
-# One budget for every method (steps, batch, optimiser, weak views), so the methods differ only in L_u.
-_SEMI_MNIST = SemiSupervisedConfig(
+# One budget for every method (steps, batch, optimiser, weak views), so the methods differ only in L_u
+# (public: recipes.pseudo_label and recipes.fine_tune start from it).
+SEMI_MNIST = SemiSupervisedConfig(
     dataset="mnist_5k",
     batch_size=96,  # unlabelled; 32 labelled with unlabelled_ratio 3 (FixMatch's mu is 7: CPU budget)
     epochs=40,  # 41 steps an epoch: 1,640 steps
@@ -267,19 +288,19 @@ _SEMI_MNIST = SemiSupervisedConfig(
 register_preset(
     "cnn.mnist100_supervised",
     SemiSupervisedObjective,
-    replace(_SEMI_MNIST, method="supervised"),
+    replace(SEMI_MNIST, method="supervised"),
     "the baseline: the plain cnn on 10 labels per digit only (same views, steps and optimiser as the others)",
 )
 register_preset(
     "cnn.mnist100_fixmatch",
     SemiSupervisedObjective,
-    replace(_SEMI_MNIST, method="fixmatch", threshold=0.95, unsup_weight=1.0),
+    replace(SEMI_MNIST, method="fixmatch", threshold=0.95, unsup_weight=1.0),
     "FixMatch on 10 labels per digit + 3,900 unlabelled MNIST 5k images: weak-view pseudo-labels (>= 0.95)",
 )
 register_preset(
     "cnn.mnist100_meanteacher",
     SemiSupervisedObjective,
-    replace(_SEMI_MNIST, method="mean_teacher", unsup_weight=10.0, rampup=0.3, teacher_decay=0.99),
+    replace(SEMI_MNIST, method="mean_teacher", unsup_weight=10.0, rampup=0.3, teacher_decay=0.99),
     "mean teacher on 10 labels per digit + 3,900 unlabelled: EMA teacher, softmax consistency ramped up",
 )
 # The issue judges the best method and the baseline over 3 draws of the 100 labels: draws 1 and 2 of both.
@@ -287,12 +308,12 @@ for _draw in (1, 2):
     register_preset(
         f"cnn.mnist100_supervised_draw{_draw}",
         SemiSupervisedObjective,
-        replace(_SEMI_MNIST, method="supervised", label_draw=_draw),
+        replace(SEMI_MNIST, method="supervised", label_draw=_draw),
         f"cnn.mnist100_supervised on label draw {_draw}",
     )
     register_preset(
         f"cnn.mnist100_fixmatch_draw{_draw}",
         SemiSupervisedObjective,
-        replace(_SEMI_MNIST, method="fixmatch", threshold=0.95, unsup_weight=1.0, label_draw=_draw),
+        replace(SEMI_MNIST, method="fixmatch", threshold=0.95, unsup_weight=1.0, label_draw=_draw),
         f"cnn.mnist100_fixmatch on label draw {_draw}",
     )

@@ -205,6 +205,24 @@ def _comparison(
     ]
 
 
+def _table(table: dict[str, Any]) -> list[str]:
+    """A card section a recipe recorded as ``{"title", "intro", "rows": [{column: value}]}`` (e.g. the
+    pseudo-labelling rounds)."""
+    rows = table.get("rows") or []
+    if not rows:
+        return []
+    keys = list(rows[0])
+    return [
+        f"## {table['title']}",
+        "",
+        *([table["intro"], ""] if table.get("intro") else []),
+        "| " + " | ".join(_cell(k) for k in keys) + " |",
+        "|---" * len(keys) + "|",
+        *["| " + " | ".join(_cell(r.get(k, "")) for k in keys) + " |" for r in rows],
+        "",
+    ]
+
+
 def render_model_card(config: dict[str, Any]) -> str:
     """The README.md of a weight folder, from its config.json content."""
     arch = config["architecture"]
@@ -248,6 +266,8 @@ def render_model_card(config: dict[str, Any]) -> str:
         metrics,
         w.get("ablations"),
     )
+    for table in w.get("tables") or ():
+        lines += _table(table)
     lines += _task(config).card_sections(config)
     curves = (config.get("files") or {}).get("curves")
     if curves:

@@ -67,6 +67,9 @@ class Weights:
     # The weight's own recipe and budget with one change each (name -> metrics on the same split), e.g.
     # {"loss = plain cross-entropy": {"miou": 0.32}}: what each choice of the recipe is worth.
     ablations: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Further card tables a recipe measured, each {"title", "intro", "rows": [{column: value}]}: e.g. the
+    # accuracy and pseudo-labels of each pseudo-labelling round.
+    tables: list[dict[str, Any]] = field(default_factory=list)
     recipe: str | None = None  # a recipe preset name that reproduces this weight
     recipe_config: dict[str, Any] = field(default_factory=dict)  # the resolved config of that run
     license: str = "apache-2.0"
@@ -126,6 +129,8 @@ class Weights:
         for key in ("labels", "input_size", "mean", "std", "papers"):
             if out[key] is not None:
                 out[key] = list(out[key])
+        if not out["tables"]:  # most weights have none: their config.json stays as it was
+            del out["tables"]
         task_fields = out.pop("task_fields")
         out.update({k: list(v) if isinstance(v, tuple) else v for k, v in task_fields.items()})
         return out

@@ -31,7 +31,7 @@ The step talks to the engine only through its `Context` ``ctx``:
   without calling it is optimised automatically (single-optimizer objectives need nothing else);
 - ``ctx.ema_update(target, source, decay)``: a target network that follows an online one (BYOL, mean
   teacher); the target is one of the run's modules, so it is checkpointed and resumed like the others;
-- ``ctx.step`` (optimizer steps so far), ``ctx.epoch``, ``ctx.progress`` (0 to 1, e.g. a momentum ramp),
+- ``ctx.step`` (optimizer steps so far), ``ctx.total_steps``, ``ctx.epoch``, ``ctx.progress`` (0 to 1, e.g. a momentum ramp),
   ``ctx.rank``, ``ctx.world_size``, ``ctx.config``.
 
 The `Trainer` runs the loop: the optimizers and schedules of `recipes.engine.optim`, stepped per optimizer

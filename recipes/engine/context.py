@@ -43,6 +43,11 @@ class Context:
         return self._t.epoch
 
     @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole run (epochs x steps an epoch; ``max_steps`` may stop it sooner)."""
+        return self._t.total_steps
+
+    @property
     def progress(self) -> float:
         return min(1.0, self._t.global_step / max(1, self._t.total_steps))
 

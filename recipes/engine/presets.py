@@ -49,6 +49,8 @@ RECIPE_MODULES = (
     "recipes.video_colorization",
     "recipes.semi_supervised",
     "recipes.noisy_labels",
+    "recipes.pseudo_label",
+    "recipes.fine_tune",
 )
 
 
