@@ -2,9 +2,11 @@
 
 .venv/bin/python -m recipes.report            # every in-tree weight, the instance-segmentation comparison and
                                               # the self-supervised label-efficiency table (and its figure,
-                                              # docs/label_efficiency.png)
+                                              # docs/label_efficiency.png) and every method's test error
+                                              # by labels per class (docs/label_efficiency_methods.png)
 
-`weights_table`: one row per published weight. `semi_supervised_table`: test error of each semi-supervised method by label draw. `noisy_labels_table`:
+`weights_table`: one row per published weight. `semi_supervised_table`: test error of each semi-supervised method by label draw
+(`label_efficiency_points` / `label_efficiency_methods_figure`: those, the fine-tuned encoders and the probes by labels per class). `noisy_labels_table`:
 accuracy from noisy train labels against the clean-label recipe. `propagation_table`: the
 tracking-by-colorization weights and
 their baselines (propagated mask IoU on the same test videos). `instance_comparison_table`: the proposal-based (Mask R-CNN) and
@@ -176,10 +178,107 @@ def label_efficiency_figure(path: Path, hub: Path = IN_TREE_HUB) -> None:
     fig.savefig(path)
 
 
+# A feature-extraction card's probe metric suffix -> train labels per class (MNIST 5k: 400 per digit).
+PROBE_LABELS_PER_CLASS = {"_n10": 1, "_n100": 10, "_n1000": 100, "": 400}
+
+
+def _mean_spread(errors: list[float]) -> tuple[float, float]:
+    import statistics
+
+    return statistics.mean(errors), statistics.stdev(errors) if len(errors) > 1 else 0.0
+
+
+def label_efficiency_points(hub: Path = IN_TREE_HUB) -> dict[str, list[tuple[int, float, float]]]:
+    """Test error (mean, spread over label draws) by train labels per class, one series per method, from the
+    cards: the plain ``cnn`` trained on the labels only (the semi-supervised baseline's draws, and
+    ``cnn.mnist`` on every label), each semi-supervised method and each fine-tuned encoder on its draws
+    (`recipes.semi_supervised.method_label`), and each self-supervised encoder's linear probe
+    (``linear_acc_n*``: its own label draws on the frozen features)."""
+    from recipes.semi_supervised import method_label
+
+    draws: dict[str, dict[int, list[float]]] = {}
+    series: dict[str, list[tuple[int, float, float]]] = {}
+    for config in _published(hub):
+        w = config["weights"]
+        rc, metrics = w.get("recipe_config") or {}, w.get("metrics") or {}
+        if w["task"] == "image-classification" and w["arch"] == "cnn" and "acc" in metrics:
+            if "labels_per_class" in rc:
+                method = method_label(rc)
+                name = "supervised only" if method == "supervised" else method
+                draws.setdefault(name, {}).setdefault(rc["labels_per_class"], []).append(1 - metrics["acc"])
+            elif "noise_rate" not in rc and w.get("dataset") == "mnist_5k":  # cnn.mnist: every clean label
+                draws.setdefault("supervised only", {}).setdefault(PROBE_LABELS_PER_CLASS[""], []).append(
+                    1 - metrics["acc"]
+                )
+        elif get_task(w["task"]).name == "feature-extraction" and "linear_acc" in metrics:
+            series[f"{w['arch']}.{w['tag']} linear probe"] = [
+                (n, 1 - metrics["linear_acc" + s], metrics.get("linear_acc" + s + "_std", 0.0))
+                for s, n in PROBE_LABELS_PER_CLASS.items()
+                if "linear_acc" + s in metrics
+            ]
+    for name, by_labels in draws.items():
+        series[name] = [(n, *_mean_spread(errors)) for n, errors in sorted(by_labels.items())]
+    return dict(sorted(series.items()))
+
+
+# One colour per encoder (its probe line and its fine-tuned star), others for the semi-supervised methods.
+PROBE_COLOURS = ["tab:blue", "tab:green", "tab:cyan", "tab:olive", "tab:gray", "tab:pink", "tab:brown"]
+METHOD_COLOURS = {"fixmatch": "crimson", "mean_teacher": "darkorange", "pseudo_label": "darkviolet"}
+
+
+def label_efficiency_methods_figure(path: Path, hub: Path = IN_TREE_HUB) -> Any:
+    """`label_efficiency_points` as one figure (test error against labels per class, both axes log): the
+    probes as lines, the supervised-only cnn as a dashed line, the semi-supervised and fine-tuned runs as
+    markers with their draws' spread. Returns the matplotlib Figure (its error bars carry the numbers)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    points = label_efficiency_points(hub)
+    fig = Figure(figsize=(12, 5.4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    encoders = [n.split(" ")[0].split(".")[0] for n in points if n.endswith("probe")]
+    colours = {**dict(zip(encoders, PROBE_COLOURS * 2)), **METHOD_COLOURS}
+    # The runs at one label budget side by side: each marker series nudged sideways (x times a factor).
+    markers = [n for n in points if not n.endswith("probe") and n != "supervised only"]
+    nudge = {n: 1.1 ** (i - (len(markers) - 1) / 2) for i, n in enumerate(markers)}
+    for name, rows in points.items():
+        xs, ys, es = zip(*rows)
+        xs = [x * nudge.get(name, 1.0) for x in xs]
+        ys, es = [100 * y for y in ys], [100 * e for e in es]
+        # A fine-tuned run takes its encoder's colour ("supervised from simclr_cnn.mnist" -> simclr_cnn).
+        colour = colours.get(name.split(" ")[-1 if " from " in name else 0].split(".")[0])
+        if name.endswith("probe"):
+            style = {"fmt": "o-", "lw": 1, "ms": 4, "alpha": 0.6, "color": colour}
+        elif name == "supervised only":
+            style = {"fmt": "s--", "lw": 2, "ms": 7, "color": "black"}
+        elif " from " in name:  # fine-tuned: the encoder's colour, a star
+            style = {"fmt": "*", "ms": 14, "color": colour, "mec": "black"}
+        else:
+            style = {"fmt": "D", "ms": 9, "mec": "black", "color": colour}
+        ax.errorbar(xs, ys, yerr=es, capsize=3, label=name, **style)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks([1, 10, 100, 400], ["1", "10", "100", "400 (all)"])
+    ax.set_yticks([1, 2, 5, 10, 20, 50], ["1%", "2%", "5%", "10%", "20%", "50%"])
+    ax.set(
+        xlabel="train labels per class (MNIST 5k)",
+        ylabel="test error (1,000 images)",
+        title="Semi-supervised, fine-tuned and frozen-feature probes, all on the plain cnn",
+    )
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path)
+    return fig
+
+
 def semi_supervised_table(hub: Path = IN_TREE_HUB) -> str:
     """The semi-supervised weights (`recipes.semi_supervised`), one row per method: test error on each label
     draw of 10 labels per digit that is published, and their mean and spread."""
     import statistics
+
+    from recipes.semi_supervised import method_label
 
     by_method: dict[str, dict[int, tuple[str, float]]] = {}
     for config in _published(hub):
@@ -187,7 +286,7 @@ def semi_supervised_table(hub: Path = IN_TREE_HUB) -> str:
         rc = w.get("recipe_config") or {}
         if "labels_per_class" not in rc or "acc" not in (w.get("metrics") or {}):
             continue
-        key = f"{rc['method']} ({rc['labels_per_class'] * len(w.get('labels') or ())} labels)"
+        key = f"{method_label(rc)} ({rc['labels_per_class'] * len(w.get('labels') or ())} labels)"
         by_method.setdefault(key, {})[rc["label_draw"]] = (
             f"`{w['arch']}.{w['tag']}`",
             1 - w["metrics"]["acc"],
@@ -272,7 +371,8 @@ if __name__ == "__main__":
     print(semi_supervised_table())
     print()
     print(noisy_labels_table())
+    docs = Path(__file__).resolve().parents[1] / "docs"
     if _feature_weights(IN_TREE_HUB):
-        figure = Path(__file__).resolve().parents[1] / "docs" / "label_efficiency.png"
-        figure.parent.mkdir(exist_ok=True)
-        label_efficiency_figure(figure)
+        docs.mkdir(exist_ok=True)
+        label_efficiency_figure(docs / "label_efficiency.png")
+        label_efficiency_methods_figure(docs / "label_efficiency_methods.png")

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from recipes.report import (
     INSTANCE_COLUMNS,
     instance_comparison_table,
     label_efficiency_figure,
+    label_efficiency_methods_figure,
+    label_efficiency_points,
     label_efficiency_table,
     noisy_labels_table,
     propagation_table,
@@ -89,3 +93,89 @@ def test_label_efficiency_table_and_figure_come_from_the_cards(tmp_path):
     assert lines[4] == "| baseline: raw pixels | linear probe | 70.0% ± 2.0% | 88.6% |"
     label_efficiency_figure(tmp_path / "fig.png", tmp_path)
     assert (tmp_path / "fig.png").stat().st_size > 10_000
+
+
+def _semi_card(folder: Path, tag: str, acc: float, method: str, draw: int, init_from: str = "") -> None:
+    rc = {"method": method, "labels_per_class": 10, "label_draw": draw}
+    if init_from:
+        rc["init_from"] = init_from
+    weights = {"arch": "cnn", "tag": tag, "task": "image-classification", "dataset": "mnist_5k"}
+    weights |= {"metrics": {"acc": acc}, "recipe_config": rc, "labels": [str(i) for i in range(10)]}
+    (folder / f"cnn.{tag}").mkdir(parents=True)
+    (folder / f"cnn.{tag}" / "config.json").write_text(json.dumps({"weights": weights}))
+
+
+def _plotted(fig) -> dict[str, list[tuple[float, float]]]:
+    """The (x, y) of each error-bar series drawn, by its legend label."""
+    from matplotlib.container import ErrorbarContainer
+
+    (ax,) = fig.axes
+    return {
+        c.get_label(): list(zip(*(c.lines[0].get_data())))
+        for c in ax.containers
+        if isinstance(c, ErrorbarContainer)
+    }
+
+
+def test_label_efficiency_points_and_figure_come_from_the_cards(tmp_path):
+    for draw, acc in enumerate((0.9, 0.92, 0.91)):
+        _semi_card(tmp_path, f"sup{draw}", acc, "supervised", draw)
+    _semi_card(tmp_path, "fix0", 0.96, "fixmatch", 0)
+    _semi_card(tmp_path, "fix1", 0.94, "fixmatch", 1)
+    _semi_card(tmp_path, "ft0", 0.95, "supervised", 0, init_from="simclr_cnn.mnist")
+    probe = {"linear_acc": 0.98, "linear_acc_n10": 0.6, "linear_acc_n10_std": 0.05, "linear_acc_n100": 0.93}
+    (tmp_path / "simclr_cnn.mnist").mkdir()
+    (tmp_path / "simclr_cnn.mnist" / "config.json").write_text(
+        json.dumps(
+            {
+                "weights": {
+                    "arch": "simclr_cnn",
+                    "tag": "mnist",
+                    "task": "feature-extraction",
+                    "metrics": probe,
+                }
+            }
+        )
+    )
+    points = label_efficiency_points(tmp_path)
+    assert points["supervised only"] == [(10, pytest.approx(0.09), pytest.approx(0.01))]
+    assert points["fixmatch"] == [(10, pytest.approx(0.05), pytest.approx(0.0141421, rel=1e-4))]
+    assert points["supervised from simclr_cnn.mnist"] == [(10, pytest.approx(0.05), 0.0)]
+    assert points["simclr_cnn.mnist linear probe"] == [
+        (1, pytest.approx(0.4), 0.05),
+        (10, pytest.approx(0.07), 0.0),
+        (400, pytest.approx(0.02), 0.0),
+    ]
+    fig = label_efficiency_methods_figure(tmp_path / "fig.png", tmp_path)
+    drawn = _plotted(fig)
+    assert set(drawn) == set(points)
+    for name, rows in points.items():  # the figure's numbers are the cards' (markers nudged sideways in x)
+        assert [y for _, y in drawn[name]] == pytest.approx([100 * e for _, e, _ in rows])
+        assert [x for x, _ in drawn[name]] == pytest.approx([n for n, _, _ in rows], rel=0.2)
+    assert (tmp_path / "fig.png").stat().st_size > 10_000
+
+
+def test_in_tree_label_efficiency_figure_matches_the_cards(tmp_path):
+    import statistics
+
+    from zoo.registry import IN_TREE_HUB
+
+    points = label_efficiency_points()
+    cards = {p.parent.name: json.loads(p.read_text())["weights"] for p in IN_TREE_HUB.glob("*/config.json")}
+    fixmatch = [1 - w["metrics"]["acc"] for n, w in cards.items() if n.startswith("cnn.mnist100_fixmatch")]
+    assert points["fixmatch"] == [
+        (10, pytest.approx(statistics.mean(fixmatch)), pytest.approx(statistics.stdev(fixmatch)))
+    ]
+    assert points["supervised only"][-1] == (
+        400,
+        pytest.approx(1 - cards["cnn.mnist"]["metrics"]["acc"]),
+        0.0,
+    )
+    simclr = cards["simclr_cnn.mnist"]["metrics"]
+    assert (10, pytest.approx(1 - simclr["linear_acc_n100"]), simclr["linear_acc_n100_std"]) in points[
+        "simclr_cnn.mnist linear probe"
+    ]
+    drawn = _plotted(label_efficiency_methods_figure(tmp_path / "fig.png"))
+    assert {n: [y for _, y in xy] for n, xy in drawn.items()} == {
+        n: pytest.approx([100 * e for _, e, _ in rows]) for n, rows in points.items()
+    }

@@ -16,6 +16,7 @@ from recipes.semi_supervised import (
     SemiSupervisedObjective,
     cutout,
     labelled_rows,
+    method_label,
     unsupervised_weight,
 )
 from zoo.errors import ConfigError
@@ -116,7 +117,7 @@ def _published_by_method() -> dict[str, dict[int, float]]:
         meta = zoo.get_weights(name)
         config = meta.recipe_config or {}
         if "labels_per_class" in config:
-            errors.setdefault(config["method"], {})[config["label_draw"]] = 1 - meta.metrics["acc"]
+            errors.setdefault(method_label(config), {})[config["label_draw"]] = 1 - meta.metrics["acc"]
     return errors
 
 
