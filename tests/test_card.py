@@ -225,3 +225,21 @@ def test_generative_cards_read_as_tables():
     assert f"| independent Bernoulli per pixel | {metrics['bernoulli_nll_nats']:.2f} |" in card
     assert f"| {metrics['fid']:.2f} | {metrics['fid_floor']:.2f} |" in card
     assert "| `nll_bits_per_dim` | (N,) negative log-likelihood" in card
+
+
+def test_recorded_tables_are_card_sections(weight):
+    config = config_of(weight)
+    assert "tables" not in config["weights"]  # a weight without tables keeps its config.json as it was
+    rows = [{"round": 0, "test accuracy": "89.7%"}, {"round": 1, "test accuracy": "95.1%"}]
+    table = {"title": "Pseudo-labelling rounds", "intro": "Each round's model.", "rows": rows}
+    card = render_model_card({**config, "weights": {**config["weights"], "tables": [table]}})
+    body = section(card, "Pseudo-labelling rounds")
+    assert body.strip().splitlines() == [
+        "Each round's model.",
+        "",
+        "| round | test accuracy |",
+        "|---|---|",
+        "| 0 | 89.7% |",
+        "| 1 | 95.1% |",
+    ]
+    assert Weights.from_dict({**config["weights"], "tables": [table]}).tables == [table]
