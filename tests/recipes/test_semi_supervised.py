@@ -134,3 +134,22 @@ def test_semi_supervised_weights_meet_the_issue_bars():
     best = min(np.mean(list(d.values())) for m, d in errors.items() if m != "supervised")
     assert best <= 0.05, f"the best method's mean test error {best:.1%} is above the issue's 5%"
     assert len(errors["fixmatch"]) == len(baseline) == 3, "the issue asks for 3 label draws"
+
+
+def test_pseudo_label_cards_report_each_round():
+    import zoo
+    from zoo.registry import IN_TREE_HUB
+
+    names = [n for n in zoo.list_models(pretrained=True) if n.startswith("cnn.mnist100_pseudolabel")]
+    names = [n for n in names if (IN_TREE_HUB / n / "config.json").is_file()]
+    if not names:
+        pytest.skip("no published pseudo-labelling weight")
+    for name in names:
+        meta = zoo.get_weights(name)
+        (table,) = meta.tables
+        rows = table["rows"]
+        assert [r["round"] for r in rows] == list(range(meta.recipe_config["rounds"] + 1)), name
+        # The last round is the weight: its row is the card's measured test accuracy.
+        assert rows[-1]["test accuracy"] == f"{meta.metrics['acc']:.1%}", name
+        for row in rows[1:]:  # every student trained on some pseudo-labels, counted against the truth
+            assert 0 < row["right"] <= row["pseudo-labels"] <= 3900, (name, row)
