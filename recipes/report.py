@@ -229,7 +229,7 @@ METHOD_COLOURS = {"fixmatch": "crimson", "mean_teacher": "darkorange", "pseudo_l
 def label_efficiency_methods_figure(path: Path, hub: Path = IN_TREE_HUB) -> Any:
     """`label_efficiency_points` as one figure (test error against labels per class, both axes log): the
     probes as lines, the supervised-only cnn as a dashed line, the semi-supervised and fine-tuned runs as
-    markers with their draws' spread. Returns the matplotlib Figure (its error bars carry the numbers)."""
+    markers with their draws' spread (nudged right of the baseline's marker so that none hides another). Returns the matplotlib Figure (its error bars carry the numbers)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -239,9 +239,17 @@ def label_efficiency_methods_figure(path: Path, hub: Path = IN_TREE_HUB) -> Any:
     ax = fig.add_subplot(1, 1, 1)
     encoders = [n.split(" ")[0].split(".")[0] for n in points if n.endswith("probe")]
     colours = {**dict(zip(encoders, PROBE_COLOURS * 2)), **METHOD_COLOURS}
-    # The runs at one label budget side by side: each marker series nudged sideways (x times a factor).
-    markers = [n for n in points if not n.endswith("probe") and n != "supervised only"]
-    nudge = {n: 1.1 ** (i - (len(markers) - 1) / 2) for i, n in enumerate(markers)}
+
+    # Legend order: the baseline, the semi-supervised methods, the fine-tuned encoders, the probes.
+    def group(name: str) -> int:
+        return (
+            0 if name == "supervised only" else 3 if name.endswith("probe") else 2 if " from " in name else 1
+        )
+
+    points = dict(sorted(points.items(), key=lambda item: (group(item[0]), item[0])))
+    # The runs at one label budget side by side, right of the baseline's marker: x times 1.12, 1.25, ...
+    markers = [n for n in points if group(n) in (1, 2)]
+    nudge = {n: 1.12 ** (i + 1) for i, n in enumerate(markers)}
     for name, rows in points.items():
         xs, ys, es = zip(*rows)
         xs = [x * nudge.get(name, 1.0) for x in xs]

@@ -149,9 +149,9 @@ def test_label_efficiency_points_and_figure_come_from_the_cards(tmp_path):
     fig = label_efficiency_methods_figure(tmp_path / "fig.png", tmp_path)
     drawn = _plotted(fig)
     assert set(drawn) == set(points)
-    for name, rows in points.items():  # the figure's numbers are the cards' (markers nudged sideways in x)
+    for name, rows in points.items():  # the figure's numbers are the cards' (markers nudged right in x)
         assert [y for _, y in drawn[name]] == pytest.approx([100 * e for _, e, _ in rows])
-        assert [x for x, _ in drawn[name]] == pytest.approx([n for n, _, _ in rows], rel=0.2)
+        assert all(n <= x < 2 * n for (x, _), (n, _, _) in zip(drawn[name], rows))
     assert (tmp_path / "fig.png").stat().st_size > 10_000
 
 
