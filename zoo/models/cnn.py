@@ -127,8 +127,7 @@ def _create(defaults: dict[str, Any], kwargs: dict[str, Any]) -> CNN:
 
 
 # mnist: all 4,000 labels. mnist100_*: 10 labels per digit (recipes/semi_supervised.py; draws 0-2 of the
-# baseline and FixMatch). mnist100_pseudolabel[_draw1]: recipes/pseudo_label.py (draws 0-1; the preset of
-# draw 2 is not trained yet). mnist100_{simclr,moco,byol}_finetune: recipes/fine_tune.py.
+# baseline and FixMatch). mnist100_pseudolabel[_draw1|_draw2]: recipes/pseudo_label.py (draws 0-2). mnist100_{simclr,moco,byol}_finetune: recipes/fine_tune.py.
 # mnist_{sym40,pairs40}_{ce,gce}: 40% noisy train labels (recipes/noisy_labels.py).
 @register_model(
     weights=(
@@ -142,6 +141,7 @@ def _create(defaults: dict[str, Any], kwargs: dict[str, Any]) -> CNN:
         "mnist100_meanteacher",
         "mnist100_pseudolabel",
         "mnist100_pseudolabel_draw1",
+        "mnist100_pseudolabel_draw2",
         "mnist100_simclr_finetune",
         "mnist100_moco_finetune",
         "mnist100_byol_finetune",
