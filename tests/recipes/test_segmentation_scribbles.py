@@ -90,7 +90,12 @@ NAME, FULL_MASKS = "unet_resnet8_small.scenes_scribbles", "unet_resnet8_small.sc
 BAR = 0.85  # the issue: >= 85% of the fully supervised U-Net's mIoU on the same test scenes
 # Bars a published weight is measured to miss (reported in the issue and the card): checked to be missed
 # still, so the entry must go when a better weight lands.
-KNOWN_MISSES: set[str] = set()
+KNOWN_MISSES = {
+    # 2026-11-30: mIoU 0.312, 45.1% of the full-mask U-Net's 0.692 (partial CE alone: 0.269), on a quarter of
+    # its budget (625 steps on a shared CPU): the digits come out as blobs that fill their loops and spill
+    # 2-4 px onto the background, where no background stroke comes within 4 px of a digit.
+    NAME,
+}
 
 
 @pytest.mark.skipif(not (IN_TREE_HUB / NAME / "config.json").is_file(), reason="weight not published")
