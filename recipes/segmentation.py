@@ -649,8 +649,8 @@ register_preset(
         # the gated CRF loss that carries the strokes' labels to the pixels of the same colour around them.
         # At 1.0 the CRF term (~10 at the start) drowned the cross-entropy (~2.4) in a probe; at 0.1 the
         # scribbled pixels' accuracy rose as fast as without it. Measured at this budget (the card's
-        # ablations): test mIoU 0.312 here, 0.269 without the CRF, 0.119 at weight 1 on pixels in a 3x3
-        # window (the Potts term collapses digit identity to a few classes).
+        # ablations): test mIoU 0.312 here, 0.269 without the CRF, 0.304 with it on pixels (no 2x2 blocks),
+        # 0.119 at weight 1 on pixels in a 3x3 window (the Potts term collapses digit identity).
         targets="scribbles",
         loss="ce",
         crf_weight=0.1,
