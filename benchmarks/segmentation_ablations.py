@@ -6,7 +6,10 @@ budget and scored on the same test scenes. This script
 
 1. reads the runs' ``result.json`` (test metrics as the recipe measured them) and stores them as the
    weight's ``ablations`` (a card table beside the weight's own numbers): ``--run "CHANGE=RUN_FOLDER"``;
-2. draws the decoder comparison the U-Net card shows (``--decoders NEAREST_WEIGHT TRANSPOSED_WEIGHT``):
+2. sets another published weight beside it as a baseline (``--reference "NAME=WEIGHT"``: its recorded
+   metrics on the same test scenes, e.g. the full-mask U-Net beside the one trained from scribbles) and
+   adds to the weight's description what fraction of the reference's mIoU it reaches;
+3. draws the decoder comparison the U-Net card shows (``--decoders NEAREST_WEIGHT TRANSPOSED_WEIGHT``):
    for a few test scenes, the input, each decoder's predicted classes and each decoder's background
    probability, where a transposed convolution's uneven overlap leaves its checkerboard (fixed upsampling
    followed by a convolution spreads every input pixel evenly and leaves none).
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -42,21 +46,43 @@ def read_run(folder: Path) -> dict[str, float]:
     return {k: round(float(metrics[k]), 6) for k in SHOWN if k in metrics}
 
 
-def write_weight_fields(name: str, files: dict[str, str] | None = None, **fields: dict) -> Path:
-    """Merge `fields` (e.g. ablations={...}) into hub/NAME/config.json's weights, and `files` (card
-    pictures by role) into its files, and render the card again."""
+def write_weight_fields(name: str, files: dict[str, str] | None = None, **fields: dict | str) -> Path:
+    """Merge `fields` (e.g. ablations={...}; a text field such as description replaces the old text) into
+    hub/NAME/config.json's weights, and `files` (card pictures by role) into its files, and render the card
+    again."""
     from zoo.card import render_model_card
     from zoo.fileio import atomic_write_bytes
 
     folder = ROOT / "hub" / name
     config = json.loads((folder / "config.json").read_text())
     for key, values in fields.items():
-        config["weights"][key] = {**config["weights"].get(key, {}), **values}
+        merged = {**config["weights"].get(key, {}), **values} if isinstance(values, dict) else values
+        config["weights"][key] = merged
     if files:
         config["files"] = {**config.get("files", {}), **files}
     atomic_write_bytes(folder / "config.json", (json.dumps(config, indent=2) + "\n").encode())
     atomic_write_bytes(folder / "README.md", render_model_card(config).encode())
     return folder
+
+
+RATIO_SENTENCE = re.compile(
+    r" ?Its test mIoU is \S+ of \S+ \([0-9.]+ against [0-9.]+\)\."
+)  # as written below
+
+
+def reference_fields(name: str, label: str, reference: str) -> tuple[dict[str, dict], str]:
+    """The baseline row of the published weight `reference` (its recorded metrics, the table's columns) and
+    NAME's description with the sentence "Its test mIoU is R% of REFERENCE's (X against Y)." (replacing one
+    written before), both from the two cards' measured numbers."""
+    import zoo
+
+    ours, theirs = zoo.get_weights(name), zoo.get_weights(reference)
+    if ours.dataset != theirs.dataset or ours.split.split(";")[0] != theirs.split.split(";")[0]:
+        raise SystemExit(f"{reference} was not measured on {name}'s test split")
+    row = {k: round(float(theirs.metrics[k]), 6) for k in SHOWN if k in theirs.metrics}
+    mine, other = ours.metrics["miou"], theirs.metrics["miou"]
+    sentence = f" Its test mIoU is {mine / other:.1%} of {reference}'s ({mine:.4f} against {other:.4f})."
+    return {label: row}, RATIO_SENTENCE.sub("", ours.description) + sentence
 
 
 def checkerboard_power(logits: torch.Tensor) -> float:
@@ -134,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weight", required=True, help="the published weight whose card gets the results")
     parser.add_argument("--run", action="append", default=[], metavar="CHANGE=RUN", help="a one-change run")
+    parser.add_argument("--reference", metavar="NAME=WEIGHT", help="a published weight as a baseline row")
     parser.add_argument("--decoders", nargs=2, metavar=("NEAREST", "TRANSPOSED"), help="two weight folders")
     args = parser.parse_args(argv)
     ablations = {}
@@ -143,7 +170,13 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--run {item!r}: expected CHANGE=RUN_FOLDER")
         ablations[change] = read_run(Path(folder))
         print(f"{change}: {ablations[change]}")
-    fields: dict[str, dict] = {"ablations": ablations} if ablations else {}
+    fields: dict[str, dict | str] = {"ablations": ablations} if ablations else {}
+    if args.reference:
+        label, _, reference = args.reference.rpartition("=")
+        if not label:
+            raise SystemExit(f"--reference {args.reference!r}: expected NAME=WEIGHT")
+        fields["baselines"], fields["description"] = reference_fields(args.weight, label, reference)
+        print(fields["description"])
     files = {}
     if args.decoders:
         picture = decoder_picture(*args.decoders, ROOT / "hub" / args.weight / "decoder_upsampling.png")

@@ -234,3 +234,87 @@ def test_generalized_cross_entropy_spans_cross_entropy_to_mae():
     assert gce_grad < 0.01 * wrong.grad.abs().sum()
     with pytest.raises(ValueError, match=r"q must be in \(0, 1\]"):
         generalized_cross_entropy(logits, y, 0.0)
+
+
+def _gated_crf_by_hand(probs, image, radius, sigma_xy, sigma_rgb, valid):
+    """Every ordered pair (i, j) with j in i's window, written out pixel by pixel."""
+    n, _, h, w = probs.shape
+    total = 0.0
+    for b in range(n):
+        for y in range(h):
+            for x in range(w):
+                for v in range(max(0, y - radius), min(h, y + radius + 1)):
+                    for u in range(max(0, x - radius), min(w, x + radius + 1)):
+                        if (v, u) == (y, x) or not (valid[b, y, x] and valid[b, v, u]):
+                            continue
+                        position = ((v - y) ** 2 + (u - x) ** 2) / (2 * sigma_xy**2)
+                        colour = float((image[b, :, y, x] - image[b, :, v, u]).square().sum()) / (
+                            2 * sigma_rgb**2
+                        )
+                        agree = float((probs[b, :, y, x] * probs[b, :, v, u]).sum())
+                        total += math.exp(-position - colour) * (1 - agree)
+    return total / (n * h * w)
+
+
+def test_gated_crf_loss_is_the_potts_relaxation_over_the_window():
+    from zoo.losses import gated_crf_loss
+
+    # Two pixels of one colour, certain of different classes: one pair each way, K = exp(-1 / 2 sigma_xy^2).
+    image = torch.zeros(1, 3, 1, 2)
+    certain = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).T.reshape(1, 2, 1, 2)
+    assert gated_crf_loss(certain, image, radius=1, sigma_xy=1.0).item() == pytest.approx(math.exp(-0.5))
+    half = torch.tensor([[0.5, 0.5], [1.0, 0.0]]).T.reshape(1, 2, 1, 2)  # they agree on half the mass
+    assert gated_crf_loss(half, image, radius=1, sigma_xy=1.0).item() == pytest.approx(0.5 * math.exp(-0.5))
+    # A colour edge between them (distance 1 at sigma_rgb 0.5: exp(-2) more) makes disagreement cheap.
+    edge = torch.tensor([0.0, 1.0]).reshape(1, 1, 1, 2).expand(1, 3, 1, 2) / math.sqrt(3)
+    expected = math.exp(-0.5 - 2.0)
+    assert gated_crf_loss(certain, edge, 1, 1.0, 0.5).item() == pytest.approx(expected)
+    # Random inputs against every pair written out, with a gate.
+    g = torch.Generator().manual_seed(0)
+    probs = torch.randn(2, 3, 5, 6, generator=g).softmax(1)
+    image = torch.rand(2, 3, 5, 6, generator=g)
+    valid = torch.rand(2, 5, 6, generator=g) > 0.2
+    got = gated_crf_loss(probs, image, 2, 1.5, 0.3, valid)
+    assert got.item() == pytest.approx(_gated_crf_by_hand(probs, image, 2, 1.5, 0.3, valid), rel=1e-5)
+
+
+def test_gated_crf_loss_is_zero_on_one_class_everywhere_and_its_gradient_smooths():
+    from zoo.losses import gated_crf_loss
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 3, 8, 8, generator=g)
+    constant = F.one_hot(torch.full((2, 8, 8), 3), 5).permute(0, 3, 1, 2).float()
+    assert gated_crf_loss(constant, image).item() == 0.0
+    # Gradient sanity: finite, flows to the logits, and a small step along it lowers the loss.
+    logits = torch.randn(2, 5, 8, 8, generator=g, requires_grad=True)
+    loss = gated_crf_loss(logits.softmax(1), image)
+    loss.backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    with torch.no_grad():
+        lower = gated_crf_loss((logits - 0.5 * logits.grad / logits.grad.norm()).softmax(1), image)
+    assert lower < loss
+    # On an image of two flat halves, a prediction that follows the edge costs less than one across it.
+    halves = torch.zeros(1, 3, 8, 8)
+    halves[..., 4:] = 1.0
+    along = F.one_hot((torch.arange(8) >= 4).long().expand(8, 8), 2).permute(2, 0, 1)[None].float()
+    across = along.transpose(-1, -2)
+    assert gated_crf_loss(along, halves) < 0.01 * gated_crf_loss(across, halves)
+
+
+def test_gated_crf_loss_names_bad_inputs():
+    from zoo.losses import gated_crf_loss
+
+    with pytest.raises(ValueError, match=r"probs \(N, C, H, W\) and image"):
+        gated_crf_loss(torch.rand(1, 2, 4, 4), torch.rand(1, 3, 5, 4))
+    with pytest.raises(ValueError, match="radius"):
+        gated_crf_loss(torch.rand(1, 2, 4, 4), torch.rand(1, 3, 4, 4), radius=0)
+
+
+def test_gated_crf_loss_downsampled_is_the_loss_of_the_block_means():
+    from zoo.losses import gated_crf_loss
+
+    g = torch.Generator().manual_seed(1)
+    probs = torch.randn(2, 4, 8, 8, generator=g).softmax(1)
+    image = torch.rand(2, 3, 8, 8, generator=g)
+    pooled = gated_crf_loss(F.avg_pool2d(probs, 2), F.avg_pool2d(image, 2), 2, 1.0, 0.2)
+    torch.testing.assert_close(gated_crf_loss(probs, image, 2, 1.0, 0.2, downsample=2), pooled)

@@ -9,6 +9,7 @@ differences the gradient is made of.
   squared error or Bernoulli negative log-likelihood (binary cross-entropy) of images in [0, 1];
 - segmentation (logits (N, C, H, W), class maps (N, H, W), an ``ignore_index``): `weighted_cross_entropy`
   with `class_frequency_weights`, `dice_loss`, `focal_loss` and their combination `segmentation_loss`;
+  from scribbles (sparse labels), the `gated_crf_loss` regulariser on the softmax of every pixel;
 - image restoration (denoising, super-resolution, colorization): `restoration_loss` (MSE, L1, or the
   `charbonnier_loss`);
 - adversarial (GANs): `discriminator_loss` and `generator_loss` (non-saturating or Wasserstein) and the
@@ -33,6 +34,7 @@ __all__ = [
     "FOCAL_LOSS",
     "GAN_LOSSES",
     "GAN_PAPER",
+    "GATED_CRF_LOSS",
     "GCE_PAPER",
     "LABEL_SMOOTHING",
     "MOCO_PAPER",
@@ -48,6 +50,7 @@ __all__ = [
     "dice_loss",
     "discriminator_loss",
     "focal_loss",
+    "gated_crf_loss",
     "generalized_cross_entropy",
     "generator_loss",
     "gradient_penalty",
@@ -278,6 +281,66 @@ def segmentation_loss(
     if kind == "focal":
         return focal_loss(logits, target, gamma=focal_gamma, ignore_index=ignore_index)
     raise ValueError(f"segmentation loss {kind!r}: expected ce, weighted_ce, dice, focal or ce_dice")
+
+
+GATED_CRF_LOSS = "https://arxiv.org/abs/1906.04651"  # Obukhov et al. 2019, Gated CRF Loss (scribbles)
+
+
+def gated_crf_loss(
+    probs: torch.Tensor,
+    image: torch.Tensor,
+    radius: int = 2,
+    sigma_xy: float = 2.0,
+    sigma_rgb: float = 0.1,
+    valid: torch.Tensor | None = None,
+    downsample: int = 1,
+) -> torch.Tensor:
+    """The gated CRF loss (Obukhov et al. 2019, "Gated CRF Loss for Weakly Supervised Semantic Image
+    Segmentation"): the Potts model's relaxation over a local window, "sum_i sum_{j in Omega_i} K_ij
+    m_ij (1 - y_i . y_j)", with the colour + position Gaussian of a dense CRF as affinity, ``K_ij =
+    exp(-|p_i - p_j|^2 / 2 sigma_xy^2 - |I_i - I_j|^2 / 2 sigma_rgb^2)``, and the gate m_ij = 1 where both
+    pixels are `valid` (and inside the image). Neighbours that look alike and disagree pay: it spreads
+    sparse labels over regions of similar colour and stops them at edges.
+
+    `probs` (N, C, H, W) are per-pixel class probabilities (a softmax), `image` (N, 3, H, W) the colours
+    the affinity compares (e.g. in [0, 1], with `sigma_rgb` on that scale), `valid` (N, H, W) bool or None.
+    The window holds the (2 radius + 1)^2 - 1 pixels around each pixel. ``downsample`` > 1 first averages
+    probabilities and colours over ``downsample`` x ``downsample`` blocks (as the paper's implementation
+    does: the window then reaches that many times further, at 1 / downsample^2 of the cost; `radius` and
+    `sigma_xy` count blocks, and a gate block is valid if any of its pixels is). Returns the sum over pairs divided
+    by the number of pixels, in float32; zero for a prediction that is one class everywhere. Computed one
+    window offset at a time, so memory stays at a few maps whatever the window; the terms are symmetric in
+    i and j, so each unordered pair is computed once and counted twice."""
+    if probs.dim() != 4 or image.shape[0] != probs.shape[0] or image.shape[-2:] != probs.shape[-2:]:
+        raise ValueError(
+            f"probs (N, C, H, W) and image (N, 3, H, W) of one size, got {probs.shape}, {image.shape}"
+        )
+    if radius < 1 or sigma_xy <= 0 or sigma_rgb <= 0 or downsample < 1:
+        raise ValueError(
+            f"radius {radius} and downsample {downsample} must be >= 1 and sigmas {sigma_xy}, {sigma_rgb} > 0"
+        )
+    probs, image = probs.float(), image.float()
+    if downsample > 1:
+        probs, image = F.avg_pool2d(probs, downsample), F.avg_pool2d(image, downsample)
+        if valid is not None:
+            valid = F.max_pool2d(valid[:, None].float(), downsample)[:, 0] > 0
+    n, _, h, w = probs.shape
+    gate = torch.ones(n, h, w, dtype=torch.bool, device=probs.device) if valid is None else valid.bool()
+    total = probs.new_zeros(())
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            # Half the window: (dy, dx) > (0, 0) in reading order; its mirror (-dy, -dx) is the same pairs.
+            if (dy, dx) <= (0, 0) or abs(dy) >= h or abs(dx) >= w:
+                continue
+            # Pixel i at (y, x) and its neighbour j at (y + dy, x + dx), both inside the image.
+            ys, yd = slice(max(0, -dy), h - max(0, dy)), slice(max(0, dy), h - max(0, -dy))
+            xs, xd = slice(max(0, -dx), w - max(0, dx)), slice(max(0, dx), w - max(0, -dx))
+            colour = (image[:, :, ys, xs] - image[:, :, yd, xd]).square().sum(1)
+            kernel = torch.exp(-(dy * dy + dx * dx) / (2 * sigma_xy**2) - colour / (2 * sigma_rgb**2))
+            kernel = kernel * (gate[:, ys, xs] & gate[:, yd, xd])
+            agree = (probs[:, :, ys, xs] * probs[:, :, yd, xd]).sum(1)
+            total = total + (kernel * (1 - agree)).sum()
+    return 2 * total / (n * h * w)
 
 
 # ------------------------------------------------------------------------------------ image-to-image

@@ -414,7 +414,9 @@ class DigitScenes(torch.utils.data.Dataset):
 
     Scene i is rendered on access from (seed, split, start + i); ``start`` gives fresh compositions of the
     same split (e.g. ``start = epoch * num``). `to_memory` renders them all into tensors for fast
-    segmentation training.
+    segmentation training. ``scribbles=True`` also draws each scene's scribbles (`zoo.data.scribbles`, from
+    their own generator, so the scenes are the same either way): target ``"scribbles"`` (H, W) int64, 255
+    unlabelled, and `InMemoryScenes.scribbles`.
     """
 
     def __init__(
@@ -425,13 +427,14 @@ class DigitScenes(torch.utils.data.Dataset):
         seed: int = 0,
         val_per_class: int = 0,
         start: int = 0,
+        scribbles: bool = False,
     ):
         if split not in ("train", "val", "test"):
             raise ConfigError(f"split {split!r} is not one of 'train', 'val', 'test'")
         if split == "val" and not val_per_class:
             raise ConfigError("validation scenes need val_per_class > 0 (digits carved from train)")
         self.split, self.num, self.seed, self.start = split, num, seed, start
-        self.val_per_class = val_per_class
+        self.val_per_class, self.scribbles = val_per_class, scribbles
         self.config = config or SceneConfig()
         self.rows = mnist_5k_rows(val_per_class)[split]
 
@@ -443,24 +446,45 @@ class DigitScenes(torch.utils.data.Dataset):
             raise IndexError(f"scene {i} out of range for {self.num} scenes")
         return render_scene(self.config, self.rows, self.seed, self.split, self.start + i % self.num)
 
+    def scribble_map(self, i: int, scene: Scene | None = None) -> np.ndarray:
+        """Scene `i`'s scribbles (`zoo.data.scribbles.scene_scribbles`); `scene` saves rendering it again."""
+        from zoo.data.scribbles import scene_scribbles
+
+        scene = scene if scene is not None else self.scene(i)
+        return scene_scribbles(scene, self.seed, self.split, self.start + i % self.num)
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
         scene = self.scene(i)
         image = torch.from_numpy(scene.image).permute(2, 0, 1).float().div_(255)
-        return image, _target(scene)
+        target = _target(scene)
+        if self.scribbles:
+            target["scribbles"] = torch.from_numpy(self.scribble_map(i, scene).astype(np.int64))
+        return image, target
 
     def to_memory(self) -> InMemoryScenes:
-        """All scenes rendered once: uint8 images, uint8 semantic maps and captions in tensors/lists."""
+        """All scenes rendered once: uint8 images, uint8 semantic maps, captions (and uint8 scribbles when
+        the dataset draws them) in tensors/lists."""
         scenes = [self.scene(i) for i in range(self.num)]
         images = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).contiguous()
         semantic = torch.from_numpy(np.stack([s.semantic for s in scenes]))
-        return InMemoryScenes(images, semantic, [s.caption for s in scenes])
+        scribbles = None
+        if self.scribbles:
+            scribbles = torch.from_numpy(np.stack([self.scribble_map(i, s) for i, s in enumerate(scenes)]))
+        return InMemoryScenes(images, semantic, [s.caption for s in scenes], scribbles)
 
 
 class InMemoryScenes(torch.utils.data.Dataset):
     """Rendered scenes for fast segmentation (and captioning) training: ``get_batch(indices)`` returns
-    uint8 images ``(B, 3, H, W)`` and int64 semantic maps ``(B, H, W)`` with one index operation."""
+    uint8 images ``(B, 3, H, W)`` and int64 semantic maps ``(B, H, W)`` with one index operation.
+    ``scribbles`` (optional, ``(N, H, W)`` uint8, 255 unlabelled) are the scenes' scribble maps."""
 
-    def __init__(self, images: torch.Tensor, semantic: torch.Tensor, captions: list[str] | None = None):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        semantic: torch.Tensor,
+        captions: list[str] | None = None,
+        scribbles: torch.Tensor | None = None,
+    ):
         if (
             images.dtype != torch.uint8
             or images.dim() != 4
@@ -469,7 +493,12 @@ class InMemoryScenes(torch.utils.data.Dataset):
             raise ValueError(
                 f"images (N, C, H, W) uint8 and semantic (N, H, W), got {images.shape}, {semantic.shape}"
             )
+        if scribbles is not None and scribbles.shape != semantic.shape:
+            raise ValueError(
+                f"scribbles {scribbles.shape} must have the semantic maps' shape {semantic.shape}"
+            )
         self.images, self.semantic = images, semantic.to(torch.uint8)
+        self.scribbles = scribbles.to(torch.uint8) if scribbles is not None else None
         self.captions = list(captions) if captions is not None else [""] * len(images)
 
     def __len__(self) -> int:
@@ -482,8 +511,9 @@ class InMemoryScenes(torch.utils.data.Dataset):
         return self.images[indices], self.semantic[indices].long()
 
     def subset(self, indices: torch.Tensor) -> InMemoryScenes:
+        scribbles = self.scribbles[indices] if self.scribbles is not None else None
         return InMemoryScenes(
-            self.images[indices], self.semantic[indices], [self.captions[i] for i in indices]
+            self.images[indices], self.semantic[indices], [self.captions[i] for i in indices], scribbles
         )
 
 

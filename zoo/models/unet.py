@@ -289,7 +289,7 @@ def unet_resnet34(**kwargs: Any) -> EncoderUNet:
     return _encoder_unet("resnet34", False, kwargs)
 
 
-@register_model(task="semantic-segmentation", weights=("scenes",))
+@register_model(task="semantic-segmentation", weights=("scenes", "scenes_scribbles"))
 def unet_resnet8_small(**kwargs: Any) -> EncoderUNet:
     """U-Net decoder over ``resnet8_small`` (3x3 stem, stride 8, widths 16-128) for 64 px scenes."""
     return _encoder_unet("resnet8_small", True, kwargs)

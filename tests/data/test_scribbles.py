@@ -1,0 +1,125 @@
+"""Scribbles: reproducible by (seed, split, i) from their own generator, about 3% of pixels, always right,
+one stroke per visible digit, and the scenes themselves unchanged by drawing them."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import label as connected_components
+
+from zoo.data import scenes as S
+from zoo.data.scribbles import UNLABELLED, ScribbleConfig, labelled_fraction, scene_scribbles, skeleton_stroke
+from zoo.errors import ConfigError
+
+N = 120  # scenes per check, as tests/data/test_scenes.py
+EIGHT = np.ones((3, 3), bool)  # 8-connectivity: a stroke's diagonal steps keep it one piece
+
+
+@pytest.fixture(scope="module")
+def train_scribbles() -> tuple[list[S.Scene], np.ndarray]:
+    data = S.DigitScenes("train", N, scribbles=True)
+    scenes = [data.scene(i) for i in range(N)]
+    return scenes, np.stack([data.scribble_map(i, s) for i, s in enumerate(scenes)])
+
+
+def test_scribbles_are_a_pure_function_of_seed_split_and_index(train_scribbles):
+    scenes, maps = train_scribbles
+    again = S.DigitScenes("train", N, scribbles=True)
+    assert np.array_equal(again.scribble_map(37), maps[37])
+    assert np.array_equal(scene_scribbles(scenes[5], 0, "train", 5), maps[5])
+    assert not np.array_equal(scene_scribbles(scenes[5], 1, "train", 5), maps[5]), "seed changes the strokes"
+    shifted = S.DigitScenes("train", 10, start=5, scribbles=True)
+    assert np.array_equal(shifted.scribble_map(0), maps[5]), "start offsets the index, as for scenes"
+
+
+def test_about_three_percent_of_pixels_are_labelled(train_scribbles):
+    _, maps = train_scribbles
+    assert 0.02 <= labelled_fraction(maps) <= 0.04
+    per_scene = (maps != UNLABELLED).mean(axis=(1, 2))
+    assert per_scene.min() > 0, "every scene gets strokes"
+    assert (maps == 0).any() and ((maps != UNLABELLED) & (maps > 0)).any()
+
+
+def test_every_scribbled_pixel_agrees_with_the_semantic_map(train_scribbles):
+    scenes, maps = train_scribbles
+    for scene, scribbles in zip(scenes, maps):
+        drawn = scribbles != UNLABELLED
+        assert np.array_equal(scribbles[drawn], scene.semantic[drawn])
+
+
+def test_one_stroke_per_visible_digit(train_scribbles):
+    scenes, maps = train_scribbles
+    for scene, scribbles in zip(scenes, maps):
+        for mask, label in zip(scene.masks, scene.labels):
+            stroke = mask & (scribbles == label)
+            _, pieces = connected_components(stroke, EIGHT)
+            assert pieces == 1, f"a visible digit {label - 1} got {pieces} strokes"
+
+
+def test_background_strokes_keep_away_from_digits(train_scribbles):
+    from scipy.ndimage import distance_transform_edt
+
+    scenes, maps = train_scribbles
+    margin = ScribbleConfig().margin
+    for scene, scribbles in zip(scenes, maps):
+        if len(scene.masks):
+            distance = distance_transform_edt(~scene.masks.any(0))
+            assert (distance[scribbles == 0] >= margin).all()
+
+
+def test_skeleton_stroke_is_a_contiguous_walk_inside_the_mask():
+    from skimage.morphology import skeletonize
+
+    mask = np.zeros((20, 20), bool)
+    mask[4:16, 8:11] = True  # a bar: its skeleton is a vertical line of about 12 pixels
+    stroke = skeleton_stroke(mask, 0.5, np.random.default_rng(0))
+    assert (stroke <= skeletonize(mask)).all() and (stroke <= mask).all()
+    assert connected_components(stroke, EIGHT)[1] == 1
+    assert abs(int(stroke.sum()) - round(0.5 * skeletonize(mask).sum())) <= 1
+    assert not skeleton_stroke(np.zeros((8, 8), bool), 0.5, np.random.default_rng(0)).any()
+
+
+# sha256 of (image, semantic, masks) of scenes 0..29, rendered by the code before scribbles existed
+# (commit 9420883): drawing scribbles takes nothing from the scenes' generator.
+BEFORE_SCRIBBLES = {
+    "train": "c6c1a092f461df4a60343750f22c3ba5bdea434cfa496a1698d79c77743fe578",
+    "test": "b9081957d05abc5262ecd1de1ec8ea1a82555b38f7e821f1e6089238aa252a85",
+}
+
+
+@pytest.mark.parametrize("split", sorted(BEFORE_SCRIBBLES))
+def test_scenes_render_bit_for_bit_as_before_scribbles(split):
+    digest = hashlib.sha256()
+    data = S.DigitScenes(split, 30, scribbles=True)
+    for i in range(30):
+        scene = data.scene(i)
+        data.scribble_map(i, scene)  # drawn between scenes: the next scene must not notice
+        for array in (scene.image, scene.semantic, scene.masks):
+            digest.update(array.tobytes())
+    assert digest.hexdigest() == BEFORE_SCRIBBLES[split]
+
+
+def test_dataset_targets_and_memory_carry_scribbles():
+    plain, drawn = S.DigitScenes("test", 4), S.DigitScenes("test", 4, scribbles=True)
+    image, target = drawn[2]
+    assert "scribbles" not in plain[2][1] and torch.equal(plain[2][0], image)
+    assert target["scribbles"].dtype == torch.int64 and target["scribbles"].shape == (64, 64)
+    memory = drawn.to_memory()
+    assert plain.to_memory().scribbles is None
+    assert memory.scribbles.dtype == torch.uint8
+    assert torch.equal(memory.scribbles[2].long(), target["scribbles"])
+    assert torch.equal(memory.subset(torch.tensor([2])).scribbles[0], memory.scribbles[2])
+    with pytest.raises(ValueError, match="scribbles"):
+        S.InMemoryScenes(memory.images, memory.semantic, None, memory.scribbles[:, :8])
+
+
+def test_config_errors_say_what_is_expected():
+    with pytest.raises(ConfigError, match="digit_cover"):
+        ScribbleConfig(digit_cover=(0.5, 0.2))
+    with pytest.raises(ConfigError, match="background_strokes"):
+        ScribbleConfig(background_strokes=(3, 1))
+    with pytest.raises(ConfigError, match="margin"):
+        ScribbleConfig(margin=-1)
