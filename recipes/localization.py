@@ -261,11 +261,16 @@ class LocalizationObjective(Objective):
             values.update(metric.compute())
         return values
 
+    def threshold_count(self) -> int:
+        """Train scenes the threshold is chosen on (no more than ``eval_limit``, for quick runs)."""
+        c = self.config
+        return min(c.threshold_scenes, c.eval_limit or c.threshold_scenes, len(self.splits.train))
+
     def choose_threshold(self, model: nn.Module) -> tuple[float, dict[float, dict[str, float]]]:
         """The ``cam_thresh`` of best CorLoc (ties: AP50) on the first ``threshold_scenes`` train scenes,
         and every swept value's CorLoc and AP50 there."""
         c = self.config
-        scenes = TaggedScenes.render(self.splits.train, min(c.threshold_scenes, len(self.splits.train)))
+        scenes = TaggedScenes.render(self.splits.train, self.threshold_count())
         outputs = self.outputs(model, scenes)
         sweep = {}
         for thresh in c.cam_thresholds:
@@ -297,12 +302,13 @@ class LocalizationObjective(Objective):
                 "digits a scene contains; binary cross-entropy over the 10 digits); boxes from its class "
                 "activation maps (resized to the image, scaled to [0, 1], thresholded, one box per connected "
                 f"component). cam_thresh {self.cam_thresh:g} was chosen on the first "
-                f"{min(c.threshold_scenes, len(self.splits.train))} train scenes (CorLoc there by threshold: "
+                f"{self.threshold_count()} train scenes (CorLoc there by threshold: "
                 f"{swept}). Baselines and the box-supervised detector are measured on the same test scenes."
             ),
         }
         if c.baselines and data.test is not None:
-            meta["baselines"] = self.baselines(model, data.test)
+            # On the scenes the weight is measured on (the first eval_limit of them in a quick run).
+            meta["baselines"] = self.baselines(model, subset(data.test, c.eval_limit or len(data.test)))
         if c.pictures and data.test is not None:
             results = self.task.postprocess(self.outputs(model, subset(data.test, c.pictures)), meta_fields)
             path = self.picture_path("predictions.png")

@@ -118,8 +118,11 @@ class MultiLabelTags(Metric):
         if not len(probs):
             return dict.fromkeys(self.higher_is_better, math.nan)
         # AP of the classes that occur (AP is undefined for a class with no positive image).
-        aps = [average_precision_score(present[:, k], probs[:, k]) for k in range(self.num_classes)]
-        aps = [a for k, a in enumerate(aps) if present[:, k].any()]
+        aps = [
+            average_precision_score(present[:, k], probs[:, k])
+            for k in range(self.num_classes)
+            if present[:, k].any()
+        ]
         predicted = probs >= self.threshold
         true_pos = float((predicted & present).sum())
         f1 = 2 * true_pos / max(float(predicted.sum() + present.sum()), 1.0)

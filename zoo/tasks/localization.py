@@ -24,7 +24,7 @@ Metrics (`metrics`): COCOeval of the boxes (`zoo.metrics.CocoEvaluation`: ``map_
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,6 +229,22 @@ class WeaklySupervisedLocalization(Task):
                     tag_thresh,
                 )
             )
+        return results
+
+    def localize(
+        self,
+        run: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+        meta: Any,
+        images: Sequence[np.ndarray],
+        **options: Any,
+    ) -> list[Localization]:
+        """Tags, boxes and heat maps of (H, W, C) uint8 images, through either runtime's `run` (one
+        preprocessed input -> named outputs): each image is preprocessed as the weight expects and its
+        boxes come back in its own pixels. `options` override ``cam_thresh`` / ``score_thresh``."""
+        results: list[Localization] = []
+        for image in images:
+            outputs = run(self.preprocess(np.asarray(image), meta))
+            results += self.postprocess(outputs, meta, source_size=np.shape(image)[:2], **options)
         return results
 
     def describe(
