@@ -147,3 +147,32 @@ def test_describe_writes_boxes_and_heat_maps(tmp_path):
 
     picture = np.asarray(Image.open(tmp_path / "scene_cam.png"))
     assert picture.shape[0] == 64 * 3 + 4 and picture.shape[1] == 2 * (64 * 3 + 2) + 2  # boxes | one map
+
+
+PUBLISHED = "cam_resnet8_small.scenes"
+
+
+def _published() -> bool:
+    from zoo.registry import IN_TREE_HUB
+
+    return (IN_TREE_HUB / PUBLISHED / "config.json").is_file()
+
+
+@pytest.mark.skipif(not _published(), reason="weight not published")
+def test_zoo_predict_prints_tags_and_boxes_and_draws_the_maps(tmp_path, capsys):
+    from PIL import Image
+
+    from zoo.cli import main
+    from zoo.data import DigitScenes
+
+    scene = DigitScenes("test", 1).scene(0)
+    png = tmp_path / "scene.png"
+    Image.fromarray(scene.image).save(png)
+    assert main(["predict", PUBLISHED, str(png), "--out", str(tmp_path / "out")]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{png}: tags ") and "boxes: " in line and line.endswith("scene_cam.png")
+    # the scene's digits are the tags the weight calls present, each with a box
+    digits = sorted(str(d) for d in set(scene.digits.tolist()))
+    tags = line.split("tags ")[1].split(";")[0]
+    assert sorted(t.split()[0] for t in tags.split(", ")) == digits
+    assert (tmp_path / "out" / "scene_cam.png").is_file()
