@@ -225,7 +225,9 @@ class LocalizationObjective(Objective):
         model = ctx.models["model"]
         logits, cams = model(normalise(ctx.to_device(images), self.splits.mean, self.splits.std))
         outputs = {"logits": logits.float().cpu().numpy(), "cams": cams.float().cpu().numpy()}
-        meta = self.task_meta(ctx.unwrap("model"))
+        # The model being measured (a published weight re-measured keeps its own cam_thresh); under DDP
+        # the wrapped module carries the weight's metadata.
+        meta = self.task_meta(getattr(model, "module", model))
         self.task.update_metrics(ctx.metrics, outputs, targets, meta)
         present = torch.stack(
             [torch.from_numpy(np.isin(np.arange(1, len(self.labels) + 1), t["labels"])) for t in targets]

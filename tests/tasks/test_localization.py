@@ -165,7 +165,7 @@ def test_zoo_predict_prints_tags_and_boxes_and_draws_the_maps(tmp_path, capsys):
     from zoo.cli import main
     from zoo.data import DigitScenes
 
-    scene = DigitScenes("test", 1).scene(0)
+    scene = DigitScenes("test", 2).scene(1)  # a 4, a 6 and a 9, each tagged with p >= 0.7
     png = tmp_path / "scene.png"
     Image.fromarray(scene.image).save(png)
     assert main(["predict", PUBLISHED, str(png), "--out", str(tmp_path / "out")]) == 0
