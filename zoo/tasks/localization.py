@@ -336,20 +336,25 @@ class WeaklySupervisedLocalization(Task):
         atol: float = DEFAULT_ATOL,
         rtol: float = DEFAULT_RTOL,
     ) -> Agreement:
-        """Scaled parity of logits and maps, and the same boxes from both (same count and labels, IoU
-        >= 0.99 in score order): a near-tie at the threshold may move a box edge by a pixel, hence IoU."""
+        """Scaled parity of logits and maps, and the same boxes from both: an image agrees when its boxes
+        have the same labels in the same order and IoU >= 0.99. A map value or a tag probability within
+        float noise of ``cam_thresh`` / ``score_thresh`` may add or drop a box either way, so (as pixels
+        for segmentation) at least 99.5% of the images must agree, not all."""
         from zoo.tasks.detection import box_iou
 
         base = super().agreement(expected, actual, meta, atol=atol, rtol=rtol)
+        same = []
         for want, got in zip(self.postprocess(expected, meta), self.postprocess(actual, meta)):
-            if len(want) != len(got) or not np.array_equal(want.labels, got.labels):
+            agrees = len(want) == len(got) and np.array_equal(want.labels, got.labels)
+            if agrees and len(want):
+                agrees = float(np.diag(box_iou(want.boxes, got.boxes)).min()) >= 0.99
+            same.append(agrees)
+        if same:
+            base.values["box_agreement"] = float(np.mean(same))
+            base.values["images_differ"] = float(len(same) - sum(same))
+            if base.values["box_agreement"] < 0.995:
                 base.ok = False
-                base.note = "different boxes from the maps"
-                continue
-            if len(want):
-                iou = float(np.diag(box_iou(want.boxes, got.boxes)).min())
-                base.values["min_box_iou"] = min(base.values.get("min_box_iou", 1.0), iou)
-                base.ok = base.ok and iou >= 0.99
+                base.note = f"different boxes from the maps in {len(same) - sum(same)} of {len(same)} images"
         return base
 
     def card_usage(self, meta: Mapping[str, Any], onnx_file: str) -> list[str]:
