@@ -457,7 +457,7 @@ def prediction_picture(results: list[Any], scenes: TaggedScenes, path: Path, zoo
 # The backbone starts from resnet8_small.mnist (trained on the same mnist_5k train digits the train scenes
 # are made of; the test digits are unseen by both), made atrous to stride 4 (16x16 maps on 64 px scenes).
 # Speed measured here (2026-11-30, fp32, one thread on the shared 2-core VM at load 2-3): ~25 scenes/s
-# for training; bf16 autocast was 10x slower on this VM, so fp32.
+# for training; bf16 autocast was several times slower in a 5-step check on this VM, so fp32.
 _SCENES = LocalizationConfig(
     dataset="digit_scenes_64",
     batch_size=32,

@@ -106,7 +106,7 @@ if TYPE_CHECKING:
         bits_per_dim,
         likelihood_baselines,
     )
+    from zoo.metrics.localization import CorLoc, MultiLabelTags
     from zoo.metrics.representation import KNNAccuracy, LinearProbeAccuracy
     from zoo.metrics.sample_quality import SampleQuality, sample_quality
-    from zoo.metrics.localization import CorLoc, MultiLabelTags
     from zoo.metrics.segmentation import MeanIoU, PropagatedMaskIoU
