@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from zoo.tasks import get_task
 from zoo.tasks.localization import (
+    EXTRA_RANK,
     Localization,
     boxes_from_cams,
     category_ids,
@@ -197,3 +198,61 @@ def test_agreement_tolerates_a_rare_box_flipped_by_float_noise_at_a_threshold():
     logits[:3, 7], crossed[:3, 7] = -2.94448, -2.94440  # three of 400 (99.25% < 99.5%): more than noise
     agreement = TASK.agreement(expected, {"logits": crossed, "cams": cams}, meta)
     assert not agreement.ok and "3 of 400 images" in agreement.note
+
+
+def _pyramid(size, top, left, levels):
+    """A stepped blob: value (i + 1) / levels on the square shrinking by one pixel a side per level."""
+    heat = np.zeros(size)
+    for i in range(levels):
+        side = 2 * (levels - i) + 2
+        heat[top + i : top + i + side, left + i : left + i + side] = (i + 1) / levels
+    return heat
+
+
+def test_extra_thresholds_add_lower_ranked_boxes_and_keep_the_top_one():
+    heat = _pyramid((32, 32), 4, 4, 5)[None]  # squares of side 12, 10, 8, 6, 4 at 0.2 .. 1.0
+    alone = boxes_from_cams(heat, np.array([0.9]), 0.6)
+    boxes, scores, labels = boxes_from_cams(heat, np.array([0.9]), 0.6, extra_thresh=(0.2, 1.0), nms_iou=0.7)
+    # the cam_thresh box first, at probability x peak as without extras; then the two other scales at
+    # EXTRA_RANK x that, the wider (0.2) before the narrower (1.0) on ties by the order they were found
+    np.testing.assert_array_equal(boxes[0], alone[0][0])
+    np.testing.assert_array_equal(boxes, [[6, 6, 14, 14], [4, 4, 16, 16], [8, 8, 12, 12]])
+    np.testing.assert_allclose(scores, [0.9, 0.9 * EXTRA_RANK, 0.9 * EXTRA_RANK], rtol=1e-6)
+    assert labels.tolist() == [0, 0, 0]
+
+
+def test_extra_boxes_close_to_a_kept_one_are_suppressed():
+    heat = _pyramid((32, 32), 4, 4, 5)[None]
+    # the 0.8 square (side 6) against the 0.6 one (side 8): IoU 36 / 64 = 0.56
+    boxes, _, _ = boxes_from_cams(heat, np.array([1.0]), 0.6, extra_thresh=(0.8,), nms_iou=0.5)
+    np.testing.assert_array_equal(boxes, [[6, 6, 14, 14]])
+    boxes, _, _ = boxes_from_cams(heat, np.array([1.0]), 0.6, extra_thresh=(0.8,), nms_iou=0.6)
+    assert len(boxes) == 2
+    # an extra threshold equal to cam_thresh adds nothing; an out-of-range one is an error
+    assert len(boxes_from_cams(heat, np.array([1.0]), 0.6, extra_thresh=(0.6,))[0]) == 1
+    with pytest.raises(ValueError, match="must be in"):
+        boxes_from_cams(heat, np.array([1.0]), 0.6, extra_thresh=(1.5,))
+
+
+def test_extra_thresholds_find_touching_digits_the_main_threshold_merges():
+    # two peaks joined by a saddle at 0.5: one component at 0.4, two at 0.6 (a second digit of the class)
+    heat = np.zeros((1, 16, 32))
+    heat[0, 4:12, 2:14] = 1.0
+    heat[0, 4:12, 18:30] = 0.8
+    heat[0, 6:10, 14:18] = 0.5
+    boxes, scores, _ = boxes_from_cams(heat, np.array([1.0]), 0.4, extra_thresh=(0.6,), nms_iou=0.5)
+    np.testing.assert_array_equal(boxes, [[2, 4, 30, 12], [2, 4, 14, 12], [18, 4, 30, 12]])
+    np.testing.assert_allclose(scores, [1.0, EXTRA_RANK, EXTRA_RANK * 0.8], rtol=1e-6)
+
+
+def test_postprocess_reads_extra_thresholds_from_the_weight():
+    cams = np.full((1, 10, 16, 16), -4.0)
+    cams[0, 3, 2:6, 8:12] = 6.0
+    cams[0, 3, 3:5, 9:11] = 9.0
+    logits = np.full((1, 10), -5.0)
+    logits[0, 3] = 3.0
+    (plain,) = TASK.postprocess({"logits": logits, "cams": cams}, _meta(cam_thresh=0.5))
+    meta = _meta(cam_thresh=0.5, extra_thresh=(0.2, 0.9), nms_iou=0.5)
+    (more,) = TASK.postprocess({"logits": logits, "cams": cams}, meta)
+    np.testing.assert_array_equal(more.boxes[0], plain.boxes[0])
+    assert len(more) > len(plain) and (more.scores[1:] < more.scores[0]).all()

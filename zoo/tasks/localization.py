@@ -14,7 +14,12 @@ component"):
    component of at least ``min_area`` pixels gives one box, tight around it in pixel-edge coordinates;
 4. a box's score is the tag probability times the component's peak (1 for the component holding the
    map's maximum), so the main component of a class ranks first and a weaker second one (a second
-   instance of the digit) follows it.
+   instance of the digit) follows it;
+5. optionally (the weight's ``extra_thresh``), the components at further thresholds join as candidates
+   ranked below (``EXTRA_RANK`` x that score), and each class's candidates go through non-maximum
+   suppression at ``nms_iou``: the top box, hence CorLoc, is unchanged, and the other scales add the
+   right-sized box for some digits (a 16x16 map's blob is too wide for a small digit and too narrow for a
+   large one at any one threshold), which raises AP.
 
 ``cam_thresh`` is chosen on training images (the recipe sweeps it), never on test images.
 
@@ -40,6 +45,8 @@ __all__ = [
     "boxes_from_cams",
     "category_ids",
     "heat_colours",
+    "map_components",
+    "nms_order",
     "normalise_maps",
     "picture_caption",
     "picture_row",
@@ -114,41 +121,89 @@ def normalise_maps(maps: np.ndarray) -> np.ndarray:
     return np.where(span > 0, (maps - low) / np.where(span > 0, span, 1), 0.0)
 
 
+# Components from the extra thresholds score this fraction of what the same component would at
+# ``cam_thresh``: below 1, the class's top box is always a ``cam_thresh`` component (the map's peak's), so
+# CorLoc is that of ``cam_thresh`` alone and the extra scales only add lower-ranked candidates for AP.
+EXTRA_RANK = 0.5
+
+
+def map_components(heatmap: np.ndarray, thresh: float, min_area: int = 1) -> list[tuple[tuple, float]]:
+    """``((x1, y1, x2, y2), peak)`` of each 8-connected component of pixels >= `thresh` in a (H, W) map
+    with at least `min_area` pixels: its tight box in pixel-edge coordinates and its highest value."""
+    from scipy import ndimage
+
+    components, count = ndimage.label(heatmap >= thresh, structure=np.ones((3, 3), bool))
+    if not count:
+        return []
+    index = np.arange(1, count + 1)
+    peaks = ndimage.maximum(heatmap, components, index)
+    areas = ndimage.sum_labels(np.ones_like(heatmap), components, index)
+    return [
+        ((cols.start, rows.start, cols.stop, rows.stop), float(peak))
+        for (rows, cols), peak, area in zip(ndimage.find_objects(components), peaks, areas)
+        if area >= min_area
+    ]
+
+
+def nms_order(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices of the boxes greedy non-maximum suppression keeps (a box overlapping a higher-scoring kept
+    one with IoU > `iou` is dropped), highest score first; ties keep the earlier box."""
+    from zoo.tasks.detection import box_iou
+
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    keep: list[int] = []
+    while len(order):
+        keep.append(int(order[0]))
+        rest = order[1:]
+        if len(rest):
+            rest = rest[box_iou(boxes[order[0]], boxes[rest]).reshape(-1) <= iou]
+        order = rest
+    return np.asarray(keep, np.int64)
+
+
 def boxes_from_cams(
     heatmaps: np.ndarray,
     probs: np.ndarray,
     cam_thresh: float,
     score_thresh: float = 0.0,
     min_area: int = 1,
+    extra_thresh: Sequence[float] = (),
+    nms_iou: float = 0.7,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(boxes (N, 4) xyxy, scores (N,), labels (N,)) from normalised maps (K, H, W) in [0, 1] and tag
     probabilities (K,): for each class with probability >= `score_thresh`, one box per 8-connected
     component of pixels >= `cam_thresh` (at least `min_area` pixels), scored by probability x the
-    component's peak; highest score first."""
-    from scipy import ndimage
+    component's peak; highest score first.
 
+    With `extra_thresh`, the components at each of those thresholds are candidates too (a map's blob is
+    wider than a small digit and narrower than a large one, so no one threshold fits every size), scored
+    ``EXTRA_RANK`` x probability x peak, and each class's candidates go through non-maximum suppression at
+    IoU `nms_iou`: the top box of a class is still the ``cam_thresh`` one."""
     heatmaps, probs = np.asarray(heatmaps, np.float64), np.asarray(probs, np.float64).reshape(-1)
     if heatmaps.ndim != 3 or len(heatmaps) != len(probs):
         raise ValueError(
             f"need maps (K, H, W) and K probabilities, got {heatmaps.shape} and {probs.shape[0]}"
         )
-    if not 0 < cam_thresh <= 1:
-        raise ValueError(f"cam_thresh {cam_thresh} must be in (0, 1]: a fraction of each map's maximum")
+    for value in (cam_thresh, *extra_thresh):
+        if not 0 < value <= 1:
+            raise ValueError(f"cam_thresh {value} must be in (0, 1]: a fraction of each map's range")
+    extras = [float(t) for t in extra_thresh if t != cam_thresh]
     boxes, scores, labels = [], [], []
-    eight = np.ones((3, 3), bool)
     for k in np.flatnonzero(probs >= score_thresh):
-        components, count = ndimage.label(heatmaps[k] >= cam_thresh, structure=eight)
-        if not count:
+        found = [(box, probs[k] * peak) for box, peak in map_components(heatmaps[k], cam_thresh, min_area)]
+        for thresh in extras:
+            found += [
+                (box, EXTRA_RANK * probs[k] * peak)
+                for box, peak in map_components(heatmaps[k], thresh, min_area)
+            ]
+        if not found:
             continue
-        index = np.arange(1, count + 1)
-        peaks = ndimage.maximum(heatmaps[k], components, index)
-        areas = ndimage.sum_labels(np.ones_like(heatmaps[k]), components, index)
-        for (rows, cols), peak, area in zip(ndimage.find_objects(components), peaks, areas):
-            if area < min_area:
-                continue
-            boxes.append((cols.start, rows.start, cols.stop, rows.stop))
-            scores.append(probs[k] * peak)
-            labels.append(k)
+        mine = np.asarray([box for box, _ in found], np.float64)
+        rank = np.asarray([score for _, score in found])
+        keep = nms_order(mine, rank, nms_iou) if extras else np.arange(len(found))
+        boxes += list(mine[keep])
+        scores += list(rank[keep])
+        labels += [k] * len(keep)
     order = np.argsort(-np.asarray(scores), kind="stable")
     return (
         np.asarray(boxes, np.float32).reshape(-1, 4)[order],
@@ -181,6 +236,13 @@ _FIELDS = (
     ),
     WeightField("tag_thresh", 0.5, "tag probability at which a class is called present", (float,)),
     WeightField("min_area", 4, "connected components smaller than this many pixels give no box", (int,)),
+    WeightField(
+        "extra_thresh",
+        (),
+        "further thresholds whose components are lower-ranked candidate boxes (more scales for AP)",
+        (tuple,),
+    ),
+    WeightField("nms_iou", 0.7, "IoU above which a class's lower-ranked candidate box is dropped", (float,)),
 )
 
 
@@ -213,11 +275,15 @@ class WeaklySupervisedLocalization(Task):
         score_thresh = float(options.get("score_thresh") or _field(meta, "score_thresh"))
         tag_thresh = float(_field(meta, "tag_thresh"))
         min_area = int(_field(meta, "min_area"))
+        extra_thresh = tuple(float(t) for t in _field(meta, "extra_thresh"))
+        nms_iou = float(_field(meta, "nms_iou"))
         results = []
         for logit, cam in zip(logits, cams):
             probs = sigmoid(logit)
             heatmaps = normalise_maps(resize_bilinear(cam, size))
-            boxes, scores, labels = boxes_from_cams(heatmaps, probs, cam_thresh, score_thresh, min_area)
+            boxes, scores, labels = boxes_from_cams(
+                heatmaps, probs, cam_thresh, score_thresh, min_area, extra_thresh, nms_iou
+            )
             results.append(
                 Localization(
                     probs.astype(np.float32),
