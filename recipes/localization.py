@@ -329,7 +329,9 @@ class LocalizationObjective(Objective):
                 f"{self.cam_thresh:g} was chosen on the first {self.threshold_count()} train scenes (the usual "
                 "weakly supervised practice of a small held-out set of boxes, here train scenes, used only to "
                 f"choose it and the extra thresholds; CorLoc there by threshold: {swept}). Baselines and the "
-                "box-supervised detector are measured on the same test scenes."
+                "box-supervised detector are measured on the same test scenes; the 'otsu components + CAM "
+                "peaks' row is not pure CAM: its boxes are the image's Otsu components, the CAM says which "
+                "digit each is."
             ),
         }
         if c.baselines and data.test is not None:
