@@ -294,31 +294,40 @@ class OnnxModel:
                 + ", not images; pass arrays to predict() or run()"
             )
         input_size = self._input_size()
+        array = self.image_array(image)
         try:
-            if isinstance(image, (str, os.PathLike)):
-                array = load_image(image, input_size[0])
-            elif hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
-                mode = {1: "L", 3: "RGB"}.get(input_size[0])
-                if mode is None:
-                    raise OnnxInputError(f"the model expects {input_size[0]} channels; PIL gives 1 or 3")
-                array = np.asarray(image.convert(mode))
-                array = array[..., None] if array.ndim == 2 else array
-            else:
-                array = np.asarray(image)
-                if array.ndim != 3:
-                    raise OnnxInputError(
-                        f"an image array must be 3-d (H, W, C), got a {array.ndim}-d array of shape {array.shape}"
-                        + (" (a grey image is x[..., None])" if array.ndim == 2 else "")
-                    )
-                if array.dtype != np.uint8:
-                    raise OnnxInputError(
-                        f"an image array must hold uint8 pixels 0-255, got dtype {array.dtype}"
-                    )
             return self.task.preprocess(array, self._sized_meta(input_size), invert=invert)
         except OnnxInputError:
             raise
         except ImageInputError as err:
             raise OnnxInputError(str(err)) from None
+
+    def image_array(self, image: Any) -> np.ndarray:
+        """A path, a PIL image or an (H, W, C) uint8 array -> the (H, W, C) uint8 array, with the weight's
+        channels for files and PIL images; anything else is a clear `OnnxInputError`."""
+        channels = self._input_size()[0]
+        try:
+            if isinstance(image, (str, os.PathLike)):
+                return load_image(image, channels)
+            if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
+                mode = {1: "L", 3: "RGB"}.get(channels)
+                if mode is None:
+                    raise OnnxInputError(f"the model expects {channels} channels; PIL gives 1 or 3")
+                array = np.asarray(image.convert(mode))
+                return array[..., None] if array.ndim == 2 else array
+        except OnnxInputError:
+            raise
+        except ImageInputError as err:
+            raise OnnxInputError(str(err)) from None
+        array = np.asarray(image)
+        if array.ndim != 3:
+            raise OnnxInputError(
+                f"an image array must be 3-d (H, W, C), got a {array.ndim}-d array of shape {array.shape}"
+                + (" (a grey image is x[..., None])" if array.ndim == 2 else "")
+            )
+        if array.dtype != np.uint8:
+            raise OnnxInputError(f"an image array must hold uint8 pixels 0-255, got dtype {array.dtype}")
+        return array
 
     def _sized_meta(self, input_size: tuple[int, ...]) -> ZooMetadata:
         if tuple(self.meta.input_size or ()) == tuple(input_size):
@@ -374,6 +383,21 @@ class OnnxModel:
                 "models (per-pixel embedders such as colorization_tracker) propagate masks through a video"
             )
         return propagate(self.infer, self.meta, frames, first_mask, **options)
+
+    # ------------------------------------------------------------------------------------ localisation
+    def localize(self, items: Iterable[Any], **options: Any) -> list[Any]:
+        """Tags and boxes from class activation maps, torch-free: paths, PIL images or (H, W, C) uint8
+        arrays -> one `zoo.tasks.localization.Localization` each (boxes in the image's own pixels), for a
+        file whose task localises from maps (a CAM classifier); `options` override ``cam_thresh`` /
+        ``score_thresh``."""
+        localize = getattr(self.task, "localize", None)
+        if localize is None or not self.takes_images:
+            raise OnnxModelError(
+                f"{self.path.name} ({self.meta.name}) is a '{self.task.name}' model; only models that output "
+                "class activation maps (weakly-supervised-localization, e.g. cam_resnet8_small) localise tags"
+            )
+        images = [self.image_array(item) for item in items]
+        return localize(self.infer, self._sized_meta(self._input_size()), images, **options)
 
     # ------------------------------------------------------------------------------------ generators
     def sample(self, n: int, *, seed: int = 0, labels: Any = None, **options: Any) -> np.ndarray:

@@ -51,6 +51,7 @@ RECIPE_MODULES = (
     "recipes.noisy_labels",
     "recipes.pseudo_label",
     "recipes.fine_tune",
+    "recipes.localization",
 )
 
 

@@ -90,9 +90,10 @@ def test_num_classes_reinitialises_the_classifier_head(name):
     model2 = build(name, num_classes=3).eval()
     model2.input_size = model.input_size
     with torch.no_grad():
-        (logits,) = flatten_outputs(model2(*model.example_inputs(batch_size=2)))
-    # Classes are axis 1 for classifiers (N, K) and dense predictors (N, K, H, W) alike.
-    assert logits.shape[:2] == (2, 3)
+        outputs = flatten_outputs(model2(*model.example_inputs(batch_size=2)))
+    # Classes are axis 1 for classifiers (N, K) and dense predictors (N, K, H, W) alike, and for every
+    # output of a model that gives several per-class outputs (a CAM classifier's logits and maps).
+    assert outputs and all(out.shape[:2] == (2, 3) for out in outputs)
 
 
 @pytest.mark.parametrize("name", [n for n in ALL_MODELS if attributes(n)["dynamic_size"]])

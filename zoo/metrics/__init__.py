@@ -44,6 +44,8 @@ _EXPORTS = {
     "all_gather_cat": "zoo.metrics.base",
     "MeanIoU": "zoo.metrics.segmentation",
     "PropagatedMaskIoU": "zoo.metrics.segmentation",
+    "CorLoc": "zoo.metrics.localization",
+    "MultiLabelTags": "zoo.metrics.localization",
     "PSNR": "zoo.metrics.image",
     "SSIM": "zoo.metrics.image",
     "MeanAveragePrecision": "zoo.metrics.detection",
@@ -69,6 +71,7 @@ __all__ = [
     "Accuracy",
     "BernoulliMixture",
     "CocoEvaluation",
+    "CorLoc",
     "IndependentBernoulli",
     "KNNAccuracy",
     "LinearProbeAccuracy",
@@ -76,6 +79,7 @@ __all__ = [
     "MeanAveragePrecision",
     "MeanIoU",
     "Metric",
+    "MultiLabelTags",
     "PropagatedMaskIoU",
     "SampleQuality",
     "all_gather_cat",
@@ -102,6 +106,7 @@ if TYPE_CHECKING:
         bits_per_dim,
         likelihood_baselines,
     )
+    from zoo.metrics.localization import CorLoc, MultiLabelTags
     from zoo.metrics.representation import KNNAccuracy, LinearProbeAccuracy
     from zoo.metrics.sample_quality import SampleQuality, sample_quality
     from zoo.metrics.segmentation import MeanIoU, PropagatedMaskIoU

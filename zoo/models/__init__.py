@@ -2,6 +2,7 @@
 
 from zoo.models import (  # noqa: F401
     autoencoder,
+    cam,
     cnn,
     deeplab,
     detection,
