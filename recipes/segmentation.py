@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,7 +71,15 @@ from zoo.losses import (
     segmentation_loss,
 )
 
-__all__ = ["SceneAugment", "SegmentationConfig", "SegmentationObjective", "TrainPool", "prediction_picture"]
+__all__ = [
+    "SceneAugment",
+    "ScribbleSegmentationConfig",
+    "ScribbleSegmentationObjective",
+    "SegmentationConfig",
+    "SegmentationObjective",
+    "TrainPool",
+    "prediction_picture",
+]
 
 IGNORE_INDEX = 255  # the task's default: a target value no loss or metric counts (unscribbled pixels)
 PARTIAL_LOSSES = ("ce", "weighted_ce")  # losses that need no complete mask: for targets="scribbles"
@@ -111,14 +119,14 @@ class SegmentationConfig(ObjectiveConfig):
     contrast: float = 0.0  # per-scene contrast factor in [1 - c, 1 + c]
     channel_shuffle: bool = False  # permute the RGB channels per scene (digit and background colours)
     pictures: int = 6  # test scenes drawn in the card's predictions.png (0: none)
-    targets: Literal["masks", "scribbles"] = (
-        "masks"  # train on full semantic maps or on the scenes' scribbles
-    )
-    crf_weight: float = 0.0  # loss += crf_weight * gated CRF loss (zoo.losses.gated_crf_loss) on all pixels
-    crf_radius: int = 2  # the CRF's window: (2 r + 1)^2 - 1 neighbours of each pixel
-    crf_sigma_xy: float = 2.0  # the CRF affinity's position bandwidth, pixels
-    crf_sigma_rgb: float = 0.1  # the CRF affinity's colour bandwidth, on images in [0, 1]
-    crf_downsample: int = 1  # the CRF runs on 2x2 block means at 2 (a quarter of the cost, twice the reach)
+    # Full-mask training: the scribble keys' values (not config fields here, so the published full-mask
+    # weights' recipe_configs load back key for key; `ScribbleSegmentationConfig` makes them fields).
+    targets = "masks"
+    crf_weight = 0.0
+    crf_radius = 2
+    crf_sigma_xy = 2.0
+    crf_sigma_rgb = 0.1
+    crf_downsample = 1
 
     def validate(self) -> None:
         super().validate()
@@ -156,6 +164,21 @@ class SegmentationConfig(ObjectiveConfig):
                 "config keys 'crf_radius' (>= 1), 'crf_sigma_xy', 'crf_sigma_rgb' (> 0) and 'crf_downsample' "
                 f"(>= 1) set the CRF loss: got {list(crf)}"
             )
+
+
+@dataclass
+class ScribbleSegmentationConfig(SegmentationConfig):
+    """Segmentation trained on the scenes' scribbles (or, with ``targets="masks"``, on full masks with the CRF
+    term): `SegmentationConfig` plus the scribble and CRF keys."""
+
+    targets: Literal["masks", "scribbles"] = (
+        "scribbles"  # train on the scenes' scribbles or full semantic maps
+    )
+    crf_weight: float = 0.0  # loss += crf_weight * gated CRF loss (zoo.losses.gated_crf_loss) on all pixels
+    crf_radius: int = 2  # the CRF's window: (2 r + 1)^2 - 1 neighbours of each pixel
+    crf_sigma_xy: float = 2.0  # the CRF affinity's position bandwidth, pixels
+    crf_sigma_rgb: float = 0.1  # the CRF affinity's colour bandwidth, on images in [0, 1]
+    crf_downsample: int = 1  # the CRF runs on 2x2 block means at 2 (a quarter of the cost, twice the reach)
 
 
 class SceneAugment:
@@ -521,6 +544,14 @@ def scribble_summary(scribbles: torch.Tensor) -> str:
     )
 
 
+class ScribbleSegmentationObjective(SegmentationObjective):
+    """`SegmentationObjective` on a `ScribbleSegmentationConfig` (the training code reads the same keys)."""
+
+    name = "scribble_segmentation"
+    Config = ScribbleSegmentationConfig
+    config: ScribbleSegmentationConfig
+
+
 @torch.no_grad()
 def prediction_picture(
     model: nn.Module,
@@ -638,9 +669,9 @@ register_preset(
 )
 register_preset(
     "unet_resnet8_small.scenes_scribbles",
-    SegmentationObjective,
+    ScribbleSegmentationObjective,
     replace(
-        _SCENES,
+        ScribbleSegmentationConfig(**{f.name: getattr(_SCENES, f.name) for f in fields(_SCENES)}),
         model="unet_resnet8_small",
         model_args={"encoder_weights": "mnist"},
         # Scribbles instead of masks, on the same architecture, optimiser and augmentation as

@@ -14,10 +14,12 @@ import torch
 from PIL import Image
 
 import zoo
+from recipes.config import apply_overrides
 from recipes.segmentation import (
     SceneAugment,
+    ScribbleSegmentationConfig,
+    ScribbleSegmentationObjective,
     SegmentationConfig,
-    SegmentationObjective,
     TrainPool,
     prediction_picture,
 )
@@ -26,7 +28,7 @@ from zoo.errors import ConfigError
 from zoo.losses import class_frequency_weights
 from zoo.registry import IN_TREE_HUB
 
-SCRIBBLES = replace(SegmentationConfig(), targets="scribbles", loss="ce", crf_weight=0.1)
+SCRIBBLES = ScribbleSegmentationConfig(loss="ce", crf_weight=0.1)
 
 
 def test_config_errors_say_what_is_expected():
@@ -34,6 +36,9 @@ def test_config_errors_say_what_is_expected():
         replace(SCRIBBLES, loss="ce_dice").validate()
     with pytest.raises(ConfigError, match="'targets': 'boxes' must be 'masks' or 'scribbles'"):
         replace(SCRIBBLES, targets="boxes").validate()
+    # The scribble keys belong to the scribble config: a full-mask run names the keys it does accept.
+    with pytest.raises(ConfigError, match="targets"):
+        apply_overrides(SegmentationConfig(), ["targets=scribbles"])
     with pytest.raises(ConfigError, match="crf_sigma_rgb"):
         replace(SCRIBBLES, crf_sigma_rgb=0.0).validate()
     with pytest.raises(ConfigError, match="crf_weight"):
@@ -67,7 +72,7 @@ def test_pool_trains_on_scribbles_and_weights_classes_by_scribbled_pixels():
     fresh = DigitScenes("train", 12, start=12, scribbles=True)
     assert torch.equal(target[1], torch.from_numpy(fresh.scribble_map(1).astype(np.int64)))
     assert torch.equal(pool.semantic[13], torch.from_numpy(fresh.scene(1).semantic))
-    objective = SegmentationObjective(replace(SCRIBBLES, loss="weighted_ce"))
+    objective = ScribbleSegmentationObjective(replace(SCRIBBLES, loss="weighted_ce"))
     objective.train_pool, objective.splits = pool, SimpleNamespace(labels=SEMANTIC_CLASSES)
     scribbled = pool.labels.flatten().long()
     counts = torch.bincount(scribbled[scribbled != 255], minlength=11)
