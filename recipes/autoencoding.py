@@ -27,7 +27,6 @@ from recipes.engine import (
     register_preset,
 )
 from zoo.data import load_dataset
-from zoo.errors import ConfigError
 from zoo.losses import reconstruction_loss
 
 __all__ = ["AutoencodingConfig", "AutoencodingObjective"]
@@ -47,9 +46,7 @@ class AutoencodingConfig(ObjectiveConfig):
 
     def validate(self) -> None:
         super().validate()
-        for key in ("noise_std", "degrees", "translate"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
+        self.require_nonnegative("noise_std", "degrees", "translate")
 
 
 class AutoencodingObjective(Objective):

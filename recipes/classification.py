@@ -76,9 +76,9 @@ class ClassificationConfig(ObjectiveConfig):
             raise ConfigError(f"config key 'label_smoothing': {self.label_smoothing} must be in [0, 1)")
         if self.logit_scale <= 0:
             raise ConfigError(f"config key 'logit_scale': {self.logit_scale} must be > 0")
-        for key in ("degrees", "translate", "shear", "brightness", "contrast", "mixup_alpha", "cutmix_alpha"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
+        self.require_nonnegative(
+            "degrees", "translate", "shear", "brightness", "contrast", "mixup_alpha", "cutmix_alpha"
+        )
         if self.in_chans not in (1, 3):
             raise ConfigError(f"config key 'in_chans': {self.in_chans} is not one of 1, 3")
         if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:

@@ -66,9 +66,7 @@ class DetectionConfig(ObjectiveConfig):
 
     def validate(self) -> None:
         super().validate()
-        for key in ("fresh_scenes", "train_limit", "test_limit", "pictures"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
+        self.require_nonnegative("fresh_scenes", "train_limit", "test_limit", "pictures")
         if any(int(s) < 16 for s in self.scales):
             raise ConfigError(f"config key 'scales': {list(self.scales)} must be image sides >= 16 pixels")
 

@@ -80,9 +80,7 @@ class DiffusionConfig(ObjectiveConfig):
         super().validate()
         if not 0 <= self.label_dropout < 1:
             raise ConfigError(f"config key 'label_dropout': {self.label_dropout} must be in [0, 1)")
-        for key in ("eval_samples", "sample_steps"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
+        self.require_nonnegative("eval_samples", "sample_steps")
         if self.eval_batch < 1:
             raise ConfigError(f"config key 'eval_batch': {self.eval_batch} must be >= 1")
         if self.guidance < 0 or not 0 <= self.eta <= 1:

@@ -73,7 +73,7 @@ class InstanceConfig(ObjectiveConfig):
 
     def validate(self) -> None:
         super().validate()
-        for key in (
+        self.require_nonnegative(
             "fresh_scenes",
             "degrees",
             "translate",
@@ -82,9 +82,7 @@ class InstanceConfig(ObjectiveConfig):
             "pictures",
             "class_weight_power",
             "max_class_weight",
-        ):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
+        )
         if not 0 < self.scale[0] <= self.scale[1]:
             raise ConfigError(
                 f"config key 'scale': {list(self.scale)} must be [low, high] with 0 < low <= high"

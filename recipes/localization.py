@@ -95,17 +95,9 @@ class LocalizationConfig(ObjectiveConfig):
 
     def validate(self) -> None:
         super().validate()
-        for key in (
-            "fresh_scenes",
-            "degrees",
-            "translate",
-            "brightness",
-            "contrast",
-            "test_limit",
-            "pictures",
-        ):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
+        self.require_nonnegative(
+            "fresh_scenes", "degrees", "translate", "brightness", "contrast", "test_limit", "pictures"
+        )
         if self.threshold_scenes < 1:
             raise ConfigError(f"config key 'threshold_scenes': {self.threshold_scenes} must be >= 1")
         if not self.cam_thresholds or not all(0 < t <= 1 for t in self.cam_thresholds):

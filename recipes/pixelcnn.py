@@ -63,9 +63,7 @@ class PixelCNNConfig(ObjectiveConfig):
 
     def validate(self) -> None:
         super().validate()
-        for key in ("gap_images", "quality_samples", "mixture_k", "pictures"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
+        self.require_nonnegative("gap_images", "quality_samples", "mixture_k", "pictures")
         if self.sample_batch < 1:
             raise ConfigError(f"config key 'sample_batch': {self.sample_batch} must be >= 1")
 

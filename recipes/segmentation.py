@@ -130,7 +130,7 @@ class SegmentationConfig(ObjectiveConfig):
 
     def validate(self) -> None:
         super().validate()
-        for key in (
+        self.require_nonnegative(
             "fresh_scenes",
             "class_weight_power",
             "max_class_weight",
@@ -142,9 +142,7 @@ class SegmentationConfig(ObjectiveConfig):
             "contrast",
             "pictures",
             "crf_weight",
-        ):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
+        )
         if not 0 < self.scale[0] <= self.scale[1]:
             raise ConfigError(
                 f"config key 'scale': {list(self.scale)} must be [low, high] with 0 < low <= high"

@@ -80,17 +80,9 @@ class VAEConfig(ObjectiveConfig):
 
     def validate(self) -> None:
         super().validate()
-        for key in (
-            "beta",
-            "degrees",
-            "translate",
-            "gap_images",
-            "quality_samples",
-            "mixture_k",
-            "pictures",
-        ):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
+        self.require_nonnegative(
+            "beta", "degrees", "translate", "gap_images", "quality_samples", "mixture_k", "pictures"
+        )
         if self.iwae_k < 1:
             raise ConfigError(f"config key 'iwae_k': {self.iwae_k} must be >= 1")
         if not 0 <= self.kl_warmup < 1:

@@ -96,21 +96,19 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers for datasets that are not in memory
     threads: int = 0  # torch.set_num_threads (0: leave as is)
 
+    def require_nonnegative(self, *keys: str) -> None:
+        """Raise a `ConfigError` naming the first of `keys` whose value is below 0 (for `validate`)."""
+        for key in keys:
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
+
     def validate(self) -> None:
         for key in ("epochs", "batch_size", "accum_steps", "log_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 1")
-        for key in (
-            "max_steps",
-            "eval_every",
-            "eval_limit",
-            "checkpoint_every",
-            "num_workers",
-            "threads",
-            "patience",
-        ):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
+        self.require_nonnegative(
+            "max_steps", "eval_every", "eval_limit", "checkpoint_every", "num_workers", "threads", "patience"
+        )
         _in_range("grad_clip", self.grad_clip, 0.0, math.inf)
         _in_range("ema_decay", self.ema_decay, 0.0, 1.0, high_open=True)
         for f in dataclasses.fields(self):
