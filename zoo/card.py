@@ -162,7 +162,25 @@ def _provenance(w: dict[str, Any]) -> list[str]:
             f"- normalisation: (x / 255 - mean) / std, mean {tuple(w['mean'])}, std {tuple(w['std'])}"
         )
     if w.get("labels"):
-        details.append(f"- labels ({len(w['labels'])}): {', '.join(map(str, w['labels']))}")
+        shown = list(map(str, w["labels"][:50])) + (
+            [f"... ({len(w['labels']) - 50} more)"] if len(w["labels"]) > 50 else []
+        )
+        details.append(f"- labels ({len(w['labels'])}): {', '.join(shown)}")
+    source = w.get("source") or {}
+    if source:
+        what = source.get("repo") or source.get("file") or "?"
+        details.append(f"- imported from {source.get('library', '?')}: `{what}`")
+        for key in ("weights", "sha256", "license", "url"):
+            if source.get(key):
+                details.append(f"- source {key}: `{source[key]}`")
+        for key, value in (source.get("reported_metrics") or {}).items():
+            details.append(f"- reported by the source (not measured here): {key} = {_fmt(value)}")
+    encoder = w.get("encoder") or {}
+    if encoder:
+        details.append(
+            f"- encoder initialised from `{encoder.get('weights')}`"
+            + (f" (sha256 `{encoder['sha256']}`)" if encoder.get("sha256") else "")
+        )
     if w.get("num_params"):
         details.append(f"- parameters: {w['num_params']:,}")
     if w.get("sha256"):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from zoo.weights import (
     write_json,
 )
 
-__all__ = ["create_model", "load_pretrained", "save_pretrained"]
+__all__ = ["create_encoder", "create_model", "load_pretrained", "save_pretrained"]
 
 HF_PREFIX = "hf-hub:"
 # The two adaptations that work with pretrained weights; every other kwarg must agree with the weight.
@@ -156,7 +158,8 @@ def load_pretrained(
     state_dict = load_state_dict(folder / WEIGHTS_NAME, expected_sha256=sha256)
 
     args = _merge_args(meta, kwargs)
-    model = entry.builder(**args)
+    with _rebuilding():
+        model = entry.builder(**args)
     source = f"{folder / WEIGHTS_NAME}"
     allow_missing: tuple[str, ...] = ()
     if "num_classes" in kwargs and kwargs["num_classes"] != trained_args.get("num_classes", _MISSING):
@@ -182,6 +185,107 @@ def load_pretrained(
         )
     model.pretrained_weights = meta
     return model
+
+
+# Set while a builder runs only to receive a full state dict (`load_pretrained`): its encoder's own weights
+# would be overwritten at once, and an encoder_weights folder recorded on another machine may not exist here.
+_REBUILDING: contextvars.ContextVar[bool] = contextvars.ContextVar("zoo_rebuilding", default=False)
+
+
+@contextlib.contextmanager
+def _rebuilding() -> Iterator[None]:
+    token = _REBUILDING.set(True)
+    try:
+        yield
+    finally:
+        _REBUILDING.reset(token)
+
+
+def create_encoder(
+    encoder: str,
+    weights: str | None = None,
+    *,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
+    return_dict: bool = False,
+    **kwargs: Any,
+) -> nn.Module:
+    """The backbone of an encoder-based model (U-Net, FCN, DeepLab, detectors), optionally pretrained.
+
+    ``weights`` is what segmentation_models_pytorch calls ``encoder_weights``: a tag of ``encoder``
+    (``"mnist"`` -> ``resnet8_small.mnist``), a weight name ``arch.tag`` (registered, or a folder of that
+    name in a ``ZOO_HUB_DIR`` entry, e.g. one written by ``zoo import``), a weight folder, or
+    ``hf-hub:org/repo``. The weight must be of architecture ``encoder``; it loads strictly, and
+    ``in_chans=`` adapts its first conv as for classifiers. The model carries ``encoder_weights_info``
+    (name, sha256, source), which `save_pretrained` records as the new weight's ``encoder``.
+
+    While `load_pretrained` rebuilds a saved model, the weight is not loaded (the saved state dict holds
+    the trained encoder): the architecture is built from the weight's arguments when it is at hand.
+    """
+    if weights is None:
+        model = create_model(encoder, **kwargs)
+    elif _REBUILDING.get():
+        model = _encoder_for_rebuild(encoder, weights, kwargs)
+    else:
+        model = create_model(_encoder_weight_name(encoder, weights), pretrained=True, **kwargs)
+        arch = model.zoo_config["architecture"]
+        if arch != encoder:
+            raise ConfigError(
+                f"encoder_weights={weights!r} is a '{arch}' weight but the encoder is '{encoder}': pass "
+                f"encoder='{arch}' (or a weight of '{encoder}')"
+            )
+        meta = model.pretrained_weights
+        info = {"weights": weights, "name": meta.name, "architecture": arch, "sha256": meta.sha256}
+        if meta.source:
+            info["source"] = {
+                k: meta.source[k] for k in ("library", "file", "repo", "weights") if k in meta.source
+            }
+        model.encoder_weights_info = info
+    if features_only:
+        from zoo.models.features import FeatureExtractor
+
+        return FeatureExtractor(model, out_indices, return_dict=return_dict)
+    return model
+
+
+def _encoder_weight_name(encoder: str, weights: str) -> str:
+    """What `create_model` loads for ``encoder_weights``: a tag or name, or the folder found for it."""
+    if weights.startswith(HF_PREFIX) or looks_like_path(weights):
+        return weights
+    name = weights if "." in weights else f"{encoder}.{weights}"
+    arch, tag = parse_model_name(name)
+    if tag in get_entry(arch).all_tags:
+        return name
+    from zoo.hub import local_weight_folder
+
+    folder = local_weight_folder(name)
+    if folder is None:
+        from zoo.registry import hub_dirs
+
+        raise WeightsError(
+            f"encoder_weights={weights!r}: '{name}' is neither a published weight of '{arch}' "
+            f"({', '.join(get_entry(arch).all_tags) or 'none'}) nor a folder in a hub folder "
+            f"({', '.join(map(str, hub_dirs()))}). Pass a weight folder (e.g. one `zoo import` wrote), or "
+            "point ZOO_HUB_DIR at the folder that holds it."
+        )
+    return str(folder)
+
+
+def _encoder_for_rebuild(encoder: str, weights: str, kwargs: dict[str, Any]) -> nn.Module:
+    """The encoder's architecture without its weights, built with the weight's arguments where known."""
+    try:
+        name = _encoder_weight_name(encoder, weights)
+    except WeightsError:  # recorded on another machine: the architecture alone is enough to load into
+        return create_model(encoder, **kwargs)
+    if name.startswith(HF_PREFIX):
+        return create_model(encoder, **kwargs)
+    if looks_like_path(name):
+        if not (Path(name) / CONFIG_NAME).is_file():
+            return create_model(encoder, **kwargs)
+        trained = dict(read_config(name).get("model_args") or {})
+        trained.pop("num_classes", None)  # the head is dropped by every encoder-based model
+        return create_model(encoder, **{**trained, **kwargs})
+    return create_model(name, pretrained=False, **kwargs)
 
 
 def _require_attr(model: nn.Module, attr: str, kwarg: str, arch: str) -> str:
@@ -221,6 +325,12 @@ def save_pretrained(
         weights = Weights.from_dict({"arch": arch, "tag": "local", "task": task, **weights})
     if weights is None:
         weights = _descriptive_only(getattr(model, "pretrained_weights", None), arch, task)
+    if not weights.encoder:
+        found = next(
+            (m.encoder_weights_info for m in model.modules() if hasattr(m, "encoder_weights_info")), None
+        )
+        if found:
+            weights = weights.replace(encoder=dict(found))
     check_json_serialisable(weights.to_dict(), "weights")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,17 @@ import numpy as np
 
 from zoo.errors import ZooError
 
-__all__ = ["ImageInputError", "conversion_note", "load_image", "preprocess_image", "softmax", "topk"]
+__all__ = [
+    "ImageInputError",
+    "conversion_note",
+    "load_image",
+    "preprocess_image",
+    "resize_center_crop",
+    "softmax",
+    "topk",
+]
+
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
 class ImageInputError(ZooError, ValueError):
@@ -93,6 +103,40 @@ def preprocess_image(
     if mean is not None and std is not None:
         x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def resize_center_crop(
+    image: np.ndarray, resize_size: int | None, crop_size: Sequence[int], interpolation: str = "bilinear"
+) -> np.ndarray:
+    """(H, W, C) uint8 -> (crop H, crop W, C) uint8: the shorter side resized to ``resize_size`` (aspect kept),
+    then the centre crop; torchvision's and timm's ImageNet evaluation transform, in PIL.
+
+    ``resize_size=None`` resizes straight to ``crop_size`` (no crop). Why here and not in torchvision: the
+    torch-free ONNX runtime must see the same pixels as ``zoo predict``.
+    """
+    from PIL import Image
+
+    if interpolation not in INTERPOLATIONS:
+        raise ImageInputError(f"interpolation '{interpolation}' is not one of {', '.join(INTERPOLATIONS)}")
+    resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[interpolation]
+    crop_h, crop_w = (int(v) for v in crop_size)
+    height, width = image.shape[:2]
+    if resize_size:
+        # As torchvision: the shorter side becomes resize_size, the longer one is truncated.
+        short, long = sorted((height, width))
+        new_long = int(resize_size * long / short)
+        size = (resize_size, new_long) if height <= width else (new_long, resize_size)
+        size = (max(size[0], crop_h), max(size[1], crop_w))
+    else:
+        size = (crop_h, crop_w)
+    if size != (height, width):
+        planes = [
+            np.asarray(Image.fromarray(image[..., c]).resize((size[1], size[0]), resample))
+            for c in range(image.shape[2])
+        ]
+        image = np.stack(planes, axis=-1)
+    top, left = (size[0] - crop_h) // 2, (size[1] - crop_w) // 2
+    return np.ascontiguousarray(image[top : top + crop_h, left : left + crop_w])
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -77,6 +77,12 @@ class Weights:
     num_params: int | None = None
     training: dict[str, Any] = field(default_factory=dict)  # seed, commit, time, machine, ...
     description: str = ""
+    # Where an imported weight came from (`zoo.importing`): library, file or repo, the sha256 of what was
+    # read, its licence and what its publisher reported. Empty for the zoo's own weights.
+    source: dict[str, Any] = field(default_factory=dict)
+    # The weight an encoder-based model's backbone started from (``encoder_weights=``): its name, folder
+    # and sha256, so a weight trained from an imported encoder says which one.
+    encoder: dict[str, Any] = field(default_factory=dict)
     # The fields the weight's task declares (`zoo.tasks.Task.weight_fields`): a detector's score_thresh, a
     # segmenter's ignore_index. Serialised flat beside the common fields; read as attributes
     # (``weights.score_thresh``), where an absent one gives the task's default.
@@ -129,8 +135,9 @@ class Weights:
         for key in ("labels", "input_size", "mean", "std", "papers"):
             if out[key] is not None:
                 out[key] = list(out[key])
-        if not out["tables"]:  # most weights have none: their config.json stays as it was
-            del out["tables"]
+        for key in ("tables", "source", "encoder"):
+            if not out[key]:  # most weights have none: their config.json stays as it was
+                del out[key]
         task_fields = out.pop("task_fields")
         out.update({k: list(v) if isinstance(v, tuple) else v for k, v in task_fields.items()})
         return out

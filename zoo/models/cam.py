@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from zoo.models.base import ZooModel
-from zoo.models.fcn import atrous_backbone
+from zoo.models.fcn import atrous_backbone, backbone_weights_arg
 from zoo.models.features import FeatureExtractor
 from zoo.registry import register_model
 
@@ -52,8 +52,10 @@ class CAMClassifier(ZooModel):
         img_size: int = 64,
         backbone_weights: str | None = None,
         backbone_args: dict[str, Any] | None = None,
+        encoder_weights: str | None = None,
     ):
         super().__init__()
+        backbone_weights = backbone_weights_arg(backbone_weights, encoder_weights)
         model = atrous_backbone(backbone, output_stride, in_chans, backbone_weights, backbone_args)
         # Only the deepest level: CAM scores the last feature map, whose channels the classifier weighs.
         self.backbone = FeatureExtractor(model, (-1,))

@@ -35,7 +35,15 @@ from torch import nn
 from zoo.errors import ConfigError
 from zoo.layers import create_norm2d
 from zoo.layers.aspp import ASPP
-from zoo.models.fcn import FCNHead, TorchvisionHeads, atrous_backbone, plan_levels, upsample_to, with_aux
+from zoo.models.fcn import (
+    FCNHead,
+    TorchvisionHeads,
+    atrous_backbone,
+    backbone_weights_arg,
+    plan_levels,
+    upsample_to,
+    with_aux,
+)
 from zoo.models.features import FeatureExtractor
 from zoo.registry import register_model
 
@@ -129,8 +137,10 @@ class DeepLabV3(TorchvisionHeads):
         backbone_args: dict[str, Any] | None = None,
         low_level: int | None = None,
         low_level_proj: int = 48,
+        encoder_weights: str | None = None,
     ):
         super().__init__()
+        backbone_weights = backbone_weights_arg(backbone_weights, encoder_weights)
         if low_level is not None and not isinstance(self, DeepLabV3Plus):
             raise ConfigError("low_level= picks the v3+ decoder's input: build a deeplabv3plus_* model")
         model = atrous_backbone(backbone, output_stride, in_chans, backbone_weights, backbone_args)

@@ -50,6 +50,7 @@ from torch import nn
 
 from zoo.errors import ConfigError
 from zoo.models.base import ZooModel
+from zoo.models.fcn import backbone_weights_arg
 from zoo.registry import register_model
 
 __all__ = ["BackboneFPN", "DetectorMixin", "check_targets", "detector_class", "fpn_backbone"]
@@ -100,17 +101,17 @@ def fpn_backbone(
     backbone_args: dict[str, Any] | None = None,
 ) -> BackboneFPN:
     """Registered model ``name``'s feature levels ``levels`` (positions in its ``feature_info``) under an
-    FPN. ``weights`` (a tag of the zoo's hub, e.g. ``"mnist"``) loads that weight strictly first, adapting
+    FPN. ``weights`` (a tag such as ``"mnist"``, a weight name or folder: `zoo.factory.create_encoder`)
+    loads that weight strictly first, adapting
     its first conv to ``in_chans``; nothing is downloaded. ``extra`` is torchvision's extra block:
     ``"pool"`` (max-pooled P6, Faster/Mask R-CNN) or ``"p6p7"`` (RetinaNet's P6 and P7 from P5)."""
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-    import zoo
+    from zoo.factory import create_encoder
 
-    full_name = f"{name}.{weights}" if weights else name
-    body = zoo.create_model(
-        full_name,
-        pretrained=bool(weights),
+    body = create_encoder(
+        name,
+        weights,
         features_only=True,
         out_indices=tuple(levels),
         in_chans=in_chans,
@@ -368,6 +369,7 @@ def _build(
     fpn_channels: int = 256,
     backbone_weights: str | None = None,
     backbone_args: dict[str, Any] | None = None,
+    encoder_weights: str | None = None,
     anchor_sizes: Sequence[Sequence[int]] | None = None,
     aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
     min_size: int = 800,
@@ -396,7 +398,8 @@ def _build(
             if field in detector_args:
                 detector_args[f"box_{field}"] = detector_args.pop(field)
     extra = "p6p7" if kind == "retinanet" else "pool"
-    fpn = fpn_backbone(backbone, levels, fpn_channels, in_chans, backbone_weights, extra, backbone_args)
+    weights = backbone_weights_arg(backbone_weights, encoder_weights)
+    fpn = fpn_backbone(backbone, levels, fpn_channels, in_chans, weights, extra, backbone_args)
     if image_mean is None:
         image_mean = IMAGENET_MEAN if in_chans == 3 else (sum(IMAGENET_MEAN) / 3,) * in_chans
     if image_std is None:

@@ -60,13 +60,12 @@ def atrous_backbone(
 ) -> nn.Module:
     """Registered model ``name`` made atrous to ``output_stride``, its ``feature_info`` updated to match.
 
-    ``weights`` (a tag, e.g. ``"mnist"``) loads that weight strictly first, adapting its first conv to
-    ``in_chans``. ``output_stride=None`` keeps the backbone's own strides.
+    ``weights`` (a tag such as ``"mnist"``, a weight name or folder: `zoo.factory.create_encoder`) loads
+    that weight strictly first, adapting its first conv to ``in_chans``. ``output_stride=None`` keeps the backbone's own strides.
     """
-    import zoo  # the factory imports the registry, which imports the families
+    from zoo.factory import create_encoder  # the factory imports the registry, which imports the families
 
-    full_name = f"{name}.{weights}" if weights else name
-    model = zoo.create_model(full_name, pretrained=bool(weights), in_chans=in_chans, **(backbone_args or {}))
+    model = create_encoder(name, weights, in_chans=in_chans, **(backbone_args or {}))
     info = getattr(model, "feature_info", None)
     if not info or len(info) < 2:
         raise ConfigError(f"backbone '{name}' needs at least two feature levels (feature_info)")
@@ -74,6 +73,18 @@ def atrous_backbone(
         # The extractor selects from the model's levels, so they must carry the new reductions first.
         model.feature_info = FeatureInfo(dilate_to_output_stride(model, info, output_stride))
     return model
+
+
+def backbone_weights_arg(backbone_weights: str | None, encoder_weights: str | None) -> str | None:
+    """The one backbone weight of a builder that takes both spellings: ``encoder_weights`` (as
+    segmentation_models_pytorch and the U-Nets name it) and ``backbone_weights`` (the name the published
+    weights' configs already record, kept so they load)."""
+    if backbone_weights and encoder_weights and backbone_weights != encoder_weights:
+        raise ConfigError(
+            f"backbone_weights={backbone_weights!r} and encoder_weights={encoder_weights!r} name two weights "
+            "for one backbone: pass only encoder_weights="
+        )
+    return encoder_weights or backbone_weights
 
 
 def segmentation_backbone(
@@ -172,9 +183,11 @@ class FCN(TorchvisionHeads):
         img_size: int = 224,
         backbone_weights: str | None = None,
         backbone_args: dict[str, Any] | None = None,
+        encoder_weights: str | None = None,
     ):
         super().__init__()
-        model = atrous_backbone(backbone, output_stride, in_chans, backbone_weights, backbone_args)
+        weights = backbone_weights_arg(backbone_weights, encoder_weights)
+        model = atrous_backbone(backbone, output_stride, in_chans, weights, backbone_args)
         levels, positions = plan_levels(model.feature_info, backbone, skips, aux_loss)
         self.backbone = FeatureExtractor(model, positions)
         info = self.backbone.feature_info

@@ -195,6 +195,8 @@ class FeatureExtractor(ZooModel):
         self.dynamic_size = getattr(model, "dynamic_size", True)
         first_conv = getattr(model, "first_conv", None)
         self.first_conv = first_conv if first_conv and _has_module(self, first_conv) else None
+        if hasattr(model, "encoder_weights_info"):  # where an encoder's weight came from (save_pretrained)
+            self.encoder_weights_info = model.encoder_weights_info
         meta = getattr(model, "pretrained_weights", None)
         if meta is not None:
             # Preprocessing (mean, std, input size) still applies; the head's labels and metrics do not.

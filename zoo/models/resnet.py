@@ -13,12 +13,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.errors import ConfigError
 from zoo.layers import create_norm2d
 from zoo.models.base import ZooModel
 from zoo.models.features import FeatureInfo
 from zoo.registry import register_model
 
-__all__ = ["BasicBlock", "Bottleneck", "ResNet"]
+__all__ = ["CHECKPOINT_LIBRARIES", "BasicBlock", "Bottleneck", "ResNet", "state_dict_from", "state_dict_to"]
 
 PAPER = "https://arxiv.org/abs/1512.03385"
 
@@ -169,6 +170,58 @@ class ResNet(ZooModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.avgpool(self.forward_features(x)), 1))
+
+
+# -- checkpoint layouts (the hook `zoo.importing` calls) ---------------------------------------------------
+
+# Libraries whose ResNet checkpoints this family reads and writes. torchvision's ``resnet*`` and timm's plain
+# ``resnet*`` (``timm.create_model("resnet50")``) both name every parameter as this module does, so the
+# mapping is the identity; what differs are timm's other ResNet variants, which are refused by name rather
+# than loaded partially into a model of another shape.
+CHECKPOINT_LIBRARIES = ("torchvision", "timm")
+
+# Key fragments that only timm's variant ResNets have: (fragment, what it means, the variant).
+_TIMM_VARIANTS = (
+    ("conv1.0.", "a deep three-conv stem", "resnet*c / resnet*d"),
+    ("downsample.2.", "average-pooled shortcuts", "resnet*d"),
+    (".se.", "squeeze-and-excitation blocks", "seresnet* / resnet*_se"),
+    ("attn.", "attention blocks", "ecaresnet* / skresnet*"),
+)
+
+
+def _check_library(library: str) -> None:
+    if library not in CHECKPOINT_LIBRARIES:
+        raise ConfigError(
+            f"no ResNet checkpoint layout for '{library}'; this family reads {', '.join(CHECKPOINT_LIBRARIES)}"
+        )
+
+
+def state_dict_from(library: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A ``library`` (torchvision or timm) ResNet state dict in the zoo's layout.
+
+    Why a hook: the importer must not guess at another library's names. Here both libraries already use the
+    zoo's names, so keys pass unchanged, but a timm variant whose structure the zoo's ResNet does not have
+    (deep stem, average-pooled shortcuts, SE or attention blocks) is refused with its name: loading the
+    keys that happen to match would be a silent partial load.
+    """
+    _check_library(library)
+    if library == "timm":
+        for fragment, what, variant in _TIMM_VARIANTS:
+            found = [k for k in state_dict if fragment in k]
+            if found:
+                raise ConfigError(
+                    f"this timm checkpoint has {what} ({found[0]}, ...): it is a {variant} model, which the "
+                    "zoo's ResNet (torchvision's structure: one 7x7 stem conv, strided 1x1 shortcuts) does "
+                    "not have. Import a plain timm resnet18/34/50/101/152 checkpoint."
+                )
+    return dict(state_dict)
+
+
+def state_dict_to(library: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The zoo's ResNet state dict in ``library``'s layout (loads into ``torchvision.models.resnet50()`` or
+    ``timm.create_model("resnet50")`` with ``strict=True``): the inverse of `state_dict_from`."""
+    _check_library(library)
+    return dict(state_dict)
 
 
 def _create(block: str, layers: tuple[int, ...], small_input: bool, **kwargs: Any) -> ResNet:

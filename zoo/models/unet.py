@@ -173,17 +173,17 @@ class EncoderUNet(ZooModel):
         encoder_args: dict[str, Any] | None = None,
     ):
         super().__init__()
-        import zoo  # the factory imports the registry, which imports this module
+        from zoo.factory import create_encoder  # the factory imports the registry, which imports this module
 
         if upsample == "unpool":
             raise ConfigError(
                 "upsample='unpool' needs the encoder's max-pooling indices, which a registry backbone does "
                 "not return; use it with `unet`, or pick nearest, bilinear, transposed or pixel_shuffle"
             )
-        name = f"{encoder}.{encoder_weights}" if encoder_weights else encoder
-        self.encoder = zoo.create_model(
-            name,
-            pretrained=bool(encoder_weights),
+        # encoder_weights: a tag of the encoder, a weight name or folder (`zoo.factory.create_encoder`).
+        self.encoder = create_encoder(
+            encoder,
+            encoder_weights,
             features_only=True,
             in_chans=in_chans,
             **(encoder_args or {}),

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from zoo.tasks import register_task
-from zoo.tasks.base import DEFAULT_ATOL, DEFAULT_RTOL, Agreement, Task
+from zoo.tasks.base import DEFAULT_ATOL, DEFAULT_RTOL, Agreement, Task, WeightField
 
 __all__ = ["Classification", "ImageClassification"]
 
@@ -47,6 +47,32 @@ class ImageClassification(Task):
     output_names = ("logits",)
     headline_metrics = (("acc", "top-1", "{:.2%}"),)
     outputs_doc = {"logits": "(N, num_classes) unnormalised class scores; softmax gives probabilities"}
+    # How ImageNet weights from torchvision and timm expect an image (their evaluation transform): the
+    # shorter side resized, then a centre crop of input_size. The zoo's own weights resize straight to
+    # input_size (resize_size None), as they were trained.
+    weight_fields = (
+        WeightField(
+            "resize_size",
+            None,
+            "shorter image side resized to before the centre crop to input_size; None: resize to input_size",
+            (int,),
+        ),
+        WeightField("interpolation", "bilinear", "resampling of that resize: bilinear or bicubic", (str,)),
+    )
+
+    def preprocess(self, image: np.ndarray, meta: Any, *, invert: bool = False) -> np.ndarray:
+        """Resize the shorter side and centre-crop when the weight says so (imported ImageNet weights),
+        then normalise; otherwise the common resize to ``input_size``."""
+        resize = getattr(meta, "resize_size", None)
+        interpolation = getattr(meta, "interpolation", None) or "bilinear"
+        if not resize and interpolation == "bilinear":
+            return super().preprocess(image, meta, invert=invert)
+        from zoo.preprocess import preprocess_image, resize_center_crop
+
+        if not meta.input_size:
+            raise ValueError(f"{meta.name}: the weight records no input_size to crop images to")
+        image = resize_center_crop(image, resize, meta.input_size[1:], interpolation)
+        return preprocess_image(image, meta.input_size, meta.mean, meta.std, invert=invert)
 
     def postprocess(self, outputs: Mapping[str, np.ndarray], meta: Any, **options: Any) -> list[Any]:
         from zoo.preprocess import softmax
