@@ -16,6 +16,7 @@ _EXPORTS = {
     "create_model": "zoo.factory",
     "load_pretrained": "zoo.factory",
     "save_pretrained": "zoo.factory",
+    "import_weights": "zoo.importing",
     "list_models": "zoo.registry",
     "model_info": "zoo.registry",
     "register_model": "zoo.registry",
@@ -46,6 +47,7 @@ __all__ = [
     "bundle",
     "create_model",
     "get_weights",
+    "import_weights",
     "list_models",
     "load_pretrained",
     "model_info",
@@ -73,4 +75,5 @@ if TYPE_CHECKING:
     )
     from zoo.factory import create_model, load_pretrained, save_pretrained
     from zoo.hub import bundle, pull, push_to_hub
+    from zoo.importing import import_weights
     from zoo.registry import Weights, get_weights, list_models, model_info, register_model, register_weights

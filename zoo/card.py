@@ -89,12 +89,18 @@ def _usage(config: dict[str, Any], name: str) -> list[str]:
     w = config.get("weights") or {}
     tag = w.get("tag", LOCAL_TAG)
     hf_name = _hf_name(w)
+    # An imported weight (`zoo import`) is a folder, not a registered name, until someone registers it.
+    registered = tag != LOCAL_TAG and not w.get("source")
     lines = ["## Usage", "", "```python", "import zoo", ""]
-    if tag != LOCAL_TAG:
+    if registered:
         lines.append(f'model = zoo.create_model("{name}", pretrained=True).eval()')
     if hf_name:
         lines.append(f'model = zoo.create_model("{hf_name}").eval()  # straight from the Hugging Face Hub')
     lines.append('model = zoo.create_model("path/to/this/folder").eval()  # a downloaded copy of this repo')
+    if w.get("source"):
+        lines.append(
+            f'# as an encoder: zoo.create_model(..., encoder="{arch}", encoder_weights="path/to/this/folder")'
+        )
     lines += ["```", ""]
     if w.get("hf_repo") and not w.get("revision"):
         lines += [
@@ -103,7 +109,7 @@ def _usage(config: dict[str, Any], name: str) -> list[str]:
             "",
         ]
     lines += ["torch.hub, from a checkout of the zoo:", "", "```python", "import torch", ""]
-    if tag != LOCAL_TAG:
+    if registered:
         lines.append(f'model = torch.hub.load("path/to/zoo", "{arch}", source="local", weights="{tag}")')
     else:
         lines += [
@@ -113,7 +119,7 @@ def _usage(config: dict[str, Any], name: str) -> list[str]:
             'model.load_state_dict(load_file("path/to/this/folder/model.safetensors"))',
         ]
     lines += ["```", ""]
-    source = name if tag != LOCAL_TAG else hf_name or "path/to/this/folder"
+    source = name if registered else hf_name or "path/to/this/folder"
     onnx_file = f"{name if tag != LOCAL_TAG else arch}.onnx"
     own = _task(config).card_onnx_section(config, source, onnx_file)
     if own is not None:  # a task whose deployment is not "an image in, an answer out" (generators)
@@ -157,6 +163,11 @@ def _provenance(w: dict[str, Any]) -> list[str]:
         )
     if w.get("input_size"):
         details.append(f"- input size (C, H, W): {tuple(w['input_size'])}")
+    if w.get("resize_size") and w.get("input_size"):
+        details.append(
+            f"- preprocessing: shorter side resized to {w['resize_size']} ({w.get('interpolation') or 'bilinear'}), "
+            f"centre crop {w['input_size'][-2]}x{w['input_size'][-1]}"
+        )
     if w.get("mean") and w.get("std"):
         details.append(
             f"- normalisation: (x / 255 - mean) / std, mean {tuple(w['mean'])}, std {tuple(w['std'])}"

@@ -24,6 +24,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "zoo.sampling",
     "zoo.probing",
     "zoo.tracking",
+    "zoo.importing",
 )
 
 

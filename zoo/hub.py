@@ -36,6 +36,7 @@ __all__ = [
     "FileUnavailable",
     "bundle",
     "download_repo",
+    "fetch_file",
     "is_offline",
     "local_weight_folder",
     "pull",
@@ -126,6 +127,12 @@ def download_repo(
             with contextlib.suppress(FileUnavailable):  # the card and extras are welcome, not required
                 _fetch(repo_id, filename, commit, what)
     return folder
+
+
+def fetch_file(repo_id: str, filename: str, revision: str | None = None) -> Path:
+    """One file of any Hugging Face repo through the HF cache (offline: the cache only), with the zoo's
+    error messages; for repos not in zoo layout, such as timm's (``zoo.importing``)."""
+    return _fetch(repo_id, filename, revision, _describe(repo_id, revision, None))
 
 
 def _describe(repo_id: str, revision: str | None, name: str | None) -> str:
