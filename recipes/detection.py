@@ -272,7 +272,7 @@ class DetectionObjective(Objective):
             "papers": list(dict.fromkeys(papers)),
             "description": (
                 f"{c.model} (backbone initialised from "
-                f"{c.model_args.get('backbone_weights') or 'random'} weights, the rest from scratch) trained on "
+                f"{c.model_args.get('encoder_weights') or c.model_args.get('backbone_weights') or 'random'} weights, the rest from scratch) trained on "
                 f"{data.name} ({kind}; 10 digit classes, label = digit + 1, 0 = background) with the "
                 f"`{self.name}` recipe; COCOeval on the test scenes."
             ),

@@ -241,3 +241,16 @@ def test_cli_import_then_predict_prints_imagenet_names(tmp_path, tv_model, capsy
     shown = [part.rsplit(" ", 1)[0] for part in line.split(": ", 1)[1].split(", ")]
     assert len(shown) == 2 and all(name in names for name in shown)
     assert main(["import", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_a_timm_release_pth_imports_with_library_and_arch(tmp_path, timm_folder, inputs):
+    # timm's GitHub release files are .pth named by their training run, not by the architecture.
+    source, _ = timm_folder
+    path = _torchvision_cache_file(tmp_path, source, arch="resnet18_a1_0")
+    out = zoo.import_weights(path, "resnet18", tmp_path / "w", library="timm")
+    model = zoo.create_model(str(out)).eval()
+    with torch.no_grad():
+        assert torch.equal(model(inputs), source(inputs))
+    assert model.pretrained_weights.source["library"] == "timm"
+    with pytest.raises(zoo.UnknownModelError, match="resnet18_a1_0"):
+        zoo.import_weights(path, out=tmp_path / "w2")

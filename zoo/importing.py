@@ -33,7 +33,7 @@ import re
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,8 @@ class Checkpoint:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     papers: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
+    # True when `arch` is read off a file name (a guess), False when a config states it.
+    arch_from_file_name: bool = False
 
 
 # -- reading ---------------------------------------------------------------------------------------------
@@ -194,6 +195,7 @@ def read_torchvision(path: Path, sha256: str | None = None) -> Checkpoint:
         {"library": "torchvision", "file": path.name, "sha256": actual, "license": "bsd-3-clause"},
         arch=arch,
         tag="torchvision",
+        arch_from_file_name=True,
     )
     weight = _torchvision_weight(arch, path.name)
     if weight is not None:
@@ -378,19 +380,21 @@ def import_weights(
     sha256: str | None = None,
     license: str | None = None,
     labels: tuple[str, ...] | list[str] | None = None,
+    library: str | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Turn a torchvision or timm checkpoint into a zoo weight folder at ``out``; returns the folder.
 
     ``arch`` defaults to the architecture the checkpoint names (its file name or timm's config) and must be
     registered. ``sha256`` pins the checkpoint file; ``license`` and ``labels`` override what the source
-    says. The folder is written beside ``out`` and renamed into place, so a failed import leaves nothing
+    says; ``library`` names the layout of a ``.pth`` file that is not torchvision's (``"timm"`` for the
+    ``.pth`` files of timm's GitHub releases). The folder is written beside ``out`` and renamed into place, so a failed import leaves nothing
     half-written; an existing ``out`` is replaced only with ``overwrite=True``.
     """
     import torch
 
     from zoo.factory import create_model, save_pretrained
-    from zoo.registry import Weights, get_entry
+    from zoo.registry import Weights, get_entry, list_models
     from zoo.weights import load_state_dict_strict
 
     if out is None:
@@ -399,10 +403,17 @@ def import_weights(
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} already exists; pick another --out or pass --overwrite to replace it")
     checkpoint = read_checkpoint(source, sha256)
-    arch = arch or checkpoint.arch
+    if library is not None:
+        checkpoint.library = checkpoint.source["library"] = library
+    named = checkpoint.arch
+    if checkpoint.arch_from_file_name and named and arch and named not in list_models():
+        named = (
+            None  # a file name that is no zoo architecture (e.g. resnet50_a1_0-14fe96d1.pth): --arch rules
+        )
+    arch = arch or named
     if not arch:
-        raise ConfigError(f"{source} names no architecture: pass --arch (one of `zoo list`)")
-    if checkpoint.arch and checkpoint.arch != arch:
+        raise ConfigError(f"{source} names no architecture the zoo has: pass --arch (one of `zoo list`)")
+    if named and named != arch:
         raise ConfigError(
             f"{source} is a {checkpoint.library} '{checkpoint.arch}' checkpoint, not '{arch}': pass --arch "
             f"{checkpoint.arch}, or a checkpoint of '{arch}'"
@@ -488,6 +499,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
         args.out,
         tag=args.tag,
         sha256=args.sha256,
+        library=args.library,
         license=args.license,
         overwrite=args.overwrite,
     )
@@ -514,6 +526,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--tag", default=None, help="the weight's tag (default: torchvision's or timm's name for it)"
     )
     p.add_argument("--sha256", default=None, help="the checkpoint file's expected sha256")
+    p.add_argument(
+        "--library",
+        choices=("torchvision", "timm"),
+        default=None,
+        help="the layout of a .pth file (default: torchvision; timm's GitHub release files need timm)",
+    )
     p.add_argument("--license", default=None, help="the weights' licence, where the source does not say")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.set_defaults(func=_cmd_import)
