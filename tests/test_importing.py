@@ -254,3 +254,21 @@ def test_a_timm_release_pth_imports_with_library_and_arch(tmp_path, timm_folder,
     assert model.pretrained_weights.source["library"] == "timm"
     with pytest.raises(zoo.UnknownModelError, match="resnet18_a1_0"):
         zoo.import_weights(path, out=tmp_path / "w2")
+
+
+@pytest.mark.parametrize(("interpolation", "size"), [("bilinear", (300, 200)), ("bicubic", (180, 260))])
+def test_imagenet_preprocessing_matches_torchvision(interpolation, size):
+    # What `zoo predict` (and the ONNX runtime) feed an imported ImageNet weight: torchvision's evaluation
+    # transform, pixel for pixel on PIL images.
+    import numpy as np
+    from PIL import Image
+    from torchvision.transforms import CenterCrop, InterpolationMode, Resize
+
+    from zoo.preprocess import resize_center_crop
+
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    ours = resize_center_crop(array, 64, (56, 56), interpolation)
+    mode = InterpolationMode(interpolation)
+    theirs = np.asarray(CenterCrop(56)(Resize(64, interpolation=mode)(Image.fromarray(array))))
+    assert ours.shape == (56, 56, 3) and np.array_equal(ours, theirs)
