@@ -224,6 +224,9 @@ def test_wrong_arch_and_existing_out_are_refused(tmp_path, tv_model):
     with pytest.raises(ConfigError, match="already exists"):
         zoo.import_weights(path, "resnet18", tmp_path / "w")
     assert zoo.import_weights(path, "resnet18", tmp_path / "w", overwrite=True).is_dir()
+    other = _torchvision_cache_file(tmp_path, tv_model, arch="mynet")
+    with pytest.raises(ConfigError, match="'cnn' family .* declares no mapping from torchvision.*resnet"):
+        zoo.import_weights(other, "cnn", tmp_path / "w3")
 
 
 def test_cli_import_then_predict_prints_imagenet_names(tmp_path, tv_model, capsys):
