@@ -275,3 +275,44 @@ def test_imagenet_preprocessing_matches_torchvision(interpolation, size):
     mode = InterpolationMode(interpolation)
     theirs = np.asarray(CenterCrop(56)(Resize(64, interpolation=mode)(Image.fromarray(array))))
     assert ours.shape == (56, 56, 3) and np.array_equal(ours, theirs)
+
+
+def test_torchvision_segmentation_checkpoint_imports_with_equal_outputs(monkeypatch, tmp_path):
+    """FCN / DeepLab v3 share torchvision's layout: classes and the aux head are read off the tensors, labels
+    and mean/std off torchvision's enum entry; any image size is kept (padded to a multiple of 8)."""
+    from torchvision.models.segmentation import FCN_ResNet50_Weights, fcn_resnet50
+
+    torch.manual_seed(3)
+    source = fcn_resnet50(weights=None, weights_backbone=None, num_classes=21, aux_loss=True).eval()
+    path = _torchvision_cache_file(tmp_path, source, "fcn_resnet50_coco")
+    weight = FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1
+    monkeypatch.setattr("zoo.importing._torchvision_weight", lambda arch, name: weight)
+    folder = zoo.import_weights(path, "fcn_resnet50", tmp_path / "w")
+    model = zoo.create_model(str(folder)).eval()
+    meta = model.pretrained_weights
+    assert meta.labels == tuple(weight.meta["categories"]) and meta.size_multiple == 8
+    assert meta.mean == tuple(weight.transforms().mean) and meta.dataset == "coco"
+    assert model.aux_classifier is not None and meta.source["weights"].endswith("COCO_WITH_VOC_LABELS_V1")
+    x = torch.rand(1, 3, 67, 93)
+    with torch.no_grad():
+        assert torch.equal(model(x), source(x)["out"])
+
+
+def test_torchvision_detector_checkpoint_imports_with_equal_outputs(tmp_path):
+    from torchvision.models.detection import retinanet_resnet50_fpn
+
+    torch.manual_seed(4)
+    source = retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=5).eval()
+    path = _torchvision_cache_file(tmp_path, source, "retinanet_resnet50_fpn")
+    folder = zoo.import_weights(path, out=tmp_path / "w")  # the architecture read off the file name
+    model = zoo.create_model(str(folder)).eval()
+    assert model.num_classes == 5 and model.pretrained_weights.task == "object-detection"
+    images = [torch.rand(3, 96, 128)]
+    with torch.no_grad():
+        want, got = source(images)[0], model(images)[0]
+    assert want.keys() == got.keys()
+    for key in want:
+        assert torch.equal(want[key], got[key]), key
+    # A detector's checkpoint is no segmentation model: refused, naming the architecture the file is for.
+    with pytest.raises(ConfigError, match="not 'fcn_resnet50': pass --arch retinanet_resnet50_fpn"):
+        zoo.import_weights(path, "fcn_resnet50", tmp_path / "w2")

@@ -67,6 +67,7 @@ class Checkpoint:
     papers: tuple[str, ...] = ()
     # True when `arch` is read off a file name (a guess), False when a config states it.
     arch_from_file_name: bool = False
+    dataset: str | None = None  # what the publisher trained on, where its metadata says
 
 
 # -- reading ---------------------------------------------------------------------------------------------
@@ -209,11 +210,18 @@ def _describe_torchvision(checkpoint: Checkpoint, weight: Any) -> None:
     meta = weight.meta
     checkpoint.tag = weight.name.lower()
     checkpoint.labels = tuple(meta.get("categories") or ())
-    crop = int(transform.crop_size[0])
-    checkpoint.input_size = (3, crop, crop)
-    checkpoint.resize_size = int(transform.resize_size[0])
-    checkpoint.interpolation = transform.interpolation.value
-    checkpoint.mean, checkpoint.std = tuple(transform.mean), tuple(transform.std)
+    checkpoint.dataset = "coco" if weight.name.startswith("COCO") else "imagenet-1k"
+    resize = getattr(transform, "resize_size", None)
+    if getattr(transform, "crop_size", None):  # classification: resize, then centre crop
+        crop = int(transform.crop_size[0])
+        checkpoint.input_size = (3, crop, crop)
+        checkpoint.resize_size = int(transform.resize_size[0])
+    elif resize:  # segmentation: torchvision resizes the shorter side; the zoo keeps the image's size
+        side = int(resize[0] if isinstance(resize, (list, tuple)) else resize)
+        checkpoint.input_size = (3, side, side)
+    if hasattr(transform, "mean"):  # detectors normalise inside the model: no mean/std outside it
+        checkpoint.interpolation = transform.interpolation.value
+        checkpoint.mean, checkpoint.std = tuple(transform.mean), tuple(transform.std)
     checkpoint.source.update(
         {
             "weights": f"{type(weight).__name__}.{weight.name}",
@@ -434,6 +442,13 @@ def import_weights(
     stem = getattr(probe, "first_conv", None)
     if stem and f"{stem}.weight" in state_dict:
         kwargs["in_chans"] = int(state_dict[f"{stem}.weight"].shape[1])
+    # A family whose builder arguments show in the tensors (classes, an auxiliary head) reads them itself.
+    family_kwargs = getattr(sys.modules[entry.builder.__module__], "import_kwargs", None)
+    if family_kwargs is not None:
+        try:
+            kwargs.update(family_kwargs(checkpoint.library, state_dict))
+        except ValueError as err:
+            raise ConfigError(f"{source} does not fit '{arch}': {err}") from None
     model = create_model(arch, **kwargs)
     # Checkpoints written before BatchNorm counted its batches (torchvision's 2017 ResNets) lack the
     # counter: torch fills it with 0 when loading them, and so does the import. Nothing else is filled in.
@@ -461,6 +476,10 @@ def import_weights(
     task_fields: dict[str, Any] = {}
     if entry.task == "image-classification":
         task_fields = {"resize_size": resize, "interpolation": checkpoint.interpolation}
+    elif entry.task == "semantic-segmentation":
+        # Any image size: padded to the output stride's multiple and cropped back, so masks keep the image's
+        # pixels (torchvision's own transform resizes the shorter side to input_size first).
+        task_fields = {"size_multiple": 8}
     weights = Weights(
         arch=arch,
         tag=tag or checkpoint.tag or checkpoint.library,
@@ -469,7 +488,7 @@ def import_weights(
         input_size=input_size,
         mean=mean,
         std=std,
-        dataset="imagenet-1k" if imagenet else None,
+        dataset=checkpoint.dataset or ("imagenet-1k" if imagenet else None),
         license=source_info.get("license", "unknown"),
         papers=checkpoint.papers,
         description=f"{source_info.get('weights') or source_info.get('file')} imported from {checkpoint.library}",

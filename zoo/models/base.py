@@ -110,3 +110,36 @@ def named_outputs(model: Any, output: Any, task: Any) -> dict[str, Any]:
     tensors = flatten_outputs(output)
     names = output_names_of(model, len(tensors), task)
     return {n: t.detach().float().numpy() for n, t in zip(names, tensors)}
+
+
+def same_layout_hooks(family: str, libraries: tuple[str, ...]) -> tuple[Any, Any]:
+    """``(state_dict_from, state_dict_to)`` for a family whose state dicts already use `libraries`' names.
+
+    `zoo.importing` maps a checkpoint's keys through its family's hooks and never guesses: a family that
+    shares torchvision's layout (FCN, DeepLab v3, the detectors) declares it with these, and the strict load
+    that follows reports any key that does not fit.
+    """
+
+    def check(library: str) -> None:
+        if library not in libraries:
+            from zoo.errors import ConfigError
+
+            raise ConfigError(
+                f"no {family} checkpoint layout for '{library}'; this family reads {', '.join(libraries)}"
+            )
+
+    def state_dict_from(library: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        check(library)
+        return dict(state_dict)
+
+    def state_dict_to(library: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        check(library)
+        return dict(state_dict)
+
+    state_dict_from.__doc__ = (
+        f"A {'/'.join(libraries)} {family} state dict in the zoo's layout (the same names)."
+    )
+    state_dict_to.__doc__ = (
+        f"The zoo's {family} state dict in {'/'.join(libraries)}'s layout (the same names)."
+    )
+    return state_dict_from, state_dict_to

@@ -35,19 +35,32 @@ from torch import nn
 from zoo.errors import ConfigError
 from zoo.layers import create_norm2d
 from zoo.layers.aspp import ASPP
-from zoo.models.fcn import (
+from zoo.models.fcn import (  # the checkpoint hooks too: torchvision's DeepLab v3 files share FCN's layout
+    CHECKPOINT_LIBRARIES,
     FCNHead,
     TorchvisionHeads,
     atrous_backbone,
     backbone_weights_arg,
+    import_kwargs,
     plan_levels,
+    state_dict_from,
+    state_dict_to,
     upsample_to,
     with_aux,
 )
 from zoo.models.features import FeatureExtractor
 from zoo.registry import register_model
 
-__all__ = ["DeepLabHead", "DeepLabV3", "DeepLabV3Plus", "DeepLabV3PlusHead"]
+__all__ = [
+    "CHECKPOINT_LIBRARIES",
+    "DeepLabHead",
+    "DeepLabV3",
+    "DeepLabV3Plus",
+    "DeepLabV3PlusHead",
+    "import_kwargs",
+    "state_dict_from",
+    "state_dict_to",
+]
 
 PAPER = "https://arxiv.org/abs/1706.05587"
 PAPER_PLUS = "https://arxiv.org/abs/1802.02611"

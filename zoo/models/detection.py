@@ -49,11 +49,40 @@ import torch
 from torch import nn
 
 from zoo.errors import ConfigError
-from zoo.models.base import ZooModel
+from zoo.models.base import ZooModel, same_layout_hooks
 from zoo.models.fcn import backbone_weights_arg
 from zoo.registry import register_model
 
-__all__ = ["BackboneFPN", "DetectorMixin", "check_targets", "detector_class", "fpn_backbone"]
+__all__ = [
+    "CHECKPOINT_LIBRARIES",
+    "BackboneFPN",
+    "DetectorMixin",
+    "check_targets",
+    "detector_class",
+    "fpn_backbone",
+    "import_kwargs",
+    "state_dict_from",
+    "state_dict_to",
+]
+
+# torchvision's detection checkpoints (fasterrcnn_resnet50_fpn_coco-258fb6c6.pth, ...) name their modules as
+# the ResNet-50 builders here do: `zoo import` reads them through these hooks.
+CHECKPOINT_LIBRARIES = ("torchvision",)
+state_dict_from, state_dict_to = same_layout_hooks("detection", CHECKPOINT_LIBRARIES)
+
+
+def import_kwargs(library: str, state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The classes a torchvision detection checkpoint was saved with: the box predictor's scores (Faster /
+    Mask R-CNN), or RetinaNet's per-anchor class logits over its per-anchor box regressions."""
+    if "roi_heads.box_predictor.cls_score.weight" in state_dict:
+        return {"num_classes": int(state_dict["roi_heads.box_predictor.cls_score.weight"].shape[0])}
+    logits = state_dict.get("head.classification_head.cls_logits.weight")
+    boxes = state_dict.get("head.regression_head.bbox_reg.weight")
+    if logits is None or boxes is None:
+        raise ValueError("neither a Faster / Mask R-CNN box predictor nor a RetinaNet head in the state dict")
+    anchors = int(boxes.shape[0]) // 4
+    return {"num_classes": int(logits.shape[0]) // anchors}
+
 
 PAPERS = {
     "fasterrcnn": ("https://arxiv.org/abs/1506.01497", "https://arxiv.org/abs/1612.03144"),

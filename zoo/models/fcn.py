@@ -32,18 +32,22 @@ from torch import nn
 from zoo.errors import ConfigError
 from zoo.layers import create_norm2d
 from zoo.layers.atrous import dilate_to_output_stride
-from zoo.models.base import ZooModel
+from zoo.models.base import ZooModel, same_layout_hooks
 from zoo.models.features import FeatureExtractor, FeatureInfo
 from zoo.registry import register_model
 
 __all__ = [
+    "CHECKPOINT_LIBRARIES",
     "FCN",
     "FCNHead",
     "ScoreConv",
     "TorchvisionHeads",
     "atrous_backbone",
+    "import_kwargs",
     "plan_levels",
     "segmentation_backbone",
+    "state_dict_from",
+    "state_dict_to",
     "upsample_to",
     "with_aux",
 ]
@@ -160,6 +164,23 @@ class TorchvisionHeads(ZooModel):
             head = self._modules["classifier"]
             return head.get_submodule(rest) if rest else head
         return super().get_submodule(target)
+
+
+# torchvision's segmentation checkpoints (fcn_resnet50_coco-1167a1af.pth, deeplabv3_resnet50_coco-...) name
+# their modules as FCN and DeepLab v3 here do, so `zoo import` reads them through these hooks (DeepLab too).
+CHECKPOINT_LIBRARIES = ("torchvision",)
+state_dict_from, state_dict_to = same_layout_hooks("FCN / DeepLab v3", CHECKPOINT_LIBRARIES)
+
+
+def import_kwargs(library: str, state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The builder arguments a torchvision segmentation checkpoint was saved with: its classes (the score
+    layer ``classifier.4``) and whether it has the auxiliary head."""
+    if "classifier.4.weight" not in state_dict:
+        raise ValueError("no 'classifier.4.weight': not a torchvision FCN / DeepLab v3 state dict")
+    return {
+        "num_classes": int(state_dict["classifier.4.weight"].shape[0]),
+        "aux_loss": any(k.startswith("aux_classifier.") for k in state_dict),
+    }
 
 
 class FCN(TorchvisionHeads):
