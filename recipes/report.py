@@ -11,7 +11,8 @@ accuracy from noisy train labels against the clean-label recipe. `propagation_ta
 tracking-by-colorization weights and
 their baselines (propagated mask IoU on the same test videos). `instance_comparison_table`: the proposal-based (Mask R-CNN) and
 proposal-free instance models side by side on the same test scenes, on all of them and on those whose digits
-touch, with the Otsu + components + classifier baseline their cards record. ``tests/recipes/test_report.py``
+touch, with the Otsu + components + classifier baseline their cards record. `robustness_table`: the
+classifiers' corruption robustness and calibration (`zoo.reliability`). ``tests/recipes/test_report.py``
 checks that the README holds exactly these tables.
 """
 
@@ -367,6 +368,32 @@ def propagation_table(hub: Path = IN_TREE_HUB) -> str:
     return _markdown(rows) if rows else "(no published mask-propagation weights)"
 
 
+def robustness_table(hub: Path = IN_TREE_HUB) -> str:
+    """The classifiers whose cards record corruption robustness and calibration (`zoo.reliability`): clean
+    and mean corruption accuracy, the worst corruption at severity 2, and test ECE before and after the
+    temperature (applied only where it was fitted on held-out images)."""
+    rows = []
+    for config in _published(hub):
+        w = config["weights"]
+        r, c = w.get("robustness"), w.get("calibration")
+        if not r or not c:
+            continue
+        applied = w.get("temperature", 1.0) != 1.0
+        rows.append(
+            {
+                "weight": f"`{w['arch']}.{w['tag']}`",
+                "clean": f"{r['clean']:.1%}",
+                "mean corruption": f"{r['mean']:.1%}",
+                "worst at severity 2": f"{r['worst']} {r['worst_acc']:.1%}",
+                "ECE": f"{c['ece']:.3f}",
+                "ECE, temperature-scaled": f"{c['ece_calibrated']:.3f} (T = {c['temperature']:.3g}, "
+                + ("applied)" if applied else "not applied: fitted on seen images)"),
+            }
+        )
+    rows.sort(key=lambda row: row["weight"])
+    return _markdown(rows) if rows else "(no weight records robustness)"
+
+
 if __name__ == "__main__":
     print(weights_table())
     print()
@@ -379,6 +406,8 @@ if __name__ == "__main__":
     print(semi_supervised_table())
     print()
     print(noisy_labels_table())
+    print()
+    print(robustness_table())
     docs = Path(__file__).resolve().parents[1] / "docs"
     if _feature_weights(IN_TREE_HUB):
         docs.mkdir(exist_ok=True)

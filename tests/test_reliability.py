@@ -181,3 +181,32 @@ def test_the_best_weight_meets_the_mean_corruption_bar():
     }
     best = max(records, key=lambda n: records[n]["mean"])
     assert records[best]["mean"] >= MEAN_BAR, f"best {best}: mean corruption {records[best]['mean']:.1%}"
+
+
+def test_cli_measures_a_subset_and_refuses_non_classifiers(capsys):
+    from zoo.cli import main
+
+    name = "cnn.mnist"
+    assert main(["robustness", name, "--step", "10", "--no-calibration"]) == 0
+    out = capsys.readouterr().out
+    assert f"{name}: 100 test images" in out and "worst at severity 2" in out and "DIFFERS" not in out
+    assert main(["robustness", "autoencoder.mnist", "--step", "10"]) == 2
+    assert "robustness is measured for classifiers" in capsys.readouterr().err
+
+
+def test_verify_re_measures_the_quick_robustness_record():
+    from zoo.evaluation import verify
+
+    report = verify("cnn.mnist", limit=100)
+    rows = [row for row in report.rows if row[0].startswith("corrupted_")]
+    assert {row[0] for row in rows} == {"corrupted_clean", "corrupted_mean", "corrupted_worst_acc"}
+    # The first 100 clean items are not the card's split (verify says so); the quick subset is the card's.
+    assert all(row[4] for row in rows), report.summary()
+
+
+def test_robustness_table_lists_every_recorded_weight():
+    from recipes.report import robustness_table
+
+    table = robustness_table()
+    assert all(f"`{name}`" in table for name in RECORDED)
+    assert "not applied: fitted on seen images" in table  # the five weights trained on all of train
