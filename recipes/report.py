@@ -394,6 +394,34 @@ def robustness_table(hub: Path = IN_TREE_HUB) -> str:
     return _markdown(rows) if rows else "(no weight records robustness)"
 
 
+def corruptions_figure(path: Path, per_digit: int = 1) -> None:
+    """The robustness suite as a picture: a row per corruption, the clean digits then severities 1-3."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from zoo.data import load_dataset
+    from zoo.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+
+    test = load_dataset("mnist_5k").test
+    images = test.images.numpy()[:: 100 // per_digit][:, 0]  # the label-sorted split: digits 0-9
+    fig = Figure(figsize=(12, 0.75 * len(CORRUPTIONS) + 0.6), dpi=100)
+    FigureCanvasAgg(fig)
+    for row, name in enumerate(CORRUPTIONS):
+        strips = [images] + [corrupt(images, name, s) for s in SEVERITIES]
+        for col, strip in enumerate(strips):
+            ax = fig.add_subplot(len(CORRUPTIONS), len(strips), row * len(strips) + col + 1)
+            ax.imshow(np.concatenate(list(strip), axis=1), cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center")
+            if row == 0:
+                ax.set_title("clean" if col == 0 else f"severity {SEVERITIES[col - 1]}")
+    fig.tight_layout(h_pad=0.2, w_pad=0.2)
+    fig.savefig(path)
+
+
 if __name__ == "__main__":
     print(weights_table())
     print()
@@ -413,3 +441,5 @@ if __name__ == "__main__":
         docs.mkdir(exist_ok=True)
         label_efficiency_figure(docs / "label_efficiency.png")
         label_efficiency_methods_figure(docs / "label_efficiency_methods.png")
+    docs.mkdir(exist_ok=True)
+    corruptions_figure(docs / "corruptions.png")

@@ -121,7 +121,7 @@ def measure_calibration(
         "nll_calibrated": round(nll(logits, labels, round(temperature, 4)), 6),
         "bins": BINS,
         "fit_on": f"{len(val)} validation images carved from train (the last {len(val) // 10} of each digit)"
-        + ("" if held_out else "; the weight trained on them too (its training set included them)"),
+        + ("" if held_out else "; not held out: they belong to the train split the weight was trained from"),
         "held_out": held_out,
     }
 

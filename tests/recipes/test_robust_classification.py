@@ -32,7 +32,12 @@ def test_style_augment_is_seeded_and_bounded(batch):
     assert torch.equal(first, again) and not torch.equal(first, other)
     assert first.shape == batch.shape and first.min() >= 0 and first.max() <= 1
     changed = (first - batch).abs().flatten(1).amax(1) > 1e-6
-    assert 0.5 < changed.float().mean() < 1.0  # with p = 0.5 per change, most images change, not all
+    assert changed.float().mean() > 0.8  # six changes at p = 0.5 each: 1/64 of images keep none
+    rare = StyleAugment(RobustClassificationConfig(style_p=0.02))(
+        batch.clone(), torch.Generator().manual_seed(0)
+    )
+    kept = (rare - batch).abs().flatten(1).amax(1) <= 1e-6
+    assert kept.float().mean() > 0.7  # six changes at p = 0.02 each: about 89% of images keep none
 
 
 def test_style_augment_off_is_the_identity(batch):

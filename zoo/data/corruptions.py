@@ -38,6 +38,7 @@ __all__ = [
     "corrupt",
     "corrupted_split",
     "describe_corruption",
+    "subset",
 ]
 
 PAPER = "https://arxiv.org/abs/1906.02337"  # Mu & Gilmer, MNIST-C: a robustness benchmark for computer vision
@@ -216,12 +217,12 @@ def corrupted_split(
 ) -> InMemoryImages:
     """A dataset's test split with one corruption (every `step`-th image: a fixed, class-balanced subset
     of the label-sorted MNIST 5k test split for quick checks)."""
+    import torch
+
     from zoo.data import load_dataset
     from zoo.data.images import InMemoryImages
 
     test = subset(load_dataset(dataset).test, step)
-    import torch
-
     return InMemoryImages(torch.from_numpy(corrupt(test.images.numpy(), name, severity, seed)), test.labels)
 
 

@@ -171,10 +171,10 @@ def _calibration_lines(record: Mapping[str, Any] | None) -> list[str]:
         )
     else:
         how = (
-            f"A temperature T = {record['temperature']} fitted by NLL on {record['fit_on']} is shown but "
-            "**not applied** (the weight keeps T = 1): fitted on images a network trained on, it measures "
-            "confidence on its training set, not on new digits. A weight trained with `val_per_class` "
-            "fits it on held-out images and applies it."
+            f"T = {record['temperature']} was fitted by NLL on {record['fit_on']}. It is shown, **not applied** "
+            "(the weight keeps T = 1): fitted on images a network trained on, it measures confidence on its "
+            "training set, not on new digits. A weight trained with `val_per_class` fits it on held-out images "
+            "and applies it."
         )
     return [
         "## Calibration",
