@@ -177,7 +177,8 @@ def test_recorded_robustness_and_calibration_are_measured(name):
     cal = json.loads((IN_TREE_HUB / name / "config.json").read_text())["weights"]["calibration"]
     for key in ("temperature", "ece", "ece_calibrated", "nll", "nll_calibrated"):
         assert report.calibration[key] == pytest.approx(cal[key], abs=2e-3), key
-    assert cal["ece_calibrated"] <= cal["ece"], "the fitted temperature must not make the test ECE worse"
+    if cal["held_out"]:  # one fitted on seen images may well make it worse: that is why it is not applied
+        assert cal["ece_calibrated"] <= cal["ece"], "the applied temperature must not make the test ECE worse"
 
 
 @pytest.mark.parametrize("name", RECORDED)
