@@ -11,7 +11,8 @@ accuracy from noisy train labels against the clean-label recipe. `propagation_ta
 tracking-by-colorization weights and
 their baselines (propagated mask IoU on the same test videos). `instance_comparison_table`: the proposal-based (Mask R-CNN) and
 proposal-free instance models side by side on the same test scenes, on all of them and on those whose digits
-touch, with the Otsu + components + classifier baseline their cards record. ``tests/recipes/test_report.py``
+touch, with the Otsu + components + classifier baseline their cards record. `robustness_table`: the
+classifiers' corruption robustness and calibration (`zoo.reliability`). ``tests/recipes/test_report.py``
 checks that the README holds exactly these tables.
 """
 
@@ -367,6 +368,60 @@ def propagation_table(hub: Path = IN_TREE_HUB) -> str:
     return _markdown(rows) if rows else "(no published mask-propagation weights)"
 
 
+def robustness_table(hub: Path = IN_TREE_HUB) -> str:
+    """The classifiers whose cards record corruption robustness and calibration (`zoo.reliability`): clean
+    and mean corruption accuracy, the worst corruption at severity 2, and test ECE before and after the
+    temperature (applied only where it was fitted on held-out images)."""
+    rows = []
+    for config in _published(hub):
+        w = config["weights"]
+        r, c = w.get("robustness"), w.get("calibration")
+        if not r or not c:
+            continue
+        applied = w.get("temperature", 1.0) != 1.0
+        rows.append(
+            {
+                "weight": f"`{w['arch']}.{w['tag']}`",
+                "clean": f"{r['clean']:.1%}",
+                "mean corruption": f"{r['mean']:.1%}",
+                "worst at severity 2": f"{r['worst']} {r['worst_acc']:.1%}",
+                "ECE": f"{c['ece']:.3f}",
+                "ECE, temperature-scaled": f"{c['ece_calibrated']:.3f} (T = {c['temperature']:.3g}, "
+                + ("applied)" if applied else "not applied: fitted on seen images)"),
+            }
+        )
+    rows.sort(key=lambda row: row["weight"])
+    return _markdown(rows) if rows else "(no weight records robustness)"
+
+
+def corruptions_figure(path: Path, per_digit: int = 1) -> None:
+    """The robustness suite as a picture: a row per corruption, the clean digits then severities 1-3."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from zoo.data import load_dataset
+    from zoo.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+
+    test = load_dataset("mnist_5k").test
+    images = test.images.numpy()[:: 100 // per_digit][:, 0]  # the label-sorted split: digits 0-9
+    fig = Figure(figsize=(12, 0.75 * len(CORRUPTIONS) + 0.6), dpi=100)
+    FigureCanvasAgg(fig)
+    for row, name in enumerate(CORRUPTIONS):
+        strips = [images] + [corrupt(images, name, s) for s in SEVERITIES]
+        for col, strip in enumerate(strips):
+            ax = fig.add_subplot(len(CORRUPTIONS), len(strips), row * len(strips) + col + 1)
+            ax.imshow(np.concatenate(list(strip), axis=1), cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center")
+            if row == 0:
+                ax.set_title("clean" if col == 0 else f"severity {SEVERITIES[col - 1]}")
+    fig.tight_layout(h_pad=0.2, w_pad=0.2)
+    fig.savefig(path)
+
+
 if __name__ == "__main__":
     print(weights_table())
     print()
@@ -379,8 +434,12 @@ if __name__ == "__main__":
     print(semi_supervised_table())
     print()
     print(noisy_labels_table())
+    print()
+    print(robustness_table())
     docs = Path(__file__).resolve().parents[1] / "docs"
     if _feature_weights(IN_TREE_HUB):
         docs.mkdir(exist_ok=True)
         label_efficiency_figure(docs / "label_efficiency.png")
         label_efficiency_methods_figure(docs / "label_efficiency_methods.png")
+    docs.mkdir(exist_ok=True)
+    corruptions_figure(docs / "corruptions.png")

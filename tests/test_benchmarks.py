@@ -36,9 +36,15 @@ def test_onnx_latency_prints_a_row_per_batch_and_the_goal_line():
 
 @pytest.mark.slow
 def test_time_to_accuracy_reports_each_seed_and_the_pass_count():
-    out = _run("time_to_accuracy.py", "--recipe", "mlp.mnist", "--seeds", "0", "1", "--set", "max_steps=2")
+    out = _run(
+        "time_to_accuracy.py", "--recipe", "mlp.mnist", "--seeds", "0", "1", "--set", "max_steps=2",
+        "--baseline-epochs", "1",
+    )  # fmt: skip
     assert re.search(r"mlp\.mnist seed 0: test top-1 0\.\d{4} after", out), out
     assert re.search(r"/2 seeds pass; top-1 min 0\.\d{4}, mean 0\.\d{4}; time max", out), out
+    # The classic PyTorch example, in the same run, as the ratio's anchor.
+    assert re.search(r"classic PyTorch MNIST example \(1 epochs\): test top-1 0\.\d{4} after", out), out
+    assert re.search(r"classic example 0\.\d{4} in [\d.]+ s \(time ratio [\d.]+\)", out), out
 
 
 @pytest.mark.slow

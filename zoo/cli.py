@@ -58,6 +58,25 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_robustness(args: argparse.Namespace) -> int:
+    from zoo.errors import ConfigError
+    from zoo.registry import IN_TREE_HUB
+    from zoo.reliability import assess, record_assessment
+
+    failed = 0
+    for name in args.names:
+        if args.record:
+            folder = IN_TREE_HUB / name
+            if not (folder / "config.json").is_file():
+                raise ConfigError(f"--record writes into the in-tree hub folder, and {folder} has no weight")
+            report = record_assessment(name, folder)
+        else:
+            report = assess(name, step=args.step, calibration=not args.no_calibration)
+        print(report.summary())
+        failed += not report.ok
+    return 1 if failed else 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from zoo.registry import model_info
 
@@ -222,6 +241,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="+", help="arch.tag")
     p.add_argument("--limit", type=int, default=None, help="only the first N test items (a quick check)")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser(
+        "robustness",
+        help="a classifier's accuracy on corrupted test digits (MNIST-C style) and its calibration, "
+        "compared with its card; exit 1 on a mismatch",
+    )
+    p.add_argument("names", nargs="+", help="arch.tag of a published classifier")
+    p.add_argument(
+        "--step", type=int, default=1, help="every STEP-th test image (10: the card's quick subset)"
+    )
+    p.add_argument("--no-calibration", action="store_true", help="skip the temperature fit and ECE")
+    p.add_argument(
+        "--record", action="store_true", help="measure in full and write it into the in-tree weight's card"
+    )
+    p.set_defaults(func=_cmd_robustness)
 
     p = sub.add_parser("push", help="publish a weight folder to the Hugging Face Hub; prints the commit sha")
     p.add_argument("name", help="arch.tag found in a hub folder, or a folder written by save_pretrained")

@@ -143,6 +143,14 @@ def verify(name: str, limit: int | None = None) -> VerifyReport:
     measured, _ = measure(run, meta, inputs, targets)
     report = VerifyReport(meta.name, len(inputs), compare(measured, meta.metrics, len(inputs)), measured)
     report.table = meta.task_object.metrics_table(measured, meta)
+    if getattr(meta, "robustness", None):
+        # A classifier's card also records its accuracy on the corrupted test split (zoo.reliability): the
+        # full suite here, or its quick subset (every 10th image) when only a few items are asked for.
+        from zoo.reliability import QUICK_STEP, compare_robustness, measure_robustness, torch_runner
+
+        again = measure_robustness(torch_runner(model), meta, 1 if limit is None else QUICK_STEP)
+        rows = compare_robustness(again, meta.robustness)
+        report.rows += [(f"corrupted_{key}", *rest) for key, *rest in rows]
     if limit is not None:
         report.notes.append(f"measured on the first {len(inputs)} items only; the card is the full split")
     if not report.rows:

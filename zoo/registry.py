@@ -308,6 +308,12 @@ def _load_hub_weights(arch: str, tag: str, dirs: tuple[Path, ...]) -> Weights | 
     return None
 
 
+def clear_weights_cache() -> None:
+    """Forget the hub folders' metadata read so far: after a folder's config.json was rewritten in place
+    (a card's new measurement), the next lookup reads it again."""
+    _load_hub_weights.cache_clear()
+
+
 def get_weights(name: str) -> Weights:
     """Metadata of a published weight, by ``arch.tag``."""
     arch, tag = parse_model_name(name)

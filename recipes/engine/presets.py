@@ -49,6 +49,7 @@ RECIPE_MODULES = (
     "recipes.video_colorization",
     "recipes.semi_supervised",
     "recipes.noisy_labels",
+    "recipes.robust_classification",
     "recipes.pseudo_label",
     "recipes.fine_tune",
     "recipes.localization",

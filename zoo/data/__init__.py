@@ -14,7 +14,8 @@ from ``data_root`` when the user has them, and downloaded only when the user ask
 Modules: `zoo.data.images` (in-memory image datasets, MNIST 5k, sklearn digits, torchvision sets, image
 folders), `zoo.data.photos` (bundled photographs, split by photo), `zoo.data.scenes` (the synthetic
 digit-scene world: masks, boxes, captions), `zoo.data.videos` (moving coloured digits with
-per-frame instance maps, for tracking by colourisation), `zoo.data.coco` (COCO export), `zoo.data.show` (pictures),
+per-frame instance maps, for tracking by colourisation), `zoo.data.corruptions` (MNIST-C-style corrupted
+test digits, seeded: the robustness suite), `zoo.data.coco` (COCO export), `zoo.data.show` (pictures),
 `zoo.data.cli` (``zoo data list | show | export``).
 
 This module is torch-free: the registry names each loader as ``"module:function"``, imported on first

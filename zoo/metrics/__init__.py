@@ -23,6 +23,9 @@ Every metric follows one protocol (`Metric`)::
 Likelihoods of binarized digits (`zoo.metrics.likelihood`): `binarize` (the zoo's one stated binarization),
 `bits_per_dim`, and the `IndependentBernoulli` / `BernoulliMixture` baselines (`likelihood_baselines`).
 
+Calibration of a classifier's confidences (`zoo.metrics.calibration`, numpy only): `expected_calibration_error`
+and `fit_temperature` (temperature scaling, Guo et al. 2017).
+
 ``coco_evaluate`` runs pycocotools' COCOeval directly on a COCO-format ground truth and detections;
 ``CocoEvaluation`` accumulates torchvision detections as COCO results and evaluates them that way.
 
@@ -58,6 +61,8 @@ _EXPORTS = {
     "binarize": "zoo.metrics.likelihood",
     "bits_per_dim": "zoo.metrics.likelihood",
     "IndependentBernoulli": "zoo.metrics.likelihood",
+    "expected_calibration_error": "zoo.metrics.calibration",
+    "fit_temperature": "zoo.metrics.calibration",
     "BernoulliMixture": "zoo.metrics.likelihood",
     "likelihood_baselines": "zoo.metrics.likelihood",
     "KNNAccuracy": "zoo.metrics.representation",
@@ -88,6 +93,8 @@ __all__ = [
     "bits_per_dim",
     "classifier_features",
     "coco_evaluate",
+    "expected_calibration_error",
+    "fit_temperature",
     "likelihood_baselines",
     "sample_quality",
 ]
@@ -96,6 +103,7 @@ __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 if TYPE_CHECKING:
     from zoo.metrics.base import Accuracy, Mean, Metric, all_gather_cat, all_reduce_sum
+    from zoo.metrics.calibration import expected_calibration_error, fit_temperature
     from zoo.metrics.detection import CocoEvaluation, MeanAveragePrecision, coco_evaluate
     from zoo.metrics.generation import FID, classifier_features
     from zoo.metrics.image import PSNR, SSIM

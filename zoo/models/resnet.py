@@ -272,7 +272,8 @@ def resnet34_small(**kwargs: Any) -> ResNet:
     return _create("basic", (3, 4, 6, 3), True, **kwargs)
 
 
-@register_model(weights=("mnist",))
+# mnist_robust: pen, blur, resolution, ink, noise and warp augmentation (recipes/robust_classification.py).
+@register_model(weights=("mnist", "mnist_robust"))
 def resnet8_small(**kwargs: Any) -> ResNet:
     """A narrow 8-layer ResNet (one basic block a stage, widths 16-128) for fast training on 28x28 digits."""
     kwargs.setdefault("widths", (16, 32, 64, 128))

@@ -58,6 +58,25 @@ class ImageClassification(Task):
             (int,),
         ),
         WeightField("interpolation", "bilinear", "resampling of that resize: bilinear or bicubic", (str,)),
+        WeightField(
+            "temperature",
+            1.0,
+            "probabilities are softmax(logits / temperature): fitted on validation data so that confidences "
+            "match accuracy (temperature scaling); predictions (argmax) do not change",
+            (float,),
+        ),
+        WeightField(
+            "robustness",
+            None,
+            "accuracy on the test split corrupted as in MNIST-C (zoo.data.corruptions), from zoo.reliability",
+            (dict,),
+        ),
+        WeightField(
+            "calibration",
+            None,
+            "expected calibration error before and after the temperature, and what it was fitted on",
+            (dict,),
+        ),
     )
 
     def preprocess(self, image: np.ndarray, meta: Any, *, invert: bool = False) -> np.ndarray:
@@ -77,8 +96,11 @@ class ImageClassification(Task):
     def postprocess(self, outputs: Mapping[str, np.ndarray], meta: Any, **options: Any) -> list[Any]:
         from zoo.preprocess import softmax
 
-        logits = _logits(outputs)
-        probs = softmax(np.asarray(logits, np.float64), axis=-1)
+        logits = np.asarray(_logits(outputs), np.float64)
+        temperature = float(getattr(meta, "temperature", 1.0) or 1.0)
+        if temperature <= 0:
+            raise ValueError(f"{getattr(meta, 'name', 'weight')}: temperature must be > 0, got {temperature}")
+        probs = softmax(logits / temperature, axis=-1)
         return [Classification(p, tuple(meta.labels or ())) for p in probs]
 
     def describe(self, result: Any, source: str, *, k: int = 3, **options: Any) -> str:
@@ -122,7 +144,74 @@ class ImageClassification(Task):
         lines = super().card_usage(meta, onnx_file)
         if meta.get("labels"):
             lines += [f"labels = {list(meta['labels'])}", "print(labels[int(outputs[0][0].argmax())])"]
+        if meta.get("temperature", 1.0) != 1.0:
+            lines += [
+                f"# calibrated probabilities: softmax(logits / {meta['temperature']}), the card's temperature",
+            ]
         return lines
+
+    def card_sections(self, config: Mapping[str, Any]) -> list[str]:
+        w = config.get("weights") or {}
+        return (
+            _robustness_lines(w.get("robustness"))
+            + _calibration_lines(w.get("calibration"))
+            + super().card_sections(config)
+        )
+
+
+def _robustness_lines(record: Mapping[str, Any] | None) -> list[str]:
+    """The card's robustness section: the three headline numbers, then accuracy per corruption and severity."""
+    if not record:
+        return []
+    from zoo.data.corruptions import describe_corruption
+
+    lines = [
+        "## Robustness",
+        "",
+        f"Accuracy on the {record['images']} test images corrupted in the spirit of MNIST-C "
+        f"(`zoo.data.corruptions`, suite {record['suite']}); `zoo robustness NAME` measures it again.",
+        "",
+        "| clean | mean corruption (all severities) | worst corruption at severity 2 |",
+        "|---|---|---|",
+        f"| {record['clean']:.2%} | {record['mean']:.2%} | {record['worst']} {record['worst_acc']:.2%} |",
+        "",
+        "| corruption | severity 1 | severity 2 | severity 3 | what it does |",
+        "|---|---|---|---|---|",
+    ]
+    for name, accs in record["per_corruption"].items():
+        lines.append(
+            f"| {name} | " + " | ".join(f"{a:.1%}" for a in accs) + f" | {describe_corruption(name)} |"
+        )
+    return [*lines, ""]
+
+
+def _calibration_lines(record: Mapping[str, Any] | None) -> list[str]:
+    if not record:
+        return []
+    if record.get("held_out"):
+        how = (
+            f"Probabilities are softmax(logits / T), with T = {record['temperature']} fitted by NLL on "
+            f"{record['fit_on']}; `zoo predict` and the ONNX runtime apply it."
+        )
+    else:
+        how = (
+            f"T = {record['temperature']} was fitted by NLL on {record['fit_on']}. It is shown, **not applied** "
+            "(the weight keeps T = 1): fitted on images a network trained on, it measures confidence on its "
+            "training set, not on new digits. A weight trained with `val_per_class` fits it on held-out images "
+            "and applies it."
+        )
+    return [
+        "## Calibration",
+        "",
+        f"Expected calibration error ({record['bins']} bins) and NLL on the test split. {how}",
+        "",
+        "| | ECE | NLL |",
+        "|---|---|---|",
+        f"| raw logits (T = 1) | {record['ece']:.4f} | {record['nll']:.4f} |",
+        f"| temperature-scaled (T = {record['temperature']}) | {record['ece_calibrated']:.4f} | "
+        f"{record['nll_calibrated']:.4f} |",
+        "",
+    ]
 
 
 def _logits(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
