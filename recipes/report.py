@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from zoo.fileio import atomic_write_bytes
 from zoo.registry import IN_TREE_HUB
 from zoo.tasks import get_task
 
@@ -422,20 +423,51 @@ def corruptions_figure(path: Path, per_digit: int = 1) -> None:
     fig.savefig(path)
 
 
+README_TABLES = (
+    weights_table,
+    instance_comparison_table,
+    label_efficiency_table,
+    propagation_table,
+    semi_supervised_table,
+    noisy_labels_table,
+    robustness_table,
+)
+
+
+def update_readme(readme: Path, hub: Path = IN_TREE_HUB) -> list[str]:
+    """Replace each generated table in `readme` (found by its header line) with the cards' current one;
+    returns the names of the tables that changed. A table whose header is not in the README is skipped."""
+    lines = readme.read_text().splitlines()
+    changed = []
+    for make in README_TABLES:
+        table = make(hub).splitlines()
+        if not table:
+            continue
+        starts = [i for i, line in enumerate(lines) if line == table[0]]
+        if not starts:
+            continue
+        start = starts[0]
+        end = start
+        while end < len(lines) and lines[end].startswith("|"):
+            end += 1
+        if lines[start:end] != table:
+            lines[start:end] = table
+            changed.append(make.__name__)
+    if changed:
+        atomic_write_bytes(readme, ("\n".join(lines) + "\n").encode())
+    return changed
+
+
 if __name__ == "__main__":
-    print(weights_table())
-    print()
-    print(instance_comparison_table())
-    print()
-    print(label_efficiency_table())
-    print()
-    print(propagation_table())
-    print()
-    print(semi_supervised_table())
-    print()
-    print(noisy_labels_table())
-    print()
-    print(robustness_table())
+    # `python -m recipes.report` prints the tables; `--readme` rewrites them in place in README.md.
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    if "--readme" in sys.argv[1:]:
+        print("updated:", ", ".join(update_readme(root / "README.md")) or "nothing")
+    for make in README_TABLES:
+        print(make())
+        print()
     docs = Path(__file__).resolve().parents[1] / "docs"
     if _feature_weights(IN_TREE_HUB):
         docs.mkdir(exist_ok=True)

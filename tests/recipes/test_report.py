@@ -16,7 +16,9 @@ from recipes.report import (
     label_efficiency_table,
     noisy_labels_table,
     propagation_table,
+    robustness_table,
     semi_supervised_table,
+    update_readme,
     weights_table,
 )
 
@@ -31,6 +33,18 @@ def test_readme_holds_the_generated_tables():
     assert propagation_table() in readme, "README's mask-propagation table is stale: see recipes.report"
     assert semi_supervised_table() in readme, "README's semi-supervised table is stale: see recipes.report"
     assert noisy_labels_table() in readme, "README's noisy-label table is stale: see recipes.report"
+    assert robustness_table() in readme, "README's robustness table is stale: see recipes.report"
+
+
+def test_update_readme_rewrites_a_stale_table_in_place(tmp_path):
+    table = weights_table().splitlines()
+    stale = [*table[:2], "| `gone.mnist` | image-classification | 1 | top-1 1.00% | 1 s | x |", *table[3:]]
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n\n" + "\n".join(stale) + "\n\nafter\n")
+    assert update_readme(readme) == ["weights_table"]
+    text = readme.read_text()
+    assert weights_table() in text and "gone.mnist" not in text and text.endswith("\n\nafter\n")
+    assert update_readme(readme) == []  # nothing left to change
 
 
 def _card(folder: Path, arch: str, metrics: dict, baselines: dict | None = None) -> None:
