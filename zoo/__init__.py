@@ -32,6 +32,7 @@ _EXPORTS = {
     "push_to_hub": "zoo.hub",
     "pull": "zoo.hub",
     "bundle": "zoo.hub",
+    "get_tokenizer": "zoo.text",
 }
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "__version__",
     "bundle",
     "create_model",
+    "get_tokenizer",
     "get_weights",
     "list_models",
     "load_pretrained",
@@ -74,3 +76,4 @@ if TYPE_CHECKING:
     from zoo.factory import create_model, load_pretrained, save_pretrained
     from zoo.hub import bundle, pull, push_to_hub
     from zoo.registry import Weights, get_weights, list_models, model_info, register_model, register_weights
+    from zoo.text import get_tokenizer

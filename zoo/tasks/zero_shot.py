@@ -31,7 +31,11 @@ class ZeroShotClassification(Task):
         ),
         WeightField("context_length", 32, "tokens per text (longer texts are truncated)", (int,)),
         WeightField("templates", ("a photo of {}.",), "prompt templates a class name is put into", (tuple,)),
-        WeightField("logit_scale", 100.0, "the learned temperature, exp(t), at export time", (float,)),
+        # Not "logit_scale": that name is the model's learned parameter (log of this value, open_clip's name),
+        # which a weight's fields would otherwise pick up from the model.
+        WeightField(
+            "similarity_scale", 100.0, "exp(logit_scale): the cosine similarities' multiplier", (float,)
+        ),
     )
     headline_metrics = (("zero_shot_acc", "zero-shot top-1", "{:.2%}"),)
     output_names = ("image_embeds",)
@@ -55,7 +59,7 @@ class ZeroShotClassification(Task):
         if class_embeddings is None:
             return list(images.astype(np.float32))
         texts = _unit(np.asarray(class_embeddings, np.float64))
-        logits = getattr(meta, "logit_scale", 100.0) * images @ texts.T
+        logits = getattr(meta, "similarity_scale", 100.0) * images @ texts.T
         return ImageClassification().postprocess({"logits": logits}, _Labels(tuple(class_names)))
 
     def describe(self, result: Any, source: str, *, k: int = 3, **options: Any) -> str:
