@@ -40,7 +40,9 @@ def test_open_clip_loads_the_state_dict_strictly_and_embeds_the_same(arch, token
     tokens = tokenizer(CORPUS[:3])
     with torch.no_grad():
         torch.testing.assert_close(model.encode_image(x), theirs.encode_image(x), atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(model.encode_text(tokens), theirs.encode_text(tokens), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            model.encode_text(tokens), theirs.encode_text(tokens), atol=1e-5, rtol=1e-5
+        )
         assert torch.equal(model.logit_scale, theirs.logit_scale)
 
 

@@ -69,13 +69,17 @@ def test_published_weight_is_remeasured_on_the_fixed_subset_and_meets_the_bars()
     meta = model.pretrained_weights
     tokenizer = zoo.get_tokenizer(NAME)
     assert tokenizer.vocab_size == model.vocab_size and tokenizer.context_length == model.context_length
-    config = ClipConfig(**{k: v for k, v in meta.recipe_config.items() if k in ("templates", "context_length")})
+    config = ClipConfig(
+        **{k: v for k, v in meta.recipe_config.items() if k in ("templates", "context_length")}
+    )
     weight = SimpleNamespace(
         name=NAME, input_size=meta.input_size, mean=meta.mean, std=meta.std, templates=meta.templates,
         size_multiple=None,
     )  # fmt: skip
     again = measure(model, tokenizer, weight, config, SUBSET)
-    recorded = {k.removesuffix(f"_sub{SUBSET}"): v for k, v in meta.metrics.items() if k.endswith(f"_sub{SUBSET}")}
+    recorded = {
+        k.removesuffix(f"_sub{SUBSET}"): v for k, v in meta.metrics.items() if k.endswith(f"_sub{SUBSET}")
+    }
     assert again == pytest.approx(recorded, rel=1e-4, abs=1e-4)
     for key, bar in BARS.items():
         if key in KNOWN_MISSES:
