@@ -131,6 +131,8 @@ def zero_shot_lines(
         outputs = {"image_embeds": runtime.embed_images([path])}
         (result,) = task.postprocess(outputs, runtime.meta, class_embeddings=classes, class_names=labels)
         line = task.describe(result, str(path), k=k)
-        note = conversion_note(path, runtime.meta.input_size[0]) if isinstance(path, str | os.PathLike) else ""
+        note = (
+            conversion_note(path, runtime.meta.input_size[0]) if isinstance(path, str | os.PathLike) else ""
+        )
         lines.append(f"{line} (note: {note})" if note else line)
     return lines
