@@ -466,7 +466,7 @@ class ClipObjective(Objective):
         return {k: v for k, v in self.measured(model).items() if isinstance(v, float | int)}
 
     def publish(self, model: nn.Module, data: Data) -> tuple[nn.Module, dict[str, Any]]:
-        from recipes.clip_report import draw_card_pictures
+        from recipes.clip_report import card_tables, draw_card_pictures
 
         c = self.config
         model = copy.deepcopy(model).eval()
@@ -486,7 +486,8 @@ class ClipObjective(Objective):
             "tokenizer": "tokenizer.json",
             "papers": list(dict.fromkeys([CLIP_PAPER, NEGCLIP_PAPER, *optimizer_papers(c)])),
             "metrics": {k: v for k, v in measured.items() if isinstance(v, float | int)},
-            "baselines": baselines,
+            "baselines": {"raw pixels, 100 labels": baselines.get("raw pixels, 100 labels", {})},
+            "tables": card_tables(measured, baselines),
             "files": {"tokenizer": str(tokenizer_path), **pictures},
             "description": (
                 f"{c.model}: CLIP image and text towers trained contrastively (symmetric InfoNCE, learned "

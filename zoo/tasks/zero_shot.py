@@ -72,6 +72,44 @@ class ZeroShotClassification(Task):
 
         return {"zero_shot": Accuracy(topk=(1,), names=("zero_shot_acc",))}
 
+    def card_sections(self, config: Mapping[str, Any]) -> list[str]:
+        w = config.get("weights") or {}
+        name = f"{config.get('architecture')}.{w.get('tag', 'local')}"
+        usage = [
+            "## Zero-shot classification and search",
+            "",
+            "```python",
+            "import torch, zoo",
+            "from zoo.models.clip import zero_shot_classifier",
+            "",
+            f'model = zoo.create_model("{name}", pretrained=True).eval()',
+            f'tokenizer = zoo.get_tokenizer("{name}")  # tokenizer.json in the weight folder (HF tokenizers)',
+            "classes = zero_shot_classifier(model, tokenizer, [str(d) for d in range(10)],",
+            "                               model.pretrained_weights.templates)  # prompt ensemble",
+            "with torch.no_grad():  # x: (N, 3, H, W) images normalised with the weight's mean and std",
+            "    probs = (model.logit_scale.exp() * model.encode_image(x, normalize=True) @ classes.T).softmax(-1)",
+            '    texts = model.encode_text(tokenizer(["a 4 above a 9"]), normalize=True)',
+            "```",
+            "",
+            "```bash",
+            f"zoo predict {name} digit.png --labels 0,1,2,3,4,5,6,7,8,9",
+            f'zoo search-images {name} "a 4 above a 9" photos/',
+            f'zoo embed {name} --text "a large 7" --out text.npy',
+            "zoo export " + name + " --out clip.onnx   # clip.onnx (images) and clip.text.onnx (token ids)",
+            "```",
+            "",
+            f"Prompt templates: {', '.join(repr(t) for t in w.get('templates') or ())}.",
+            "",
+        ]
+        return usage + super().card_sections(config)
+
+    def card_usage(self, meta: Mapping[str, Any], onnx_file: str) -> list[str]:
+        return [
+            "from export.clip_runtime import ClipRuntime  # onnxruntime + numpy + tokenizers, no torch",
+            f'clip = ClipRuntime("{onnx_file}", "tokenizer.json")  # finds the .text.onnx beside it',
+            'probs = clip.zero_shot(["digit.png"], [str(d) for d in range(10)])',
+        ]
+
 
 class _Labels:
     def __init__(self, labels: tuple[str, ...]):
