@@ -508,7 +508,8 @@ register_preset(
     ClipObjective,
     ClipConfig(
         model="clip_resnet_tiny",
-        epochs=16,
+        epochs=12,
+        pool_size=32000,
         channels_last=True,
         batch_size=128,
         precision="auto",
@@ -518,6 +519,6 @@ register_preset(
         schedule=ScheduleConfig(name="cosine", warmup=0.05),
         grad_clip=1.0,
     ),
-    "CLIP on 16,000 captioned digit scenes of MNIST 5k train digits: tiny ResNet image tower + causal text "
+    "CLIP on 32,000 captioned digit scenes of MNIST 5k train digits: tiny ResNet image tower + causal text "
     "transformer, symmetric InfoNCE with digit-swapped hard negatives, AdamW, cosine; about 40 minutes on CPU",
 )

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from export.adapters import Adapter, GraphSpec, image_graph, register_adapter
+from export.adapters import Adapter, GraphSpec, register_adapter
 from zoo.tasks import Agreement
 
 __all__ = ["MIN_COSINE", "ClipAdapter", "cosine_agreement"]
@@ -46,27 +46,27 @@ class ClipAdapter(Adapter):
     def graphs(self, model: Any, *, input_size: Sequence[int], dynamic: bool) -> list[GraphSpec]:
         import torch
 
-        image = image_graph(
-            model,
-            input_size=input_size,
-            dynamic=dynamic,
+        _, height, width = input_size
+
+        def images(batch: int, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+            generator = torch.Generator().manual_seed(1000 * batch + size[0] + size[1])
+            return (model.example_inputs(batch, generator)[0],)
+
+        def tokens(batch: int, variant: int) -> tuple[torch.Tensor, ...]:
+            # Rows as the tokenizer writes them (`CLIP.example_inputs`), drawn anew for each variant.
+            return (model.example_inputs(batch, torch.Generator().manual_seed(batch + variant))[1],)
+
+        image = GraphSpec(
+            name="model",
+            module=model.image_tower().eval(),
+            input_names=("image",),
             output_names=("image_embeds",),
+            make_inputs=images,
+            variants=((height, width),),  # position embeddings fix the size
+            dynamic_axes={"image": {0: "batch"}, "image_embeds": {0: "batch"}} if dynamic else {},
             note="image -> CLIP image embedding (not normalised)",
             agreement=cosine_agreement,
         )
-        length, vocab = model.context_length, model.vocab_size
-
-        def tokens(batch: int, variant: int) -> tuple[torch.Tensor, ...]:
-            # Rows as the tokenizer writes them: <sot> (2), words, <eot> (the highest id), then <pad> (0),
-            # with the end-of-text token at a different position in each row.
-            generator = torch.Generator().manual_seed(batch + variant)
-            ids = torch.zeros(batch, length, dtype=torch.long)
-            for row in range(batch):
-                end = 2 + (row * 5 + variant) % (length - 2)
-                ids[row, 0] = 2
-                ids[row, 1:end] = torch.randint(3, vocab - 1, (end - 1,), generator=generator)
-                ids[row, end] = vocab - 1
-            return (ids,)
 
         axes = {"tokens": {0: "batch"}, "text_embeds": {0: "batch"}} if dynamic else {}
         text = GraphSpec(

@@ -20,8 +20,9 @@ the same embeddings (tests/models/test_clip.py checks it). The code is the zoo's
 ``torch.nn.MultiheadAttention``.
 
 Output contract: ``model(image)`` is ``encode_image(image)``, the (N, embed_dim) image embeddings (not
-normalised): the image graph a classifier-like export needs. ``encode_text(tokens)`` takes (N,
-context_length) int64 token ids from the weight's tokenizer (`zoo.text.get_tokenizer`).
+normalised), as ``zoo predict`` and the exported image graph use it; ``model(image, tokens)`` gives both
+towers' embeddings ``(image_embeds, text_embeds)``. ``encode_text(tokens)`` takes (N, context_length)
+int64 token ids from the weight's tokenizer (`zoo.text.get_tokenizer`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from zoo.registry import register_model
 
 __all__ = [
     "CLIP",
+    "ImageTower",
     "ModifiedResNet",
     "TextTower",
     "Transformer",
@@ -243,6 +245,18 @@ class ModifiedResNet(nn.Module):
         return self.attnpool(x)
 
 
+class ImageTower(nn.Module):
+    """The image tower on its own (images -> embeddings), sharing the parameters of a `CLIP`: the image
+    graph of the export (`CLIP.image_tower`)."""
+
+    def __init__(self, clip: CLIP):
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.clip.encode_image(image)
+
+
 class TextTower(nn.Module):
     """The text tower on its own (token ids -> text embeddings), sharing the parameters of a `CLIP`: what
     the text graph exports (`CLIP.text_tower`)."""
@@ -264,7 +278,8 @@ class CLIP(ZooModel):
     its highest id (pooling takes ``tokens.argmax(-1)``).
     """
 
-    output_names = ("image_embeds",)
+    input_names = ("image", "tokens")
+    output_names = ("image_embeds", "text_embeds")
 
     def __init__(
         self,
@@ -349,15 +364,38 @@ class CLIP(ZooModel):
         features = x @ self.text_projection
         return F.normalize(features, dim=-1) if normalize else features
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """The image graph: `encode_image` (unnormalised, as exported)."""
-        return self.encode_image(image)
+    def forward(
+        self, image: torch.Tensor, tokens: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """`encode_image` (unnormalised, the exported image graph); with `tokens`, also `encode_text`."""
+        if tokens is None:
+            return self.encode_image(image)
+        return self.encode_image(image), self.encode_text(tokens)
+
+    def example_inputs(
+        self, batch_size: int = 2, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random images and token rows as the tokenizer writes them: start (2), words, end-of-text (the
+        highest id) at a different place in each row, then padding (0)."""
+        device = self.logit_scale.device
+        image = torch.randn(batch_size, *self.input_size, generator=generator)
+        tokens = torch.zeros(batch_size, self.context_length, dtype=torch.long)
+        for row in range(batch_size):
+            end = 2 + (row * 5) % (self.context_length - 2)
+            tokens[row, 0] = 2
+            tokens[row, 1:end] = torch.randint(3, self.vocab_size - 1, (end - 1,), generator=generator)
+            tokens[row, end] = self.vocab_size - 1
+        return image.to(device), tokens.to(device)
 
     def logits(self, image: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(image->text, text->image) logits of a batch: scaled cosine similarities."""
         i, t = self.encode_image(image, True), self.encode_text(tokens, True)
         per_image = self.logit_scale.exp() * i @ t.T
         return per_image, per_image.T
+
+    def image_tower(self) -> ImageTower:
+        """The image tower as a module of its own (images in, embeddings out), for export."""
+        return ImageTower(self)
 
     def text_tower(self) -> TextTower:
         """The text tower as a module of its own (token ids in, embeddings out), for export."""
