@@ -188,27 +188,32 @@ def scene_splits(split: str, count: int, seed: int = 0, **config: Any) -> Any:
 
 
 class ScenePool(torch.utils.data.Dataset):
-    """The train pool: `CaptionedScenes` of ``count`` train scenes, rendered on first use (about 4 ms a
-    scene), so that setting a run up (a re-measure, a smoke test) does not render what it never trains on."""
+    """The train pool: ``count`` train scenes and their captions, each rendered the first time a batch asks
+    for it (about 4 ms a scene) and kept, so a short run (a smoke test) renders only what it trains on."""
 
     def __init__(self, count: int):
         self.count = count
-        self._scenes: CaptionedScenes | None = None
-
-    @property
-    def scenes(self) -> CaptionedScenes:
-        if self._scenes is None:
-            self._scenes = CaptionedScenes.render(scene_splits("train", self.count))
-        return self._scenes
+        self.scenes = scene_splits("train", count)
+        self.images = torch.zeros(count, 3, SCENE_SIZE, SCENE_SIZE, dtype=torch.uint8)
+        self.captions: list[str | None] = [None] * count
 
     def __len__(self) -> int:
         return self.count
 
+    def _render(self, indices: torch.Tensor) -> None:
+        for i in indices.tolist():
+            if self.captions[i] is None:
+                scene = self.scenes.scene(i)
+                self.images[i] = torch.from_numpy(scene.image).permute(2, 0, 1)
+                self.captions[i] = scene.caption
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
-        return self.scenes[i]
+        self._render(torch.tensor([i]))
+        return self.images[i], str(self.captions[i])
 
     def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
-        return self.scenes.get_batch(indices)
+        self._render(indices)
+        return self.images[indices], [str(self.captions[int(i)]) for i in indices]
 
 
 def caption_corpus(templates: tuple[str, ...] = TEMPLATES) -> list[str]:
@@ -379,7 +384,8 @@ class ClipObjective(Objective):
         c = self.config
         splits = load_dataset(c.dataset)  # the scene world's normalisation and split text
         train = ScenePool(c.pool_size)
-        test = CaptionedScenes.render(scene_splits("test", c.test_scenes))
+        # A smoke run (eval_limit) evaluates its first items only: render no more.
+        test = CaptionedScenes.render(scene_splits("test", min(c.test_scenes, c.eval_limit or c.test_scenes)))
         self.tokenizer = train_tokenizer(caption_corpus(c.templates), c.context_length)
         self.mean, self.std = tuple(splits.mean), tuple(splits.std)
         info = {"input_size": splits.input_size, "mean": self.mean, "std": self.std, "labels": ()}
@@ -458,7 +464,9 @@ class ClipObjective(Objective):
         """`measure` on the full evaluations (or ``measure_limit``) and, suffixed ``_sub100``, on the fixed
         subset of 100 items a fast test re-measures."""
         c, meta = self.config, self.weight_meta(model)
-        full = measure(model.eval(), self.tokenizer, meta, c, c.measure_limit, baselines=baselines)
+        # A smoke run (eval_limit) measures on as few items, unless measure_limit says otherwise.
+        limit = c.measure_limit or c.eval_limit
+        full = measure(model.eval(), self.tokenizer, meta, c, limit, baselines=baselines)
         sub = measure(model, self.tokenizer, meta, c, SUBSET)
         return {**full, **{f"{k}_sub{SUBSET}": v for k, v in sub.items()}}
 

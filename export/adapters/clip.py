@@ -75,7 +75,7 @@ class ClipAdapter(Adapter):
             input_names=("tokens",),
             output_names=("text_embeds",),
             make_inputs=tokens,
-            variants=(0, 1),
+            variants=(0,),  # one length (the context): the end-of-text token moves row by row instead
             dynamic_axes=axes,
             note="token ids (tokenizer.json) -> CLIP text embedding at the end-of-text token (not normalised)",
             agreement=cosine_agreement,

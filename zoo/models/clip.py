@@ -21,7 +21,8 @@ the same embeddings (tests/models/test_clip.py checks it). The code is the zoo's
 
 Output contract: ``model(image)`` is ``encode_image(image)``, the (N, embed_dim) image embeddings (not
 normalised), as ``zoo predict`` and the exported image graph use it; ``model(image, tokens)`` gives both
-towers' embeddings ``(image_embeds, text_embeds)``. ``encode_text(tokens)`` takes (N, context_length)
+towers' embeddings and the pairs' scaled similarities ``(image_embeds, text_embeds, logits_per_image)``,
+what contrastive training reads (as open_clip's forward does). ``encode_text(tokens)`` takes (N, context_length)
 int64 token ids from the weight's tokenizer (`zoo.text.get_tokenizer`).
 """
 
@@ -279,7 +280,7 @@ class CLIP(ZooModel):
     """
 
     input_names = ("image", "tokens")
-    output_names = ("image_embeds", "text_embeds")
+    output_names = ("image_embeds", "text_embeds", "logits_per_image")
 
     def __init__(
         self,
@@ -366,11 +367,14 @@ class CLIP(ZooModel):
 
     def forward(
         self, image: torch.Tensor, tokens: torch.Tensor | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """`encode_image` (unnormalised, the exported image graph); with `tokens`, also `encode_text`."""
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`encode_image` (unnormalised, the exported image graph); with `tokens`, also `encode_text` and
+        the (N_images, N_texts) logits ``exp(logit_scale) * cos``."""
         if tokens is None:
             return self.encode_image(image)
-        return self.encode_image(image), self.encode_text(tokens)
+        images, texts = self.encode_image(image), self.encode_text(tokens)
+        logits = self.logit_scale.exp() * F.normalize(images, dim=-1) @ F.normalize(texts, dim=-1).T
+        return images, texts, logits
 
     def example_inputs(
         self, batch_size: int = 2, generator: torch.Generator | None = None
