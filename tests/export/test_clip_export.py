@@ -3,6 +3,8 @@ and the command line (predict --labels, embed --text, search-images) on a small 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -101,6 +103,29 @@ def test_runtime_zero_shot_and_search_match_pytorch(weight, digits):
         expected = (model.encode_image(torch.from_numpy(x), normalize=True) @ text).numpy()
     np.testing.assert_allclose(scores, np.sort(expected)[::-1], atol=1e-4)
     np.testing.assert_allclose(expected[order], scores, atol=1e-4)  # the order is PyTorch's ranking
+
+
+def test_runtime_runs_without_torch(weight, digits):
+    from tests.export.conftest import run_without_torch
+
+    folder = weight[2]
+    code = """
+import json, sys
+from export.clip_runtime import ClipRuntime
+clip = ClipRuntime(sys.argv[1])
+probs = clip.zero_shot(sys.argv[2:], [str(d) for d in range(10)])
+order, _ = clip.search("the number 7", sys.argv[2:])
+print(json.dumps({"probs": probs.tolist(), "order": order.tolist(), "torch": "torch" in sys.modules}))
+"""
+    out = json.loads(run_without_torch(code, str(folder / "onnx" / "clip.onnx"), *map(str, digits)))
+    assert out["torch"] is False
+    from export.clip_runtime import ClipRuntime
+
+    runtime = ClipRuntime(folder / "onnx" / "clip.onnx")  # the same numbers as in a process with torch
+    np.testing.assert_allclose(
+        out["probs"], runtime.zero_shot(digits, [str(d) for d in range(10)]), atol=1e-6
+    )
+    assert out["order"] == runtime.search("the number 7", digits)[0].tolist()
 
 
 def test_command_line(weight, digits, capsys, tmp_path):
