@@ -475,6 +475,7 @@ class ClipObjective(Objective):
 
     def publish(self, model: nn.Module, data: Data) -> tuple[nn.Module, dict[str, Any]]:
         from recipes.clip_report import card_tables, draw_card_pictures
+        from zoo.models.clip import zero_shot_classifier
 
         c = self.config
         model = copy.deepcopy(model).eval()
@@ -492,6 +493,11 @@ class ClipObjective(Objective):
             "context_length": c.context_length,
             "similarity_scale": round(float(model.logit_scale.detach().exp()), 6),
             "tokenizer": "tokenizer.json",
+            # The digits' class embeddings, as measure() classified with them (see zoo.tasks.zero_shot).
+            "class_names": [str(d) for d in range(10)],
+            "class_embeddings": zero_shot_classifier(
+                model, self.tokenizer, [str(d) for d in range(10)], c.templates
+            ).tolist(),
             "papers": list(dict.fromkeys([CLIP_PAPER, NEGCLIP_PAPER, *optimizer_papers(c)])),
             "metrics": {k: v for k, v in measured.items() if isinstance(v, float | int)},
             "baselines": {"raw pixels, 100 labels": baselines.get("raw pixels, 100 labels", {})},

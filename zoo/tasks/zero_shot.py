@@ -72,6 +72,34 @@ class ZeroShotClassification(Task):
 
         return {"zero_shot": Accuracy(topk=(1,), names=("zero_shot_acc",))}
 
+    def evaluation_data(self, test: Any, count: int, meta: Any) -> tuple[np.ndarray, Any]:
+        """Zero-shot accuracy is measured on the MNIST 5k test digits (grey, repeated to the weight's
+        channels), not on the scenes the weight was trained on: `count` of them spread evenly over the
+        digits (the file is sorted by label)."""
+        from zoo.data.images import mnist_5k_arrays, mnist_5k_rows
+
+        images, labels = mnist_5k_arrays()
+        rows = mnist_5k_rows()["test"]
+        if count < len(rows):
+            rows = rows[np.linspace(0, len(rows) - 1, count).astype(int)]
+        channels = meta.input_size[0] if meta.input_size else 3
+        digits = np.repeat(np.asarray(images[rows]).transpose(0, 2, 3, 1), channels, axis=3)
+        return digits, np.asarray(labels[rows])
+
+    def update_metrics(
+        self, metrics: Mapping[str, Any], outputs: Mapping[str, np.ndarray], targets: Any, meta: Any
+    ) -> None:
+        """Image embeddings against the weight's recorded ``class_embeddings`` (nearest by cosine)."""
+        import torch
+
+        classes = np.asarray(getattr(meta, "class_embeddings", ()) or (), np.float64)
+        if classes.ndim != 2:
+            raise ValueError(f"{meta.name} records no class_embeddings to score zero-shot accuracy with")
+        images = _unit(np.asarray(outputs.get("image_embeds", next(iter(outputs.values()))), np.float64))
+        logits = images @ _unit(classes).T
+        for metric in metrics.values():
+            metric.update(torch.as_tensor(logits), torch.as_tensor(np.asarray(targets)))
+
     def card_sections(self, config: Mapping[str, Any]) -> list[str]:
         w = config.get("weights") or {}
         name = f"{config.get('architecture')}.{w.get('tag', 'local')}"
