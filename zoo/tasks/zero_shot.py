@@ -36,6 +36,10 @@ class ZeroShotClassification(Task):
         WeightField(
             "similarity_scale", 100.0, "exp(logit_scale): the cosine similarities' multiplier", (float,)
         ),
+        # The digit classes' text embeddings (prompt ensemble) computed at publish by the text tower, so that
+        # `zoo verify` and the export check score zero-shot accuracy through the image graph alone.
+        WeightField("class_names", (), "the classes of class_embeddings (the MNIST digits)", (tuple,)),
+        WeightField("class_embeddings", (), "(K, D) unit text embeddings of class_names", (tuple,)),
     )
     headline_metrics = (("zero_shot_acc", "zero-shot top-1", "{:.2%}"),)
     output_names = ("image_embeds",)
