@@ -33,6 +33,7 @@ _EXPORTS = {
     "push_to_hub": "zoo.hub",
     "pull": "zoo.hub",
     "bundle": "zoo.hub",
+    "get_tokenizer": "zoo.text",
 }
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "__version__",
     "bundle",
     "create_model",
+    "get_tokenizer",
     "get_weights",
     "import_weights",
     "list_models",
@@ -77,3 +79,4 @@ if TYPE_CHECKING:
     from zoo.hub import bundle, pull, push_to_hub
     from zoo.importing import import_weights
     from zoo.registry import Weights, get_weights, list_models, model_info, register_model, register_weights
+    from zoo.text import get_tokenizer

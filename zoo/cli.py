@@ -25,6 +25,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "zoo.probing",
     "zoo.tracking",
     "zoo.importing",
+    "zoo.search",
 )
 
 
@@ -113,6 +114,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         from export.runtime import predict_files as predict_onnx
 
         files = [Path(args.name), *args.files]
+        if args.labels:
+            from export.clip_runtime import zero_shot_lines
+
+            for line in zero_shot_lines(args.onnx, files, args.labels.split(","), k=args.topk):
+                print(line)
+            return 0
         for line in predict_onnx(
             args.onnx,
             files,
@@ -135,6 +142,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         invert=args.invert,
         out_dir=args.out,
         tile=args.tile,
+        labels=args.labels.split(",") if args.labels else None,
         **_thresh(args),
     ):
         print(line)
@@ -229,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="P",
         help="detection: show boxes scoring at least this (default: the weight's score_thresh)",
+    )
+    p.add_argument(
+        "--labels",
+        default=None,
+        metavar="A,B,...",
+        help="zero-shot (CLIP): class names or free texts, comma-separated, e.g. 0,1,2,3,4,5,6,7,8,9",
     )
     p.set_defaults(func=_cmd_predict)
 

@@ -15,7 +15,8 @@ differences the gradient is made of.
 - adversarial (GANs): `discriminator_loss` and `generator_loss` (non-saturating or Wasserstein) and the
   WGAN-GP `gradient_penalty`;
 - self-supervised: SimCLR's `nt_xent_loss`, `info_nce_loss` against a queue of negatives (MoCo), BYOL's
-  `negative_cosine_similarity`, CPC's `patch_info_nce_loss`.
+  `negative_cosine_similarity`, CPC's `patch_info_nce_loss`;
+- image-text: CLIP's symmetric `clip_loss`, with optional hard negative texts (NegCLIP).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "BYOL_PAPER",
+    "CLIP_PAPER",
     "COLORIZATION_PAPER",
     "CPC_PAPER",
     "DICE_LOSS",
@@ -39,11 +41,13 @@ __all__ = [
     "LABEL_SMOOTHING",
     "MOCO_PAPER",
     "MOCO_V2_PAPER",
+    "NEGCLIP_PAPER",
     "SIMCLR_PAPER",
     "WGAN_GP_PAPER",
     "bernoulli_log_likelihood",
     "charbonnier_loss",
     "class_frequency_weights",
+    "clip_loss",
     "colorization_copy_loss",
     "copy_attention",
     "cross_entropy",
@@ -554,3 +558,47 @@ def generalized_cross_entropy(logits: torch.Tensor, target: torch.Tensor, q: flo
         raise ValueError(f"q must be in (0, 1], got {q}")
     p_y = logits.float().softmax(1).gather(1, target[:, None]).squeeze(1)
     return ((1 - p_y.clamp_min(1e-12) ** q) / q).mean()
+
+
+CLIP_PAPER = "https://arxiv.org/abs/2103.00020"  # Radford et al. 2021, CLIP
+NEGCLIP_PAPER = "https://arxiv.org/abs/2210.01936"  # Yuksekgonul et al. 2023, bags-of-words and NegCLIP
+
+
+def clip_loss(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    logit_scale: torch.Tensor,
+    hard_negatives: torch.Tensor | None = None,
+    hard_negative_valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """CLIP's symmetric cross-entropy over the N x N image-text similarities, in float32: "the cosine
+    similarity of the N real pairs is maximised and that of the N^2 - N incorrect pairings minimised"
+    (Radford et al. 2021); the mean of the image->text and text->image cross-entropies.
+
+    `image_features`, `text_features` ``(N, D)`` are unit-length embeddings of matching pairs (row i with
+    row i), `logit_scale` the multiplier of the similarities (``exp`` of the learned log-temperature).
+    `hard_negatives` ``(N, D)``, unit-length, are one extra text per image that must score below the true
+    one (NegCLIP, Yuksekgonul et al. 2023: the caption with its words reordered), added to every image's
+    candidates in the image->text term; rows where `hard_negative_valid` ``(N,)`` is False (no distinct
+    reordering exists) are left out as candidates.
+    """
+    if image_features.shape != text_features.shape or image_features.ndim != 2:
+        raise ValueError(
+            f"clip_loss takes two (N, D) batches of one shape, got {tuple(image_features.shape)}, "
+            f"{tuple(text_features.shape)}"
+        )
+    image, text = image_features.float(), text_features.float()
+    scale = logit_scale.float()
+    per_image = scale * image @ text.T
+    target = torch.arange(len(image), device=image.device)
+    per_text = per_image.T
+    if hard_negatives is not None:
+        if hard_negatives.shape != text_features.shape:
+            raise ValueError(
+                f"hard_negatives must be (N, D) like the texts, got {tuple(hard_negatives.shape)}"
+            )
+        extra = scale * image @ hard_negatives.float().T
+        if hard_negative_valid is not None:
+            extra = extra.masked_fill(~hard_negative_valid.bool()[None, :], float("-inf"))
+        per_image = torch.cat([per_image, extra], dim=1)
+    return (F.cross_entropy(per_image, target) + F.cross_entropy(per_text, target)) / 2

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo.errors import ConfigError
 from zoo.factory import HF_PREFIX, create_model, looks_like_path
 from zoo.models.base import named_outputs
 from zoo.tasks import get_task
@@ -38,11 +39,22 @@ def predict_files(
     k: int = 3,
     invert: bool = False,
     out_dir: Path | None = None,
+    labels: Sequence[str] | None = None,
     **options: Any,
 ) -> Iterator[str]:
-    """One printable line per file (and a picture in `out_dir` where the task draws one)."""
+    """One printable line per file (and a picture in `out_dir` where the task draws one); `labels` (class
+    names or texts) make a weight that embeds text (CLIP) classify zero-shot among them."""
     model = load_for_inference(name)
     meta = model.pretrained_weights
+    if labels:
+        from zoo.search import class_options
+        from zoo.text import get_tokenizer
+
+        if not hasattr(model, "encode_text"):
+            raise ConfigError(f"--labels needs a weight that embeds text (CLIP); {name} does not")
+        options.update(
+            class_options(model, get_tokenizer(meta.name if not looks_like_path(name) else name), labels)
+        )
     task = get_task(meta.task)
     if not meta.input_size:
         meta = meta.replace(input_size=tuple(model.input_size))

@@ -204,9 +204,11 @@ def embed_files(name: str, files: Sequence[Any], invert: bool = False) -> np.nda
 
     model = load_for_inference(name)
     meta = model.pretrained_weights
-    if meta.task != "feature-extraction":
+    # Feature extractors, and image-text weights (CLIP: their image embeddings, unit length).
+    if meta.task != "feature-extraction" and not hasattr(model, "encode_image"):
         raise ConfigError(
-            f"{name} is a {meta.task} weight; `zoo embed` takes feature extractors (zoo list --task feature-extraction)"
+            f"{name} is a {meta.task} weight; `zoo embed` takes feature extractors (zoo list --task "
+            "feature-extraction) and CLIP weights"
         )
     task = meta.task_object
     channels = meta.input_size[0] if meta.input_size else model.input_size[0]
@@ -215,7 +217,7 @@ def embed_files(name: str, files: Sequence[Any], invert: bool = False) -> np.nda
         for path in files:
             x = task.preprocess(load_image(path, channels), meta, invert=invert)
             outputs = named_outputs(model, model(torch.from_numpy(x)), task)
-            vectors += [r.vector for r in task.postprocess(outputs, meta)]
+            vectors += [getattr(r, "vector", r) for r in task.postprocess(outputs, meta)]
     return np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
 
 
@@ -267,8 +269,15 @@ def probe_weight(
 
 
 def _cmd_embed(args: Any) -> int:
-    features = embed_files(args.name, args.files, invert=args.invert)
-    write_features(args.out, features, args.files)
+    if args.text:
+        from zoo.search import embed_texts
+
+        features, sources = embed_texts(args.name, args.text), args.text
+    elif args.files:
+        features, sources = embed_files(args.name, args.files, invert=args.invert), args.files
+    else:
+        raise ConfigError("give image files, or --text for a CLIP weight's text embeddings")
+    write_features(args.out, features, sources)
     print(f"{args.out}: {features.shape[0]} x {features.shape[1] if features.ndim == 2 else 0} features")
     return 0
 
@@ -287,9 +296,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "name", help="arch.tag of a feature-extraction weight, a weight folder, or hf-hub:org/repo"
     )
-    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("files", nargs="*", type=Path)
     p.add_argument(
         "--out", type=Path, required=True, help="feats.npy, or feats.safetensors (names the files)"
+    )
+    p.add_argument(
+        "--text", action="append", default=None, metavar="TEXT", help="CLIP: embed this text (repeatable)"
     )
     p.add_argument("--invert", action="store_true", help="invert intensities (dark digits on light paper)")
     p.set_defaults(func=_cmd_embed)

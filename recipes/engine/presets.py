@@ -36,6 +36,7 @@ _PRESETS: dict[str, Preset] = {}
 # Objective modules register their presets on import; a new objective adds its module here.
 RECIPE_MODULES = (
     "recipes.classification",
+    "recipes.clip",
     "recipes.autoencoding",
     "recipes.segmentation",
     "recipes.restoration",

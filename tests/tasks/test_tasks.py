@@ -181,7 +181,7 @@ def test_feature_extraction_normalises_and_zero_shot_classifies():
     (emb,) = features.postprocess({"embedding": np.array([[3.0, 4.0]])}, meta("feature-extraction"))
     assert np.allclose(emb.vector, [0.6, 0.8]) and emb.cosine(emb) == pytest.approx(1.0)
     zero_shot = get_task("zero-shot-image-classification")
-    m = meta("zero-shot-image-classification", logit_scale=10.0)
+    m = meta("zero-shot-image-classification", similarity_scale=10.0)
     texts = np.array([[1.0, 0.0], [0.0, 1.0]])
     (answer,) = zero_shot.postprocess(
         {"image_embeds": np.array([[0.2, 0.9]])}, m, class_embeddings=texts, class_names=("a 1", "a 7")

@@ -3,6 +3,7 @@
 from zoo.models import (  # noqa: F401
     autoencoder,
     cam,
+    clip,
     cnn,
     deeplab,
     detection,
