@@ -15,6 +15,7 @@ preprocessed inputs -> logits), like `zoo.evaluation.measure`, and are recorded 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ __all__ = [
     "QUICK_STEP",
     "Assessment",
     "assess",
+    "corrupted_test_split",
     "measure_calibration",
     "measure_robustness",
     "record_assessment",
@@ -60,6 +62,26 @@ def _accuracy(run: Run, meta: Any, images: np.ndarray, labels: np.ndarray) -> fl
     return float((_logits(run, _inputs(meta, images)).argmax(1) == labels).mean())
 
 
+@functools.lru_cache(maxsize=4)
+def corrupted_test_split(
+    dataset: str, step: int = 1
+) -> tuple[np.ndarray, np.ndarray, dict[tuple[str, int], np.ndarray]]:
+    """(images, labels, {(corruption, severity): corrupted images}) of a dataset's test split (every
+    `step`-th image), as uint8 (N, 1, H, W), read-only. The copies are a pure function of the split and the
+    suite's seed, so one process makes them once for every weight it measures."""
+    from zoo.data import load_dataset
+    from zoo.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt, subset
+
+    test = subset(load_dataset(dataset).test, step)
+    images, labels = test.images.numpy(), test.labels.numpy()
+    if images.ndim != 4 or images.shape[1] != 1:
+        raise ConfigError(f"the corruption suite is for grey digits; {dataset} has images {images.shape}")
+    copies = {(name, s): corrupt(images, name, s) for name in CORRUPTIONS for s in SEVERITIES}
+    for array in (images, labels, *copies.values()):
+        array.setflags(write=False)
+    return images, labels, copies
+
+
 def measure_robustness(run: Run, meta: Any, step: int = 1) -> dict[str, Any]:
     """Accuracy of `run` on the weight's test split (every `step`-th image), clean and corrupted.
 
@@ -67,19 +89,13 @@ def measure_robustness(run: Run, meta: Any, step: int = 1) -> dict[str, Any]:
     and ``worst_acc`` (the lowest corruption at the middle severity), ``per_corruption`` (name -> accuracy
     at severities 1, 2, 3), the suite's name, and the number of images.
     """
-    from zoo.data import load_dataset
-    from zoo.data.corruptions import CORRUPTIONS, MIDDLE_SEVERITY, SEVERITIES, SUITE, corrupt, subset
+    from zoo.data.corruptions import CORRUPTIONS, MIDDLE_SEVERITY, SEVERITIES, SUITE
 
     if not meta.dataset:
         raise ConfigError(f"{meta.name} records no dataset, so there is no test split to corrupt")
-    test = subset(load_dataset(meta.dataset).test, step)
-    images, labels = test.images.numpy(), test.labels.numpy()
-    if images.ndim != 4 or images.shape[1] != 1:
-        raise ConfigError(
-            f"the corruption suite is for grey digits; {meta.dataset} has images {images.shape}"
-        )
+    images, labels, copies = corrupted_test_split(meta.dataset, step)
     per = {
-        name: [round(_accuracy(run, meta, corrupt(images, name, s), labels), 6) for s in SEVERITIES]
+        name: [round(_accuracy(run, meta, copies[name, s], labels), 6) for s in SEVERITIES]
         for name in CORRUPTIONS
     }
     middle = {name: accs[SEVERITIES.index(MIDDLE_SEVERITY)] for name, accs in per.items()}
