@@ -463,3 +463,20 @@ def test_tampered_local_weights_are_not_pushed(maintainer, hub):
     shutil.rmtree(maintainer)
     with pytest.raises(HubError, match="neither a weight folder nor a weight with a local copy"):
         zoo.push_to_hub(NAME, new_repo_id("refused"))
+
+
+def test_a_download_brings_the_files_inference_needs(hub, hf_cache, tmp_path):
+    """A CLIP weight needs its tokenizer.json (`Task.runtime_files`): a plain download fetches it beside the
+    weights, so `zoo.get_tokenizer("hf-hub:...")` works from a fresh cache; pictures stay on request."""
+    from zoo.registry import IN_TREE_HUB
+
+    local = tmp_path / "clip_resnet_tiny.scenes"  # a copy: pushing records the revision in config.json
+    shutil.copytree(IN_TREE_HUB / local.name, local)
+    repo_id = "zoo-test/clip-tokenizer"
+    sha = zoo.push_to_hub(local, repo_id)
+    hf_cache()  # a fresh, empty cache: nothing from the push
+    tokenizer = zoo.get_tokenizer(f"hf-hub:{repo_id}@{sha}")
+    text = ["a 4 above a 9", "the number seven"]
+    assert torch.equal(tokenizer(text), zoo.get_tokenizer(local)(text))
+    snapshot = zoo.hub.download_repo(repo_id, sha)
+    assert (snapshot / "tokenizer.json").is_file() and not (snapshot / "search.png").exists()

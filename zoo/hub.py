@@ -122,11 +122,26 @@ def download_repo(
             "Publish weights with zoo.save_pretrained + `zoo push`, which record it."
         )
     _check_sha256(weights_path, expected, what, name or f"{HF_PREFIX}{repo_id}@{commit}")
+    files = config.get("files") or {}
+    for role in _runtime_roles(config):  # what inference needs besides the weights: not optional
+        if role in files:
+            _fetch(repo_id, files[role], commit, what)
     if all_files:
         for filename in (CARD_NAME, *(config.get("files") or {}).values()):
             with contextlib.suppress(FileUnavailable):  # the card and extras are welcome, not required
                 _fetch(repo_id, filename, commit, what)
     return folder
+
+
+def _runtime_roles(config: dict[str, Any]) -> tuple[str, ...]:
+    """The ``files`` roles the weight's task needs at inference (`zoo.tasks.Task.runtime_files`)."""
+    from zoo.tasks import UnknownTaskError, get_task
+
+    task = (config.get("weights") or {}).get("task")
+    try:
+        return tuple(get_task(task).runtime_files) if task else ()
+    except UnknownTaskError:  # a task this version of the zoo does not know: nothing more to fetch
+        return ()
 
 
 def fetch_file(repo_id: str, filename: str, revision: str | None = None) -> Path:

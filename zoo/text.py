@@ -155,10 +155,14 @@ def train_tokenizer(corpus: Iterable[str], context_length: int = 32) -> CaptionT
 
 
 def get_tokenizer(name_or_folder: str | os.PathLike) -> CaptionTokenizer:
-    """The tokenizer of a published CLIP weight (``"clip_vit_tiny.scenes"``) or of a weight folder."""
+    """The tokenizer of a published CLIP weight (``"clip_resnet_tiny.scenes"``), of a weight folder, or of
+    a Hugging Face repo in zoo layout (``"hf-hub:org/repo[@revision]"``, fetched with the weights)."""
+    from zoo.hub import HF_PREFIX, download_repo, parse_hf_name, resolve_weight_folder
+
     folder = Path(name_or_folder)
-    if not (folder / TOKENIZER_FILE).is_file():
-        from zoo.hub import resolve_weight_folder
+    if str(name_or_folder).startswith(HF_PREFIX):
+        folder = download_repo(*parse_hf_name(str(name_or_folder)))
+    elif not (folder / TOKENIZER_FILE).is_file():
         from zoo.registry import get_weights
 
         folder = resolve_weight_folder(get_weights(str(name_or_folder)))

@@ -112,6 +112,9 @@ class Task:
     # re-runs the recipe's evaluation, and the export check draws samples torch-free, instead of running
     # the network over the test split.
     measured_on_samples: ClassVar[bool] = False
+    # Roles in a weight's ``files`` (config.json) that inference needs besides the weights (a CLIP weight's
+    # tokenizer): a download fetches them with config.json and model.safetensors, not only on request.
+    runtime_files: ClassVar[tuple[str, ...]] = ()
     # The metrics a results table shows for a weight of this task: (metrics key, column title, format).
     headline_metrics: ClassVar[tuple[tuple[str, str, str], ...]] = ()
 

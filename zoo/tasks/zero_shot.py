@@ -25,6 +25,7 @@ class ZeroShotClassification(Task):
     name = "zero-shot-image-classification"
     pipeline_tag = "zero-shot-image-classification"
     summary = "classes named in text at run time, matched to images by embedding similarity"
+    runtime_files = ("tokenizer",)
     weight_fields = (
         WeightField(
             "tokenizer", "tokenizer.json", "Hugging Face tokenizers file in the weight's folder", (str,)
