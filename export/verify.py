@@ -94,7 +94,14 @@ def verify_onnx(
     runtimes' AP gap is their agreement); sampling generators draw all `SAMPLE_COUNT` samples.
     """
     from export.runtime import OnnxModel
-    from zoo.evaluation import VerifyReport, compare, evaluation_split, measure
+    from zoo.evaluation import (
+        VerifyReport,
+        compare,
+        concatenate_outputs,
+        evaluation_split,
+        measure,
+        run_batches,
+    )
     from zoo.models.base import named_outputs
 
     model = resolve_model(name, True)
@@ -115,7 +122,8 @@ def verify_onnx(
         return named_outputs(model, model(torch.from_numpy(x)), task)
 
     if agreement_only:
-        expected, actual = _run_both(run_torch, session.run, inputs)
+        expected = concatenate_outputs(out for _, out in run_batches(run_torch, inputs))
+        actual = concatenate_outputs(out for _, out in run_batches(session.run, inputs))
         del session
         agreement = task.agreement(expected, {k: actual[k] for k in expected}, meta)
         report = VerifyReport(meta.name, len(inputs), [], {})
@@ -150,23 +158,6 @@ def same_predictions(expected: dict[str, Any], actual: dict[str, Any], agreement
             agreement.note = (agreement.note + "; " if agreement.note else "") + (
                 f"{differ} of {len(want)} {name} predictions differ between the runtimes"
             )
-
-
-@torch.no_grad()
-def _run_both(
-    run_torch: Any, run_onnx: Any, inputs: np.ndarray
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Every output of both runtimes over `inputs`, in the evaluation's batches, concatenated by name."""
-    from zoo.evaluation import BATCH
-
-    sides: tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]] = ({}, {})
-    for start in range(0, len(inputs), BATCH):
-        x = np.ascontiguousarray(inputs[start : start + BATCH])
-        for side, run in zip(sides, (run_torch, run_onnx)):
-            for key, value in run(x).items():
-                side.setdefault(key, []).append(np.asarray(value))
-    expected, actual = ({k: np.concatenate(v) for k, v in side.items()} for side in sides)
-    return expected, actual
 
 
 @torch.no_grad()

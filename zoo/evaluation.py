@@ -11,7 +11,7 @@ onnxruntime in place of PyTorch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,15 @@ import numpy as np
 
 from zoo.errors import ConfigError
 
-__all__ = ["VerifyReport", "compare", "evaluation_split", "measure", "verify"]
+__all__ = [
+    "VerifyReport",
+    "compare",
+    "concatenate_outputs",
+    "evaluation_split",
+    "measure",
+    "run_batches",
+    "verify",
+]
 
 BATCH = 250
 
@@ -42,6 +50,24 @@ def evaluation_split(meta: Any, limit: int | None = None) -> tuple[np.ndarray, A
     return task.evaluation_pairs(images, labels, meta)
 
 
+def run_batches(
+    run: Callable[[np.ndarray], Mapping[str, np.ndarray]], inputs: np.ndarray
+) -> Iterator[tuple[slice, Mapping[str, np.ndarray]]]:
+    """`run` over `inputs` in the evaluation's batches (`BATCH` items): each batch's slice and outputs."""
+    for start in range(0, len(inputs), BATCH):
+        part = slice(start, start + BATCH)
+        yield part, run(inputs[part])
+
+
+def concatenate_outputs(batches: Iterable[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Batches of named outputs -> each output over every item (empty for no batches)."""
+    kept: dict[str, list[np.ndarray]] = {}
+    for outputs in batches:
+        for key, value in outputs.items():
+            kept.setdefault(key, []).append(np.asarray(value))
+    return {k: np.concatenate(v) for k, v in kept.items()}
+
+
 def measure(
     run: Callable[[np.ndarray], Mapping[str, np.ndarray]],
     meta: Any,
@@ -62,20 +88,18 @@ def measure(
     task.fit_metrics(metrics, run, meta)
     if metrics_out is not None:
         metrics_out.update(metrics)
-    kept: dict[str, list[np.ndarray]] = {}
     if not task.batched_images:
         # One image per call (detectors): per-image outputs differ in length, so none are kept.
         for i in range(len(inputs)):
             task.update_metrics(metrics, run(inputs[i : i + 1]), targets[i : i + 1], meta)
         return {k: v for metric in metrics.values() for k, v in metric.compute().items()}, {}
-    for start in range(0, len(inputs), BATCH):
-        outputs = run(inputs[start : start + BATCH])
-        task.update_metrics(metrics, outputs, targets[start : start + BATCH], meta)
+    kept = []
+    for part, outputs in run_batches(run, inputs):
+        task.update_metrics(metrics, outputs, targets[part], meta)
         if keep_outputs:
-            for key, value in outputs.items():
-                kept.setdefault(key, []).append(np.asarray(value))
+            kept.append(outputs)
     measured = {k: v for metric in metrics.values() for k, v in metric.compute().items()}
-    return measured, {k: np.concatenate(v) for k, v in kept.items()}
+    return measured, concatenate_outputs(kept)
 
 
 @dataclass

@@ -123,11 +123,13 @@ def download_repo(
         )
     _check_sha256(weights_path, expected, what, name or f"{HF_PREFIX}{repo_id}@{commit}")
     files = config.get("files") or {}
-    for role in _runtime_roles(config):  # what inference needs besides the weights: not optional
-        if role in files:
-            _fetch(repo_id, files[role], commit, what)
+    needed = [files[role] for role in _runtime_roles(config) if role in files]
+    for filename in needed:  # what inference needs besides the weights: not optional
+        _fetch(repo_id, filename, commit, what)
     if all_files:
-        for filename in (CARD_NAME, *(config.get("files") or {}).values()):
+        for filename in (CARD_NAME, *files.values()):
+            if filename in needed:
+                continue
             with contextlib.suppress(FileUnavailable):  # the card and extras are welcome, not required
                 _fetch(repo_id, filename, commit, what)
     return folder
