@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["render_model_card"]
+__all__ = ["render_model_card", "throughput_text"]
 
 LOCAL_TAG = "local"  # the tag of a weight saved outside the registry (save_pretrained without metadata)
 
@@ -151,6 +151,25 @@ def _usage(config: dict[str, Any], name: str) -> list[str]:
     return lines
 
 
+def throughput_text(t: dict[str, Any]) -> str:
+    """A recorded throughput (`Weights.throughput`) in a sentence: both rates, what was timed, and where."""
+    ort = t.get("images_per_s_onnxruntime")
+    rates = f"{t['images_per_s_eager']:,.0f} images/s eager PyTorch, " + (
+        f"{ort:,.0f} images/s onnxruntime" if ort else "onnxruntime not measured"
+    )
+    machine = t.get("machine") or {}
+    threads = t.get("threads", "?")
+    where = [
+        f"graph `{t.get('graph', 'model')}`",
+        f"batch {t.get('batch', '?')}",
+        f"{threads} thread{'' if threads == 1 else 's'} of a {machine.get('cores', '?')}-core {machine.get('cpu', '?')}",
+    ]
+    if machine.get("load_avg_1m_at_start") is not None:
+        where.append(f"load {machine['load_avg_1m_at_start']} to {machine.get('load_avg_1m_at_end', '?')}")
+    where.append(str(t.get("date", "?")))
+    return f"{rates} ({', '.join(where)})" + (f"; {t['note']}" if t.get("note") else "")
+
+
 def _provenance(w: dict[str, Any]) -> list[str]:
     details = []
     if w.get("recipe"):
@@ -194,6 +213,10 @@ def _provenance(w: dict[str, Any]) -> list[str]:
         )
     if w.get("num_params"):
         details.append(f"- parameters: {w['num_params']:,}")
+    if w.get("flops"):
+        details.append(f"- forward FLOPs at the input size (2 per multiply-add): {w['flops']:,}")
+    if w.get("throughput"):
+        details.append(f"- throughput: {throughput_text(w['throughput'])}")
     if w.get("sha256"):
         details.append(f"- sha256 of model.safetensors: `{w['sha256']}`")
     if w.get("hf_repo"):

@@ -26,6 +26,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "zoo.tracking",
     "zoo.importing",
     "zoo.search",
+    "zoo.results",
 )
 
 

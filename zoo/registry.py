@@ -75,7 +75,13 @@ class Weights:
     license: str = "apache-2.0"
     papers: tuple[str, ...] = ()
     num_params: int | None = None
+    # Forward FLOPs of one input at `input_size` (`zoo.analysis`, 2 per multiply-add), recorded by
+    # `zoo results --count-flops` so that the results tables read it from the card instead of re-running.
+    flops: int | None = None
     training: dict[str, Any] = field(default_factory=dict)  # seed, commit, time, machine, ...
+    # Images/s of eager PyTorch and onnxruntime on the machine that measured them, with its batch, threads,
+    # load and date (`export.throughput`, `zoo results --measure-throughput`): a measurement, not a spec.
+    throughput: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     # Where an imported weight came from (`zoo.importing`): library, file or repo, the sha256 of what was
     # read, its licence and what its publisher reported. Empty for the zoo's own weights.
@@ -135,7 +141,7 @@ class Weights:
         for key in ("labels", "input_size", "mean", "std", "papers"):
             if out[key] is not None:
                 out[key] = list(out[key])
-        for key in ("tables", "source", "encoder"):
+        for key in ("tables", "source", "encoder", "flops", "throughput"):
             if not out[key]:  # most weights have none: their config.json stays as it was
                 del out[key]
         task_fields = out.pop("task_fields")
