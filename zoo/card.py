@@ -162,6 +162,7 @@ def throughput_text(t: dict[str, Any]) -> str:
     where = [
         f"graph `{t.get('graph', 'model')}`",
         f"batch {t.get('batch', '?')}",
+        *([f"{t['statistic']} of {t['runs']}"] if t.get("statistic") and t.get("runs") else []),
         f"{threads} thread{'' if threads == 1 else 's'} of a {machine.get('cores', '?')}-core {machine.get('cpu', '?')}",
     ]
     if machine.get("load_avg_1m_at_start") is not None:

@@ -29,11 +29,14 @@ import io
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ConfigError, ZooError
 from zoo.fileio import atomic_write_bytes
 from zoo.registry import IN_TREE_HUB
+
+if TYPE_CHECKING:
+    from zoo.tasks.base import Task
 
 __all__ = [
     "README_BEGIN",
@@ -106,13 +109,13 @@ def weight_folder(name: str, hub: Path = IN_TREE_HUB) -> Path:
     raise UnknownWeightError(f"'{name}' is no published weight in {hub} (arch.tag with a config.json){hint}")
 
 
-def _task(config: dict[str, Any]) -> Any:
+def _task(config: dict[str, Any]) -> Task:
     from zoo.tasks import get_task
 
     return get_task(config["weights"]["task"])
 
 
-def columns(task: Any) -> list[str]:
+def columns(task: Task) -> list[str]:
     """The CSV columns of a task's table: the common ones around its headline metric keys."""
     return [*LEADING, *(key for key, _, _ in task.headline_metrics), *TRAILING]
 
@@ -207,7 +210,7 @@ def _timed_with(row: dict[str, str]) -> str:
     return f"batch {row['throughput_batch']}, {threads} thread{'' if threads == '1' else 's'}{load}"
 
 
-def _markdown_table(task: Any, rows: Sequence[dict[str, str]]) -> list[str]:
+def _markdown_table(task: Task, rows: Sequence[dict[str, str]]) -> list[str]:
     metric_titles = {key: (title, fmt) for key, title, fmt in task.headline_metrics}
     header = ["weight", *(title for title, _ in metric_titles.values())]
     header += [
