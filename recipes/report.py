@@ -18,18 +18,17 @@ checks that the README holds exactly these tables.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from zoo.fileio import atomic_write_bytes
 from zoo.registry import IN_TREE_HUB
+from zoo.results import published
 from zoo.tasks import get_task
 
 
 def _published(hub: Path) -> list[dict[str, Any]]:
-    configs = [json.loads(p.read_text()) for p in sorted(hub.glob("*/config.json"))]
-    return [c for c in configs if c.get("weights")]
+    return list(published(hub).values())
 
 
 def _markdown(rows: list[dict[str, str]]) -> str:

@@ -123,3 +123,36 @@ def test_record_flops_writes_the_count_and_the_card(tmp_path):
     assert config["weights"]["flops"] == expected == 2 * (784 * 512 + 512 * 512 + 512 * 10)
     assert (tmp_path / "mlp.mnist" / "README.md").read_text() == render_model_card(config)
     assert f"{expected:,}" in render_model_card(config)
+
+
+def test_cli_measures_each_weight_and_reports_the_ones_that_fail(tmp_path, monkeypatch, capsys):
+    import export.throughput
+
+    hub = tmp_path / "hub"
+    for name in ("mlp.mnist", "cnn_dws.mnist"):
+        shutil.copytree(IN_TREE_HUB / name, hub / name)
+    record = {"images_per_s_eager": 10.0, "images_per_s_onnxruntime": None, "graph": "model", "batch": 8}
+
+    def fake(folder, **kwargs):  # the timing itself is tests/export/test_throughput.py's
+        if folder.name == "cnn_dws.mnist":
+            raise RuntimeError("boom")
+        return {**record, **kwargs}
+
+    monkeypatch.setattr(export.throughput, "measure_throughput", fake)
+    argv = ["results", "--hub", str(hub), "--out", str(tmp_path / "out"), "--readme", ""]
+    assert main([*argv, "--measure-throughput", "--batch", "0"]) == 2  # refused before any timing
+    assert main([*argv, "--measure-throughput", "--threads", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "cnn_dws.mnist: not measured: RuntimeError: boom" in err
+    assert json.loads((hub / "mlp.mnist" / "config.json").read_text())["weights"]["throughput"] == {
+        **record,
+        "batch": 8,
+        "threads": 2,
+    }
+    with (tmp_path / "out" / "image-classification.csv").open() as f:
+        rows = {row["weight"]: row for row in csv.DictReader(f)}
+    assert (
+        rows["mlp.mnist"]["images_per_s_eager"] == "10.0"
+        and rows["mlp.mnist"]["images_per_s_onnxruntime"] == ""
+    )
+    assert rows["cnn_dws.mnist"] == result_row(published(hub)["cnn_dws.mnist"])  # kept what it had
