@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import zoo
 from export.onnx import calibrate_batchnorm, graph_specs, task_meta, to_onnx
 from export.runtime import OnnxModel
+from export.throughput import MALLOC_ENV
 from zoo.analysis import count_flops
 
 THREADS = 2
@@ -184,8 +185,8 @@ def bench_per_image(
 # for every activation tensor until its adaptive threshold catches up (it may never, depending on what ran
 # before): in a one-off timing here the transposed-conv autoencoder took 8.6 or 4.7 ms at batch 32.
 # onnxruntime has its own arena. A fair eager baseline keeps freed memory, as jemalloc/tcmalloc deployments
-# do: these settings are read by glibc at start-up, so `main` re-executes the script with them.
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
+# do: these settings (`export.throughput.MALLOC_ENV`, which the results tables' measurements use too) are
+# read by glibc at start-up, so `main` re-executes the script with them.
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,11 @@ What is timed, so that both runtimes run the same computation:
 - `threads` threads in each runtime (1 by default: on a shared 2-core machine one thread is less disturbed
   by other jobs); the load average at the start and end is recorded beside the rates.
 
+Eager PyTorch's time depends on glibc's malloc (with its defaults it hands large blocks back and pays page
+faults on every activation: bimodal timings, see ``benchmarks/onnx_latency.py``). These settings are read
+at process start, so they cannot be set here: run the measurement under `MALLOC_ENV` (the published
+records were) and the record says which it was (``malloc``).
+
 A weight whose export fails keeps its eager rate and records why onnxruntime is missing (``note``).
 """
 
@@ -38,9 +43,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["measure_throughput", "record_throughput"]
+__all__ = ["MALLOC_ENV", "measure_throughput", "record_throughput"]
 
 MAIN_GRAPH = "model"
+# glibc keeps freed memory (as jemalloc/tcmalloc deployments do): eager's fast mode. Set before start-up.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
 
 
 def _timed_calls(fn: Callable[[], Any], runs: int, deadline: float) -> list[float]:
@@ -130,6 +137,9 @@ def measure_throughput(
             "images_per_s_eager": round(batch / min(eager_times), 1),
             "images_per_s_onnxruntime": round(batch / min(ort_times), 1) if ort_times else None,
             "statistic": "fastest call",
+            "malloc": " ".join(f"{k}={v}" for k, v in MALLOC_ENV.items())
+            if all(os.environ.get(k) == v for k, v in MALLOC_ENV.items())
+            else "glibc defaults",
             "graph": spec.name,
             "batch": batch,
             "threads": threads,

@@ -232,6 +232,8 @@ def _markdown_table(task: Task, rows: Sequence[dict[str, str]]) -> list[str]:
                 f"{metric_titles[k][0]} {metric_titles[k][1].format(v)}"
                 if k in metric_titles
                 else f"{k} {v:.4g}"
+                if isinstance(v, (int, float))
+                else f"{k} {v}"
                 for k, v in values.items()
             ]
             shown.append(f"{name}: {', '.join(parts)}")
@@ -417,7 +419,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="NAME",
         help="first time eager PyTorch and onnxruntime and record images/s in these cards (none given: "
-        "all; slow: minutes on 2 cores)",
+        "all; slow: minutes on 2 cores; run under MALLOC_MMAP_THRESHOLD_=1073741824 "
+        "MALLOC_TRIM_THRESHOLD_=2147483648 for eager's steady timings, see export.throughput)",
     )
     p.add_argument("--batch", type=int, default=8, help="throughput: images per timed call")
     p.add_argument("--threads", type=int, default=1, help="throughput: threads for each runtime")
