@@ -125,6 +125,9 @@ class Adapter:
     """The default export adapter: one tensor-in, tensor-out graph. Subclass it for a family."""
 
     families: tuple[str, ...] = ()
+    # An in-browser demo of `zoo gallery` for this family's graph, where the task has none of its own:
+    # "latent" (latent[, label] -> image, as `sample` runs it with a fixed latent); "" for the task's.
+    browser_demo: str = ""
 
     @property
     def name(self) -> str:
