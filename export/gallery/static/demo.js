@@ -347,6 +347,25 @@
     });
   }
 
+  // `?sample=all`: every sample (every seed for a generator) in turn, the answers as one JSON list, so a
+  // test loads the page once.
+  function runAll() {
+    const count = page.demo === "latent" ? page.latents.length : page.samples.length;
+    return guarded(async () => {
+      const answers = [];
+      for (let k = 0; k < count; k++) {
+        if (page.demo === "latent") {
+          answers.push(await runLatent(k, Number(document.getElementById("zoo-label")?.value || 0)));
+        } else {
+          const image = await loadImage(page.samples[k].src);
+          answers.push(await runImage(image));
+          if (page.demo === "classify") paint(document.getElementById("zoo-output"), image);
+        }
+      }
+      return { all: answers };
+    });
+  }
+
   // ------------------------------------------------------------------ the drawing pad (classifiers)
   // MNIST's own framing: the ink's bounding box scaled into 20x20 (aspect kept), then centred by its
   // centre of mass in the input (28x28), so a digit drawn anywhere on the pad looks like the training data.
@@ -442,6 +461,8 @@
     statusNode.textContent =
       "The demo needs the site served over http (browsers do not let a file:// page load WebAssembly): " +
       "python -m http.server -d SITE, then open http://127.0.0.1:8000/";
+  } else if (params.get("sample") === "all") {
+    runAll();
   } else if (params.has("sample")) {
     runSample(Number(params.get("sample")));
   }
