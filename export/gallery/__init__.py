@@ -17,6 +17,8 @@ the file's metadata as `export.runtime` does. Everything is derived from the reg
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -42,8 +44,10 @@ STATIC = Path(__file__).with_name("static")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ORT_DIST = Path("onnxruntime-web") / "dist"
 # The plain wasm build (no WebGPU/WebGL, no JSEP), which runs single-threaded without cross-origin
-# isolation: its loader, the Emscripten glue and the one .wasm it loads (about 14 MB in all).
+# isolation: its loader, the Emscripten glue and the one .wasm it loads (about 14 MB in all). The site gets
+# the loader as it is and the other two inside one classic script (`INLINE_WASM`), for file:// pages.
 VENDOR_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+INLINE_WASM = "ort-wasm-inline.js"
 DEMO_SAMPLES = 8  # test inputs shipped per image demo (classifiers: 10, one per digit when labels are 10)
 LATENT_SEEDS = 4  # fixed latents per generator demo: numpy default_rng(seed), seeds 0..3
 
@@ -117,9 +121,7 @@ def build_gallery(
     out.mkdir(parents=True, exist_ok=True)
     shutil.copytree(STATIC, out / "static", dirs_exist_ok=True)
     if vendor_from is not None:
-        (out / "vendor").mkdir(exist_ok=True)
-        for name in VENDOR_FILES:
-            shutil.copy2(vendor_from / ORT_DIST / name, out / "vendor" / name)
+        _vendor(vendor_from / ORT_DIST, out / "vendor")
 
     result = GalleryResult(out)
     for name in names:
@@ -151,6 +153,28 @@ def build_gallery(
     ]
     (out / "index.html").write_text(index_html(result.pages, architectures), encoding="utf-8")
     return result
+
+
+def _vendor(dist: Path, target: Path) -> None:
+    """onnxruntime-web into the site: its loader, and its glue and wasm binary as strings in one classic
+    script (a file:// page may not fetch() the .wasm nor import the .mjs; a script element it may load)."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(dist / VENDOR_FILES[0], target / VENDOR_FILES[0])
+    glue = (dist / VENDOR_FILES[1]).read_text(encoding="utf-8")
+    wasm = base64.b64encode((dist / VENDOR_FILES[2]).read_bytes()).decode("ascii")
+    (target / INLINE_WASM).write_text(
+        f"// onnxruntime-web {_ort_version(dist)}: {VENDOR_FILES[1]} and {VENDOR_FILES[2]} (base64), "
+        "written by `zoo gallery`\n"
+        f"window.ZOO_ORT_GLUE = {json.dumps(glue)};\nwindow.ZOO_ORT_WASM = {json.dumps(wasm)};\n",
+        encoding="utf-8",
+    )
+
+
+def _ort_version(dist: Path) -> str:
+    try:
+        return json.loads((dist.parent / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return "(unknown version)"
 
 
 def _default_cache() -> Path:
@@ -287,8 +311,10 @@ def _add_demo(page: WeightPage, target: Path, cache: Path, say: Callable[[str], 
     if model_file is None:
         page.demo_note = "No in-browser inference: the weight exports more than one graph."
         return
-    shutil.copy2(model_file, target / "model.onnx")
-    data: dict[str, Any] = {"model": "model.onnx", "vendor": "../../vendor/", "name": page.name}
+    shutil.copy2(model_file, target / "model.onnx")  # the download link; the page loads model.js
+    encoded = base64.b64encode(model_file.read_bytes()).decode("ascii")
+    (target / "model.js").write_text(f"window.ZOO_MODEL = {json.dumps(encoded)};\n", encoding="ascii")
+    data: dict[str, Any] = {"model_script": "model.js", "vendor": "../../vendor/", "name": page.name}
     if kind == "latent":
         from export.runtime import OnnxModel
 
@@ -302,7 +328,13 @@ def _add_demo(page: WeightPage, target: Path, cache: Path, say: Callable[[str], 
         ]
         data["labels"] = list(meta.labels) if int(meta.extra.get("num_classes", 0)) else []
     else:
-        data["samples"] = [{"src": f} for f in write_samples(page.name, target)]
+        data["samples"] = [
+            {
+                "file": f,
+                "src": "data:image/png;base64," + base64.b64encode((target / f).read_bytes()).decode(),
+            }
+            for f in write_samples(page.name, target)
+        ]
         from zoo.registry import get_weights
         from zoo.tasks.draw import palette
 

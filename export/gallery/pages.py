@@ -214,9 +214,10 @@ def _demo_html(page: WeightPage) -> str:
     return (
         "<h2>Try it in the browser</h2>"
         f'<div class="demo">{inputs}{outputs}</div>{status}'
-        "<p><small>The exported ONNX file runs in this page with onnxruntime-web (WebAssembly, one thread); "
-        "its pre- and post-processing are read from the file's metadata, as the torch-free runtime "
-        "reads them.</small></p>" + json_script("zoo-page", {"demo": page.demo, **page.demo_data})
+        '<p><small>The exported ONNX file (<a href="model.onnx" download>model.onnx</a>) runs in this page '
+        "with onnxruntime-web (WebAssembly, one thread), also when the page is opened from its folder; its "
+        "pre- and post-processing are read from the file's metadata, as the torch-free runtime reads "
+        "them.</small></p>" + json_script("zoo-page", {"demo": page.demo, **page.demo_data})
     )
 
 

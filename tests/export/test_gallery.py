@@ -159,9 +159,9 @@ def served_site(tmp_path_factory):
 DONE = "['done', 'error'].includes(document.getElementById('zoo-result')?.dataset.state)"
 
 
-def _browser_answers(site, name: str, query: str = "") -> list[dict]:
-    _, base, browser = site
-    page = browser.open(f"{base}w/{name}/index.html?sample=all{query}")
+def _browser_answers(site, name: str, query: str = "", *, base: str | None = None) -> list[dict]:
+    _, served, browser = site
+    page = browser.open(f"{base or served}w/{name}/index.html?sample=all{query}")
     browser.wait_for(page, DONE)
     node = "document.getElementById('zoo-result')"
     payload = json.loads(browser.evaluate(page, f"{node}.textContent"))
@@ -169,28 +169,69 @@ def _browser_answers(site, name: str, query: str = "") -> list[dict]:
     return payload["all"]
 
 
-def test_browser_classifier_matches_the_runtime(served_site):
-    out = served_site[0]
-    folder = out / "w" / "resnet8_small.mnist"
-    answers = _browser_answers(served_site, "resnet8_small.mnist")
-    samples = sorted(folder.glob("sample_*.png"), key=lambda p: int(p.stem.split("_")[1]))
+def _samples(folder: Path) -> list[Path]:
+    return sorted(folder.glob("sample_*.png"), key=lambda p: int(p.stem.split("_")[1]))
+
+
+def _classifier_differences(folder: Path, answers: list[dict]) -> float:
+    """Top-1 equal to the runtime's for every sample (asserted); the largest probability difference."""
+    samples = _samples(folder)
     assert len(answers) == len(samples) == 10
     expected = OnnxModel(folder / "model.onnx").predict(samples)
     diffs = []
     for want, got in zip(expected, answers):
         assert got["top1"] == want.index
         diffs.append(float(np.abs(np.asarray(got["probs"]) - want.probs).max()))
-    print(f"classifier: max |browser - runtime| probability {max(diffs):.2e} over {len(samples)} digits")
-    assert max(diffs) <= PROB_TOL
+    return max(diffs)
+
+
+def test_browser_classifier_matches_the_runtime(served_site):
+    folder = served_site[0] / "w" / "resnet8_small.mnist"
+    answers = _browser_answers(served_site, "resnet8_small.mnist")
+    diff = _classifier_differences(folder, answers)
+    print(f"classifier: max |browser - runtime| probability {diff:.2e} over 10 digits")
+    assert diff <= PROB_TOL
     # The test digits are one per class, in order: the weight reads all of them right in the browser too.
     assert [a["top1"] for a in answers] == list(range(10))
+
+
+def test_browser_demo_works_from_the_folder(served_site):
+    """Opened as file:// (no server): the page loads onnxruntime-web, the model and its samples all the
+    same, through script elements and data: URLs."""
+    out = served_site[0]
+    answers = _browser_answers(served_site, "resnet8_small.mnist", base=out.as_uri() + "/")
+    assert _classifier_differences(out / "w" / "resnet8_small.mnist", answers) <= PROB_TOL
+
+
+# Pointer strokes on the pad, in fractions of its size: a 7 (top bar, then the diagonal).
+DRAW_SEVEN = """(() => {
+  const pad = document.getElementById('zoo-pad');
+  const box = pad.getBoundingClientRect();
+  const at = (type, [x, y]) => pad.dispatchEvent(new PointerEvent(type, {
+    clientX: box.left + x * box.width, clientY: box.top + y * box.height, pointerId: 1, bubbles: true}));
+  const stroke = [[0.25, 0.2], [0.75, 0.2], [0.45, 0.85]];
+  at('pointerdown', stroke[0]);
+  stroke.slice(1).forEach((p) => at('pointermove', p));
+  at('pointerup', stroke[2]);
+  return true;
+})()"""
+
+
+def test_browser_drawing_pad_classifies_a_drawn_digit(served_site):
+    _, base, browser = served_site
+    page = browser.open(f"{base}w/resnet8_small.mnist/index.html")
+    browser.wait_for(page, "typeof ort !== 'undefined' && !!document.getElementById('zoo-pad')")
+    browser.evaluate(page, DRAW_SEVEN)
+    browser.wait_for(page, DONE)
+    answer = json.loads(browser.evaluate(page, "document.getElementById('zoo-result').textContent"))
+    assert answer.get("label") == "7", answer
 
 
 def test_browser_segmenter_masks_equal_the_runtime(served_site):
     out = served_site[0]
     folder = out / "w" / "unet_resnet8_small.scenes"
     answers = _browser_answers(served_site, "unet_resnet8_small.scenes")
-    samples = sorted(folder.glob("sample_*.png"), key=lambda p: int(p.stem.split("_")[1]))
+    samples = _samples(folder)
     assert len(answers) == len(samples) > 0
     expected = OnnxModel(folder / "model.onnx").predict(samples)
     for want, got in zip(expected, answers):

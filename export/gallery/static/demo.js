@@ -2,6 +2,10 @@
 // onnxruntime-web's wasm backend, vendored into the site, on one thread (no SharedArrayBuffer, so no
 // cross-origin isolation headers: any static file server works).
 //
+// Everything is loaded with classic <script> elements (the wasm binary, its Emscripten glue and the model
+// as base64 strings) and sample inputs are data: URLs, because a page opened from file:// may neither
+// fetch() nor import modules from its folder: so the demo works from the folder as well as served.
+//
 // Pre- and post-processing are read from the file's own metadata (the `zoo.*` metadata_props that
 // export/runtime.py reads), never from the page, so the page and the torch-free runtime agree by
 // construction: mean/std, input size and labels; softmax(logits / temperature) for classifiers; the
@@ -95,14 +99,34 @@
   // ------------------------------------------------------------------ session
   let loaded = null;
 
+  function script(src) {
+    return new Promise((resolve, reject) => {
+      const node = document.createElement("script");
+      node.src = src;
+      node.onload = resolve;
+      node.onerror = () => reject(new Error(src + " did not load"));
+      document.head.appendChild(node);
+    });
+  }
+
+  function base64Bytes(text) {
+    const binary = atob(text);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    return bytes;
+  }
+
   async function load() {
     if (loaded) return loaded;
+    await Promise.all([script(page.vendor + "ort-wasm-inline.js"), script(page.model_script)]);
     ort.env.wasm.numThreads = 1;
     ort.env.wasm.proxy = false;
-    ort.env.wasm.wasmPaths = new URL(page.vendor, location.href).href; // absolute: ort resolves it itself
-    const response = await fetch(page.model);
-    if (!response.ok) throw new Error(page.model + ": HTTP " + response.status);
-    const bytes = new Uint8Array(await response.arrayBuffer());
+    // The glue as a blob: module (importable from file:// too) and the binary handed over, so onnxruntime
+    // fetches nothing itself.
+    const glue = new Blob([window.ZOO_ORT_GLUE], { type: "text/javascript" });
+    ort.env.wasm.wasmPaths = { mjs: URL.createObjectURL(glue) };
+    ort.env.wasm.wasmBinary = base64Bytes(window.ZOO_ORT_WASM);
+    const bytes = base64Bytes(window.ZOO_MODEL);
     const meta = readMetadata(bytes);
     const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
     loaded = { meta, session };
@@ -457,11 +481,8 @@
   if (params.has("label") && document.getElementById("zoo-label")) {
     document.getElementById("zoo-label").value = params.get("label");
   }
-  if (location.protocol === "file:") {
-    statusNode.textContent =
-      "The demo needs the site served over http (browsers do not let a file:// page load WebAssembly): " +
-      "python -m http.server -d SITE, then open http://127.0.0.1:8000/";
-  } else if (params.get("sample") === "all") {
+  statusNode.textContent = "";
+  if (params.get("sample") === "all") {
     runAll();
   } else if (params.has("sample")) {
     runSample(Number(params.get("sample")));
