@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from export.gallery.pages import Snippet, WeightPage, card_html, index_html, weight_html
 from zoo.errors import ZooError
 
@@ -316,6 +314,8 @@ def _add_demo(page: WeightPage, target: Path, cache: Path, say: Callable[[str], 
     (target / "model.js").write_text(f"window.ZOO_MODEL = {json.dumps(encoded)};\n", encoding="ascii")
     data: dict[str, Any] = {"model_script": "model.js", "vendor": "../../vendor/", "name": page.name}
     if kind == "latent":
+        import numpy as np
+
         from export.runtime import OnnxModel
 
         meta = OnnxModel(model_file).meta
@@ -368,6 +368,7 @@ def exported_onnx(name: str, cache: Path) -> Path | None:
 def write_samples(name: str, target: Path, count: int = DEMO_SAMPLES) -> list[str]:
     """PNG test inputs for an image demo, evenly spaced over the weight's dataset test split (one per
     digit for a 10-class split sorted by label); returns their file names."""
+    import numpy as np
     from PIL import Image
 
     from zoo.data import load_dataset

@@ -18,11 +18,9 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
         log=print if args.verbose else None,
     )
     print(result.summary())
-    if not args.no_onnx and result.demos:
-        print(
-            f"in-browser inference needs http (browsers refuse WebAssembly from file://): "
-            f"python -m http.server -b 127.0.0.1 -d {args.out}"
-        )
+    print(
+        f"open {args.out / 'index.html'} (no server needed), or serve it: python -m http.server -d {args.out}"
+    )
     return 0
 
 

@@ -100,7 +100,7 @@ def index_html(weights: Sequence[WeightPage], architectures: Sequence[dict[str, 
             ("dataset", "dataset"),
             ("params", "parameters"),
             ("headline", "headline metrics"),
-            ("metric", "metric ▾"),
+            ("metric", "metric"),
             ("demo", "in browser"),
         )
     )

@@ -111,6 +111,8 @@
       cell(tr, a.summary);
       archBody.appendChild(tr);
     }
+    // The metric column is titled by the metric it shows.
+    document.querySelector('#weights th[data-key="metric"]').textContent = metricSelect.value || "metric";
     document.querySelectorAll("#weights th[data-key]").forEach((th) => {
       th.classList.toggle("sorted", th.dataset.key === sortKey);
       th.classList.toggle("desc", th.dataset.key === sortKey && descending);
