@@ -7,7 +7,9 @@ The site is plain files: ``index.html`` (every weight, filtered by task and fami
 in the page; every architecture), ``w/<arch.tag>/index.html`` per weight (its model card rendered to HTML,
 its pictures, recipe command and usage snippets), ``static/`` (one stylesheet, two small scripts) and
 ``vendor/`` (onnxruntime-web's wasm build, copied from ``node_modules`` at build time). Nothing is fetched
-from elsewhere when a page is viewed.
+from elsewhere when a page is viewed, and no server is needed: pages opened from the folder (file://)
+work, in-browser inference included, because everything a page loads comes through script elements
+(the wasm binary and each model as base64) and data: URLs, which file:// pages may load.
 
 Weights whose task (or export adapter) names a ``browser_demo`` get their ONNX file (exported with
 `export.onnx.to_onnx`, cached by the weight's sha256) and sample inputs from their dataset's test split
@@ -305,7 +307,13 @@ def _add_demo(page: WeightPage, target: Path, cache: Path, say: Callable[[str], 
         page.demo_note = why
         return
     say(f"{page.name}: ONNX for the {kind} demo")
-    model_file = exported_onnx(page.name, cache)
+    from export.onnx import ExportError
+
+    try:
+        model_file = exported_onnx(page.name, cache)
+    except ExportError as err:  # one weight that does not export leaves the rest of the site intact
+        page.demo_note = f"No in-browser inference: its export failed ({str(err).splitlines()[0][:200]})."
+        return
     if model_file is None:
         page.demo_note = "No in-browser inference: the weight exports more than one graph."
         return

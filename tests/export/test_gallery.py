@@ -1,11 +1,12 @@
 """`zoo gallery` (export/gallery): the static site, and its in-browser inference against the torch-free runtime.
 
-The cheap tests build pages without ONNX. The browser test builds the site for one classifier, one
-segmenter and one generator, serves it on 127.0.0.1, loads each page in headless Chromium (`tests.browser`, the DevTools pipe) with
-``?sample=all`` (the page runs every sample input and writes its answers into the DOM) and compares them with
-`export.runtime.OnnxModel` on the same inputs: top-1 equal and probabilities within 1e-4, segmentation masks
-identical, generated pixels within 1e-4. It also takes screenshots (``ZOO_GALLERY_SCREENSHOTS=DIR`` keeps
-them). Without Chromium or ``node_modules`` it skips, except under CI (``CI`` set), where it fails.
+The cheap tests build pages without ONNX. The browser tests build the site for one classifier, one segmenter
+and one generator, serve it on 127.0.0.1 and drive headless Chromium through the DevTools pipe
+(`tests.browser`): each page loaded with ``?sample=all`` runs every sample input and writes its answers into
+the DOM, which are compared with `export.runtime.OnnxModel` on the same inputs (top-1 equal and probabilities
+within 1e-4, segmentation masks identical, generated pixels within 1e-4); the classifier again from file://;
+a digit drawn on the pad; screenshots (``ZOO_GALLERY_SCREENSHOTS=DIR`` keeps them). Without Chromium or
+``node_modules`` they skip, except under CI (``CI`` set), where they fail.
 """
 
 from __future__ import annotations
