@@ -76,12 +76,14 @@ class GalleryResult:
         return "\n".join(lines)
 
 
-def find_node_modules(start: Path | None = None) -> Path | None:
-    """The ``node_modules`` folder that holds onnxruntime-web's dist files: the repo root's (``npm ci``
-    there installs the version package-lock.json pins), else the current folder's; None when absent."""
-    for root in [start, REPO_ROOT, Path.cwd()]:
-        if root is not None and all((root / "node_modules" / ORT_DIST / f).is_file() for f in VENDOR_FILES):
-            return root / "node_modules"
+def find_node_modules(folder: str | os.PathLike | None = None) -> Path | None:
+    """The ``node_modules`` folder that holds onnxruntime-web's dist files: `folder` when given (and only
+    it), else the repo root's (``npm ci`` there installs the version package-lock.json pins), else the
+    current folder's; None when there is none."""
+    candidates = [Path(folder)] if folder else [REPO_ROOT / "node_modules", Path.cwd() / "node_modules"]
+    for candidate in candidates:
+        if all((candidate / ORT_DIST / f).is_file() for f in VENDOR_FILES):
+            return candidate
     return None
 
 
@@ -111,7 +113,7 @@ def build_gallery(
         raise GalleryError(f"no published weight matches {patterns}; see `zoo list --pretrained`")
     vendor_from = None
     if onnx:
-        vendor_from = find_node_modules(Path(node_modules).parent if node_modules else None)
+        vendor_from = find_node_modules(node_modules)
         if vendor_from is None:
             raise GalleryError(
                 "onnxruntime-web is not installed: run `npm ci` in the repo root (package.json pins it), "

@@ -15,6 +15,7 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
         weights=args.weights or "*",
         onnx=not args.no_onnx,
         cache_dir=args.cache,
+        node_modules=args.node_modules,
         log=print if args.verbose else None,
     )
     print(result.summary())
@@ -47,6 +48,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         help="where exported ONNX files are kept between builds (default ~/.cache/zoo/gallery)",
+    )
+    p.add_argument(
+        "--node-modules",
+        type=Path,
+        default=None,
+        help="the node_modules folder holding onnxruntime-web (default: the repo root's, after `npm ci`)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="print each step")
     p.set_defaults(func=_cmd_gallery)

@@ -95,9 +95,12 @@ def test_demo_kinds_come_from_task_and_adapter():
 
 
 def test_missing_onnxruntime_web_says_run_npm_ci(tmp_path, monkeypatch):
-    monkeypatch.setattr("export.gallery.find_node_modules", lambda start=None: None)
+    monkeypatch.setattr("export.gallery.find_node_modules", lambda folder=None: None)
     with pytest.raises(GalleryError, match="npm ci"):
         build_gallery(tmp_path, weights="resnet8_small.mnist")
+    monkeypatch.undo()
+    with pytest.raises(GalleryError, match="npm ci"):  # a folder named explicitly is the only one tried
+        build_gallery(tmp_path, weights="resnet8_small.mnist", node_modules=tmp_path / "node_modules")
 
 
 def test_cli_builds_the_pages(tmp_path, capsys):
