@@ -282,8 +282,9 @@ def demo_kind(name: str) -> tuple[str, str]:
     """(the in-browser demo of a weight, or "", and why not when "").
 
     The family's export adapter names one for graphs the task alone does not describe (a GAN's latent ->
-    image); otherwise the task's (`zoo.tasks.Task.browser_demo`). Image demos need the plain resize-and-
-    normalise preprocessing that demo.js implements (not the centre crop of imported ImageNet weights).
+    image) or refuses one (a decode in numpy); otherwise the task's (`zoo.tasks.Task.browser_demo`). Image
+    demos need the plain resize-and-normalise preprocessing that demo.js implements (not the centre crop of
+    imported ImageNet weights).
     """
     from export.adapters import get_adapter
     from zoo.registry import get_entry, get_weights
@@ -292,7 +293,8 @@ def demo_kind(name: str) -> tuple[str, str]:
     weights = get_weights(name)
     entry = get_entry(weights.arch)
     task = get_task(weights.task or entry.task)
-    kind = get_adapter(entry.family).browser_demo or task.browser_demo
+    own = get_adapter(entry.family).browser_demo
+    kind = task.browser_demo if own is None else own
     if not kind:
         return "", f"No in-browser inference: the {task.name} post-processing is not written in JavaScript."
     if kind != "latent" and (

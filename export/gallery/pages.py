@@ -192,11 +192,10 @@ def _demo_html(page: WeightPage) -> str:
         outputs = (
             '<div><p>what the model sees</p><canvas id="zoo-output"></canvas><div id="zoo-topk"></div></div>'
         )
-    elif page.demo == "segment":
+    elif page.demo in ("segment", "detect"):
         inputs = f'<div><p>Pick a test scene:</p><div class="samples">{samples}</div></div>'
-        outputs = (
-            '<div><p>classes by pixel</p><canvas id="zoo-output"></canvas><div id="zoo-topk"></div></div>'
-        )
+        title = "classes by pixel" if page.demo == "segment" else "objects found"
+        outputs = f'<div><p>{title}</p><canvas id="zoo-output"></canvas><div id="zoo-topk"></div></div>'
     else:  # latent
         labels = page.demo_data.get("labels") or []
         choose = ""

@@ -9,7 +9,7 @@
 // Pre- and post-processing are read from the file's own metadata (the `zoo.*` metadata_props that
 // export/runtime.py reads), never from the page, so the page and the torch-free runtime agree by
 // construction: mean/std, input size and labels; softmax(logits / temperature) for classifiers; the
-// per-pixel argmax for segmenters; clip to [0, 1] for generators.
+// per-pixel argmax for segmenters; score_thresh and the sort for detectors; clip to [0, 1] for generators.
 //
 // `?sample=K` (and `&label=L` for a conditional generator) runs sample K as soon as the page loads and
 // writes the answer as JSON into #zoo-result (data-state="done" or "error"): the gallery's browser test
@@ -182,7 +182,9 @@
   function imageToTensor(image, meta) {
     const multiple = meta.task_fields.size_multiple;
     let input = image;
-    if (multiple) {
+    if (page.demo === "detect") {
+      // Detectors take the image at its own size: the graph resizes (zoo.tasks.detection).
+    } else if (multiple) {
       input = padToMultiple(image, multiple);
     } else if (meta.input_size && (image.width !== meta.input_size[2] || image.height !== meta.input_size[1])) {
       // The browser's resampling, not PIL's bilinear: used for drawings only, never for the test's inputs.
@@ -259,6 +261,22 @@
     return { mask, height, width };
   }
 
+  function detect(outputs, meta) {
+    // zoo.tasks.detection.ObjectDetection.postprocess: a stable sort by score, then the threshold (float32,
+    // as numpy compares the float32 scores with it).
+    const scores = outputs.scores.data;
+    const boxes = outputs.boxes.data;
+    const labels = Array.from(outputs.labels.data, Number);
+    const thresh = Math.fround(Number(meta.task_fields.score_thresh ?? 0.05));
+    const order = [...scores.keys()].sort((a, b) => scores[b] - scores[a] || a - b);
+    const keep = order.filter((i) => scores[i] >= thresh);
+    return {
+      boxes: keep.map((i) => Array.from(boxes.subarray(4 * i, 4 * i + 4))),
+      scores: keep.map((i) => scores[i]),
+      labels: keep.map((i) => labels[i]),
+    };
+  }
+
   // ------------------------------------------------------------------ drawing results
   function show(node, lines) {
     node.textContent = "";
@@ -274,7 +292,7 @@
     }
   }
 
-  function paint(canvas, image, overlay) {
+  function paint(canvas, image, overlay, found) {
     // Nearest-neighbour upscaling keeps the model's pixels visible.
     const scale = Math.max(1, Math.floor(256 / Math.max(image.width, image.height)));
     canvas.width = image.width * scale;
@@ -296,6 +314,17 @@
     }
     small.getContext("2d").putImageData(new ImageData(data, image.width, image.height), 0, 0);
     ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
+    if (found) {
+      // Boxes in the palette's colour of their class, with the label and score, as zoo predict draws them.
+      ctx.lineWidth = 2;
+      ctx.font = "bold 13px sans-serif";
+      found.boxes.forEach(([x1, y1, x2, y2], i) => {
+        const color = page.palette[found.labels[i] % page.palette.length];
+        ctx.strokeStyle = ctx.fillStyle = "rgb(" + color.join(",") + ")";
+        ctx.strokeRect(x1 * scale, y1 * scale, (x2 - x1) * scale, (y2 - y1) * scale);
+        ctx.fillText(found.names[i] + " " + found.scores[i].toFixed(2), x1 * scale + 2, Math.max(12, y1 * scale - 3));
+      });
+    }
   }
 
   function report(state, payload) {
@@ -312,6 +341,22 @@
       const answer = classify(outputs, session, meta);
       show(document.getElementById("zoo-topk"), answer.topk);
       return { top1: answer.top1, label: answer.label, probs: answer.probs };
+    }
+    if (page.demo === "detect") {
+      const found = detect(outputs, meta);
+      const labels = meta.labels || [];
+      const names = found.labels.map((k) => labels[k] ?? String(k));
+      // Only boxes scoring 0.5 or more are drawn (the answer keeps all above score_thresh).
+      const shown = found.scores.map((s, i) => i).filter((i) => found.scores[i] >= 0.5);
+      paint(document.getElementById("zoo-output"), image, null, {
+        boxes: shown.map((i) => found.boxes[i]),
+        scores: shown.map((i) => found.scores[i]),
+        labels: shown.map((i) => found.labels[i]),
+        names: shown.map((i) => names[i]),
+      });
+      document.getElementById("zoo-topk").textContent =
+        shown.length + " found (score ≥ 0.5): " + shown.map((i) => names[i] + " " + found.scores[i].toFixed(2)).join(", ");
+      return found;
     }
     const answer = segment(outputs, session, meta, image.height, image.width);
     paint(document.getElementById("zoo-output"), image, {
