@@ -367,7 +367,7 @@ def exported_onnx(name: str, cache: Path) -> Path | None:
     from export.onnx import to_onnx
 
     cache.mkdir(parents=True, exist_ok=True)
-    partial = cache / f"{name}.partial.onnx"
+    partial = cache / f"{name}.partial-{os.getpid()}.onnx"  # builds running at once never share one
     graphs = to_onnx(name, partial).graphs
     if len(graphs) != 1:
         for graph in graphs:
