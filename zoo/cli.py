@@ -20,6 +20,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "recipes.cli",
     "recipes.tools",
     "export.cli",
+    "export.gallery.cli",
     "zoo.data.cli",
     "zoo.sampling",
     "zoo.probing",

@@ -125,6 +125,11 @@ class Adapter:
     """The default export adapter: one tensor-in, tensor-out graph. Subclass it for a family."""
 
     families: tuple[str, ...] = ()
+    # The in-browser demo of `zoo gallery` for this family's graph: None for the task's own
+    # (`zoo.tasks.Task.browser_demo`); "latent" (latent[, label] -> image, as `sample` runs it with a fixed
+    # latent) where the task has none; "" where the runtime's decode is more than the task's
+    # post-processing (which is all the page's JavaScript does), so the page could not agree with it.
+    browser_demo: str | None = None
 
     @property
     def name(self) -> str:

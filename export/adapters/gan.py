@@ -23,6 +23,7 @@ __all__ = ["GANAdapter"]
 @register_adapter
 class GANAdapter(Adapter):
     families = ("gan",)
+    browser_demo = "latent"  # one sample from a fixed latent and a chosen class, in the gallery
 
     def graphs(self, model: Any, *, input_size: Sequence[int], dynamic: bool) -> list[GraphSpec]:
         import torch

@@ -37,6 +37,7 @@ def _grouping(model: Any) -> dict[str, Any]:
 @register_adapter
 class ProposalFreeAdapter(Adapter):
     families = ("proposal_free",)
+    browser_demo = ""  # the instances are grouped in numpy (`decode`), not in the graph: no gallery demo
 
     def graphs(self, model: Any, *, input_size: Sequence[int], dynamic: bool) -> list[GraphSpec]:
         from torch import nn

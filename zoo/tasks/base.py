@@ -117,6 +117,11 @@ class Task:
     runtime_files: ClassVar[tuple[str, ...]] = ()
     # The metrics a results table shows for a weight of this task: (metrics key, column title, format).
     headline_metrics: ClassVar[tuple[tuple[str, str, str], ...]] = ()
+    # Which in-browser demo of `zoo gallery` (export/gallery/static/demo.js) runs this task's exported
+    # graph from its metadata alone: "classify" (softmax of logits over the labels, a drawing pad),
+    # "segment" (per-pixel argmax, sample scenes), "detect" (score threshold and sort of the graph's final
+    # boxes); "" for none (its post-processing is not in JavaScript).
+    browser_demo: ClassVar[str] = ""
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"

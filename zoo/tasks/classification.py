@@ -46,6 +46,7 @@ class ImageClassification(Task):
     summary = "one label per image, from logits over the weight's classes"
     output_names = ("logits",)
     headline_metrics = (("acc", "top-1", "{:.2%}"),)
+    browser_demo = "classify"
     outputs_doc = {"logits": "(N, num_classes) unnormalised class scores; softmax gives probabilities"}
     # How ImageNet weights from torchvision and timm expect an image (their evaluation transform): the
     # shorter side resized, then a centre crop of input_size. The zoo's own weights resize straight to

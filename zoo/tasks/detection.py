@@ -74,6 +74,7 @@ class ObjectDetection(Task):
     }
     batched_images = False  # one image per call, at its own size (as torchvision's detectors)
     iou_type = "bbox"
+    browser_demo = "detect"  # the graph ends in final boxes; the page keeps those above score_thresh
 
     def preprocess(self, image: np.ndarray, meta: Any, *, invert: bool = False) -> np.ndarray:
         """(H, W, C) uint8 -> (1, C, H, W) float32 in [0, 1] at the image's own size (the model resizes)."""

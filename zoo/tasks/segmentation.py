@@ -60,6 +60,7 @@ class SemanticSegmentation(Task):
         ),
     )
     headline_metrics = (("miou", "mIoU", "{:.3f}"), ("pixel_acc", "pixel acc", "{:.2%}"))
+    browser_demo = "segment"
     output_names = ("logits",)
     outputs_doc = {"logits": "(N, num_classes, H, W) per-pixel class scores; argmax over axis 1 is the mask"}
 
