@@ -91,9 +91,25 @@ def test_colorization_unet_reads_lightness_and_starts_grey():
     assert model.output_names == ("ab",) and model.size_multiple == 8 and model.tile_overlap == 32
 
 
+def test_unet_denoiser_subtracts_the_noise_it_predicts_and_starts_as_the_identity():
+    model = build("unet_denoiser", width=8).eval()
+    x = torch.rand(2, 3, 40, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), x)  # zero-initialised head: nothing removed yet
+        torch.nn.init.normal_(model.head.weight, std=0.1)
+        torch.testing.assert_close(model(x), x - model.noise(x))
+    assert model.output_names == ("denoised",) and model.size_multiple == 8 and model.tile_overlap == 32
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # blind: no batch statistics
+
+
 @pytest.mark.parametrize(
     ("name", "kwargs"),
-    [("espcn_x2", {"skip": "nearest"}), ("edsr_x2", {"skip": "bilinear"}), ("dncnn", {"depth": 1})],
+    [
+        ("espcn_x2", {"skip": "nearest"}),
+        ("edsr_x2", {"skip": "bilinear"}),
+        ("dncnn", {"depth": 1}),
+        ("unet_denoiser", {"num_classes": 5}),
+    ],
 )
 def test_bad_arguments_are_refused(name, kwargs):
     with pytest.raises(ConfigError):

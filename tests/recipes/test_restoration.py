@@ -134,3 +134,30 @@ def test_an_untrained_super_resolution_model_scores_as_bicubic(tmp_path):
     reference.update(torch.from_numpy(pil / 255.0).float(), hr)
     # torch's bicubic (the model's skip) and PIL's differ slightly; both are "bicubic".
     assert abs(metrics["psnr"].compute()["psnr"] - reference.compute()["psnr"]) < 0.5
+
+
+def test_colour_augmentation_of_clean_patches():
+    """Saturation scaled and clipped, channels shuffled, blur on about half the patches; off by default."""
+    from types import SimpleNamespace
+
+    clean = torch.rand(64, 3, 16, 16) * 0.5 + 0.25
+    ctx = SimpleNamespace(generator=torch.Generator().manual_seed(0))
+    assert _objective("dncnn.photos")._colour_augment(ctx, clean) is clean
+    saturated = _objective("dncnn.photos", "saturation=[3.0,3.0]")._colour_augment(ctx, clean)
+    grey = clean.mean(1, keepdim=True)
+    torch.testing.assert_close(saturated, (grey + 3 * (clean - grey)).clamp(0, 1))
+    assert (saturated == 0).any() and (saturated == 1).any()  # clipped channels, as in the test flowers
+    shuffled = _objective("dncnn.photos", "channel_shuffle=true")._colour_augment(ctx, clean)
+    assert sorted(shuffled.sum((0, 2, 3)).tolist()) == pytest.approx(sorted(clean.sum((0, 2, 3)).tolist()))
+    blurred = _objective("dncnn.photos", "max_blur=2.0")._colour_augment(ctx, clean)
+    changed = (blurred != clean).flatten(1).any(1)
+    assert 16 < int(changed.sum()) < 48
+    assert blurred[changed].std() < clean[changed].std()  # smoother
+    with pytest.raises(ConfigError, match="saturation"):
+        _objective("dncnn.photos", "saturation=[2.0,1.0]")
+
+
+def test_colour_train_photos_leave_out_the_grey_ones():
+    data = _objective("dncnn.photos", "train_photos=colour").data()
+    used = data.split.split("training reads")[1]
+    assert all(name not in used for name in ("camera", "moon", "page", "text")) and "chelsea" in used
