@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from filelock import FileLock
 
 import zoo
 from export.gallery import GalleryError, build_gallery, demo_kind, find_node_modules
@@ -149,7 +150,13 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def served_site(tmp_path_factory):
     chromium = _require_browser()
     out = tmp_path_factory.mktemp("site")
-    result = build_gallery(out, weights=DEMO_WEIGHTS, cache_dir=tmp_path_factory.mktemp("onnx"))
+    # One ONNX cache for every pytest-xdist worker (their base temps share a parent), built under a lock:
+    # the exports are most of this fixture's time, and a second worker then only copies them.
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "gallery-onnx"
+    shared.mkdir(exist_ok=True)
+    with FileLock(str(shared / ".lock")):
+        result = build_gallery(out, weights=DEMO_WEIGHTS, cache_dir=shared)
     assert result.demos == {
         "resnet8_small.mnist": "classify",
         "unet_resnet8_small.scenes": "segment",
@@ -234,7 +241,7 @@ DRAW_SEVEN = """(() => {
 def test_browser_drawing_pad_classifies_a_drawn_digit(served_site):
     _, base, browser = served_site
     page = browser.open(f"{base}w/resnet8_small.mnist/index.html")
-    browser.wait_for(page, "typeof ort !== 'undefined' && !!document.getElementById('zoo-pad')")
+    browser.wait_for(page, "document.documentElement.dataset.zooDemo === 'ready'")
     browser.evaluate(page, DRAW_SEVEN)
     browser.wait_for(page, DONE)
     answer = json.loads(browser.evaluate(page, "document.getElementById('zoo-result').textContent"))

@@ -527,6 +527,8 @@
     document.getElementById("zoo-label").value = params.get("label");
   }
   statusNode.textContent = "";
+  // The listeners are attached: a driver (the browser test) may draw or click from now on.
+  document.documentElement.dataset.zooDemo = "ready";
   if (params.get("sample") === "all") {
     runAll();
   } else if (params.has("sample")) {
