@@ -52,6 +52,8 @@ def test_swap_digits_and_paraphrase():
     single = {paraphrase("a small 7", rng, 0.5) for _ in range(200)}
     assert {"a small 7", "the number seven", "a small handwritten 7"} <= single
     assert all(p.endswith(("7", "seven")) for p in single)
+    placed = {paraphrase("a small 7 in the top left", rng, 0.5) for _ in range(100)}
+    assert "the number seven in the top left" in placed and all(p.endswith("in the top left") for p in placed)
     multi = {paraphrase("an 8 above a 1", rng, 0.5) for _ in range(100)}
     assert "an eight above a one" in multi and "a 8 above a 1" not in multi
 
