@@ -2,7 +2,8 @@
 
 Train scenes are composed from MNIST 5k's train digits only, test scenes from its test digits only
 (`zoo.data.scenes`). Each scene's caption names every digit with size words and a relation ("a 3 to the
-left of a large 7"); a lone digit off the centre also says where it stands ("a large 7 in the top left"). At train time the caption is paraphrased (`paraphrase`): a single digit is also "a
+left of a large 7"); a lone digit is "a large 7" or, in half of the scenes, says where it stands ("a large 7
+in the top left"). At train time the caption is paraphrased (`paraphrase`): a single digit is also "a
 handwritten 7", "the number seven", "the small 7" (its position kept); any digit may be written as a word. Fresh compositions:
 the run renders ``pool_size`` train scenes (new layouts of the same train digits) once.
 
