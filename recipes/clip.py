@@ -2,8 +2,9 @@
 
 Train scenes are composed from MNIST 5k's train digits only, test scenes from its test digits only
 (`zoo.data.scenes`). Each scene's caption names every digit with size words and a relation ("a 3 to the
-left of a large 7"). At train time the caption is paraphrased (`paraphrase`): a single digit is also "a
-handwritten 7", "the number seven", "the small 7"; any digit may be written as a word. Fresh compositions:
+left of a large 7"); a lone digit is "a large 7" or, in half of the scenes, says where it stands ("a large 7
+in the top left"). At train time the caption is paraphrased (`paraphrase`): a single digit is also "a
+handwritten 7", "the number seven", "the small 7" (its position kept); any digit may be written as a word. Fresh compositions:
 the run renders ``pool_size`` train scenes (new layouts of the same train digits) once.
 
 Loss: `zoo.losses.clip_loss`, CLIP's symmetric cross-entropy over the batch with the learned temperature.
@@ -48,6 +49,7 @@ from recipes.engine import (
     ScheduleConfig,
     register_preset,
 )
+from zoo.data.scenes import POSITION_PHRASES
 from zoo.errors import ConfigError
 from zoo.losses import CLIP_PAPER, NEGCLIP_PAPER, clip_loss
 
@@ -109,15 +111,19 @@ def _fix_articles(words: list[str]) -> list[str]:
     return out
 
 
+# Where a scene's only digit stands (`zoo.data.scenes.POSITION_PHRASES`): "in the top left", "at the bottom"...
+_POSITION = "(?:" + "|".join(re.escape(p) for p in POSITION_PHRASES) + ")"
+
+
 def paraphrase(caption: str, rng: np.random.Generator, word_prob: float = 0.2) -> str:
     """A train-time rewording of a scene caption: digits as words with `word_prob`; a lone digit also as
-    "a handwritten 7", "the number seven", "the small 7" (the forms prompts use)."""
+    "a handwritten 7", "the number seven", "the small 7" (the forms prompts use), its position kept."""
     words = caption.split()
     words = [NUMBER_WORDS[_DIGIT[w]] if w in _DIGIT and rng.random() < word_prob else w for w in words]
-    single = re.fullmatch(r"an? (?:(small|large) )?(\S+)", " ".join(words))
+    single = re.fullmatch(rf"an? (?:(small|large) )?(\S+)((?: {_POSITION})?)", " ".join(words))
     if single and single.group(2) in _DIGIT:
         size = f"{single.group(1)} " if single.group(1) else ""
-        noun = single.group(2)
+        noun, where = single.group(2), single.group(3)  # where: " in the top left" (a scene's only digit)
         forms = (
             f"a {size}{noun}",
             f"a {size}handwritten {noun}",
@@ -126,7 +132,7 @@ def paraphrase(caption: str, rng: np.random.Generator, word_prob: float = 0.2) -
             f"the {size}{noun}",
             f"the handwritten {noun}",
         )
-        words = forms[int(rng.integers(len(forms)))].split()
+        words = (forms[int(rng.integers(len(forms)))] + where).split()
     return " ".join(_fix_articles(words))
 
 
@@ -228,6 +234,7 @@ def caption_corpus(templates: tuple[str, ...] = TEMPLATES) -> list[str]:
         for b in ("7", "8")
     ]
     corpus += [f"{form} {d}" for d in _DIGIT for form in ("a handwritten", "the number", "the", "an")]
+    corpus += [f"a {d} {where}" for d in _DIGIT for where in POSITION_PHRASES]
     corpus += [t.format(d) for t in templates for d in _DIGIT] + ["a 1, a 2 and a 3"]
     return corpus
 

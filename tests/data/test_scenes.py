@@ -120,6 +120,17 @@ def test_captions_mention_every_digit(test_scenes):
             relations[rel] += rel in scene.caption
     assert all(relations.values()), relations
     assert any("small" in s.caption for s in test_scenes) and any("large" in s.caption for s in test_scenes)
+    # A lone digit says where it stands in some scenes, by its box centre in thirds of the canvas.
+    singles = [s for s in test_scenes if len(s.labels) == 1]
+    placed = [s for s in singles if s.caption.endswith(S.POSITION_PHRASES)]
+    assert 0 < len(placed) < len(singles), [s.caption for s in singles]
+    for s in singles:  # "a large 7", then where it stands or nothing
+        noun = re.fullmatch(r"(an? (?:small |large )?\d)( .+)?", s.caption)
+        assert noun and noun.group(2) in (None, *(f" {p}" for p in S.POSITION_PHRASES)), s.caption
+    for s in placed:
+        cx, cy = (s.boxes[0, :2] + s.boxes[0, 2:]) / 2 / s.image.shape[1]
+        assert ("left" in s.caption) == (cx < 1 / 3) and ("right" in s.caption) == (cx > 2 / 3), s.caption
+        assert ("top" in s.caption) == (cy < 1 / 3) and ("bottom" in s.caption) == (cy > 2 / 3), s.caption
 
 
 def test_relation_words_follow_the_boxes():

@@ -24,6 +24,8 @@ BARS = {"zero_shot_acc": 0.95, "word_order_acc": 0.90}
 KNOWN_MISSES: set[str] = set()
 # 2026-11-30: 32,000 scenes x 12 epochs (27 min) missed word order at 89.8%; 16 epochs (the preset now) reach
 # 90.6% over the same 522 two-digit test scenes. Occlusion is still the weakest ("in front of" 73%, "behind" 77%).
+# Re-trained when half of the lone digits' captions got a position (1,810 s on one busy thread): zero-shot 95.1%,
+# word order 90.8%; a position on every off-centre lone digit instead missed both (94.3%, 88.5%).
 
 
 def _unit(n: int, d: int, seed: int) -> torch.Tensor:
@@ -52,6 +54,8 @@ def test_swap_digits_and_paraphrase():
     single = {paraphrase("a small 7", rng, 0.5) for _ in range(200)}
     assert {"a small 7", "the number seven", "a small handwritten 7"} <= single
     assert all(p.endswith(("7", "seven")) for p in single)
+    placed = {paraphrase("a small 7 in the top left", rng, 0.5) for _ in range(100)}
+    assert "the number seven in the top left" in placed and all(p.endswith("in the top left") for p in placed)
     multi = {paraphrase("an 8 above a 1", rng, 0.5) for _ in range(100)}
     assert "an eight above a one" in multi and "a 8 above a 1" not in multi
 
