@@ -331,14 +331,12 @@ class ContrastiveObjective(Objective):
 
     @torch.no_grad()
     def _fit_probes(self, ctx: Context) -> None:
-        from zoo.probing import encode_split
-
         # The model being evaluated (the published copy, an EMA, a DDP wrapper), in eval mode: its forward
         # is the representation. Never the trainer's raw module, which may still be in train mode.
         model = ctx.models["model"]
         images, labels = self._probe_split(self.splits.train, 10)
         encode = lambda x: model(ctx.to_device(x))  # noqa: E731
-        features = encode_split(encode, images, self.splits.mean, self.splits.std)
+        features = self._train_features(model, encode, images)
         for metric in ctx.metrics.values():
             metric.fit(features, labels)
 
@@ -376,26 +374,55 @@ class ContrastiveObjective(Objective):
             std=tuple(data.info["std"]),
         )
 
-    def _sweep(self, encode: Any, weight: Any) -> list[Any]:
-        """`zoo.probing.label_efficiency` of `encode` (standardised as `weight` says; None: [0, 1] pixels)."""
+    def _train_features(self, model: nn.Module, encode: Any, images: torch.Tensor) -> torch.Tensor:
+        """`encode_split` of the probes' train `images` by `model`'s representation (`encode`: its eval
+        forward or its `embed`, the same computation when it has no classifier head), standardised as the
+        dataset says. An evaluation and the label sweeps of the same weights (`publish`, `publish_metrics`)
+        encode the same images identically: the features of the last weights are kept and reused (keyed by
+        the weights' values, so a training step or another model misses)."""
+        from zoo.probing import encode_split
+
+        mean, std = self.splits.mean, self.splits.std
+        module = getattr(model, "module", model)  # an EMA average or a DDP wrapper encodes as its network
+        if getattr(module, "head", None) is not None:  # forward gives a classifier's logits, not `embed`
+            return encode_split(encode, images, mean, std)
+        device = next(module.parameters()).device
+        key = (_weights_fingerprint(module), module.training, str(device), len(images), images.data_ptr())
+        cached = getattr(self, "_train_cache", None)
+        if cached is None or cached[0] != key:
+            self._train_cache = cached = (key, encode_split(encode, images, mean, std))
+        return cached[1]
+
+    def _sweep(
+        self, encode: Any, weight: Any, model: nn.Module | None = None, all_labels: bool = True
+    ) -> list[Any]:
+        """`zoo.probing.label_efficiency` of `encode` (standardised as `weight` says; None: [0, 1] pixels);
+        `model`: this objective's encoder whose `embed` `encode` is (its train features may be reused);
+        without `all_labels`, the label budgets only (the test split's evaluation measures all labels)."""
         from zoo.probing import DRAWS, LABEL_BUDGETS, encode_split, label_efficiency
 
         # A smoke run (eval_limit) only checks that the sweep runs: one label a class, one draw.
         budgets, draws = ((1,), 1) if self.config.eval_limit else (LABEL_BUDGETS, DRAWS)
+        if not all_labels:
+            budgets = tuple(b for b in budgets if b != 0)
         (train, train_labels), (test, test_labels) = (
             self._probe_split(self.splits.train, 10),
             self._probe_split(self.splits.test),
         )
         mean, std = (weight.mean, weight.std) if weight is not None else (None, None)
-        feats = [encode_split(encode, images, mean, std) for images in (train, test)]
-        return label_efficiency(feats[0], train_labels, feats[1], test_labels, budgets, draws)
+        if model is not None and (mean, std) == (tuple(self.splits.mean), tuple(self.splits.std)):
+            train_features = self._train_features(model, encode, train)
+        else:
+            train_features = encode_split(encode, train, mean, std)
+        test_features = encode_split(encode, test, mean, std)
+        return label_efficiency(train_features, train_labels, test_features, test_labels, budgets, draws)
 
     def publish_metrics(self, model: nn.Module, data: Data) -> dict[str, float]:
         """The label-efficiency sweep of the encoder: ``linear_acc_n{labels}`` and ``knn_acc_n{labels}``."""
         with torch.no_grad():
-            return _budget_metrics(
-                self._sweep(model.eval().embed, self._weight_meta(model, data)), sweep_only=True
-            )
+            # sweep_only: the all-labels probes are the test evaluation's, so they are not fitted here.
+            rows = self._sweep(model.eval().embed, self._weight_meta(model, data), model, all_labels=False)
+            return _budget_metrics(rows, sweep_only=True)
 
     def publish(self, model: nn.Module, data: Data) -> tuple[nn.Module, dict[str, Any]]:
         from zoo.probing import DRAWS, baseline_encoders
@@ -418,7 +445,7 @@ class ContrastiveObjective(Objective):
         }
         # Label efficiency of this encoder and of the baselines, on the same splits and label draws.
         weight_meta = self._weight_meta(model, data)
-        own = self._sweep(model.embed, weight_meta)
+        own = self._sweep(model.embed, weight_meta, model)
         results = {
             name: self._sweep(encode, weight)
             for name, (encode, weight) in baseline_encoders(weight_meta).items()
@@ -431,6 +458,18 @@ class ContrastiveObjective(Objective):
         )
         meta["files"] = {"label_efficiency": str(path)}
         return model, meta
+
+
+def _weights_fingerprint(model: nn.Module) -> str:
+    """A digest of `model`'s class and state (names, shapes, strides, values): equal only for the same weights
+    in the same memory format (channels_last convolutions may round differently)."""
+    import hashlib
+
+    digest = hashlib.blake2b(type(model).__qualname__.encode(), digest_size=16)
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}:{tensor.stride()}".encode())
+        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _budget_metrics(rows: list[Any], sweep_only: bool = False) -> dict[str, float]:

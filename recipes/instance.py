@@ -110,18 +110,20 @@ class InstanceScenes(torch.utils.data.Dataset):
         self.touching, self.index = touching, index
 
     @classmethod
-    def render(cls, scenes: Any, starts: tuple[int, ...] = (0,)) -> InstanceScenes:
-        """Scenes ``0..len(scenes)-1`` of a `zoo.data.DigitScenes`, once per composition start in `starts`."""
+    def render(cls, scenes: Any, starts: tuple[int, ...] = (0,), count: int | None = None) -> InstanceScenes:
+        """Scenes ``0..count-1`` (default: all) of a `zoo.data.DigitScenes`, once per composition start in
+        `starts`."""
         from zoo.data import DigitScenes
         from zoo.data.scenes import touching_instances
 
+        count = len(scenes) if count is None else min(count, len(scenes))
         rendered = []
         for start in starts:
             source = DigitScenes(
                 scenes.split, scenes.num, scenes.config, scenes.seed, scenes.val_per_class, start
             )
-            rendered += [source.scene(i) for i in range(len(source))]
-        index = torch.arange(len(scenes)).repeat(len(starts))
+            rendered += [source.scene(i) for i in range(count)]
+        index = torch.arange(count).repeat(len(starts))
         k = max([len(s.labels) for s in rendered] + [1])
         n, size = len(rendered), scenes.config.size
         ids = np.zeros((n, size, size), np.uint8)
@@ -192,12 +194,14 @@ def instance_targets_of(
 _POOL_CACHE: dict[tuple, InstanceScenes] = {}
 
 
-def _pool(train: Any, copies: int) -> InstanceScenes:
-    """The train scenes plus `copies` fresh compositions, rendered once per process (smoke tests reuse it)."""
-    key = (train.split, train.num, train.config, train.seed, train.val_per_class, train.start, copies)
+def _pool(train: Any, copies: int, count: int | None = None) -> InstanceScenes:
+    """The (first `count`) train scenes plus `copies` fresh compositions of them, rendered once per process
+    (smoke tests reuse it)."""
+    key = (train.split, train.num, train.config, train.seed, train.val_per_class, train.start, copies, count)
     if key not in _POOL_CACHE:
         _POOL_CACHE.clear()
-        _POOL_CACHE[key] = InstanceScenes.render(train, tuple(k * train.num for k in range(copies + 1)))
+        starts = tuple(k * train.num for k in range(copies + 1))
+        _POOL_CACHE[key] = InstanceScenes.render(train, starts, count)
     return _POOL_CACHE[key]
 
 
@@ -213,18 +217,24 @@ class InstanceObjective(Objective):
         c = self.config
         splits = load_dataset(c.dataset, c.val_per_class, c.data_root, c.download)
         self.splits = splits
-        train = _pool(splits.train, c.fresh_scenes)
-        val = InstanceScenes.render(splits.val) if splits.val is not None else None
-        test = InstanceScenes.render(splits.test)
+        # A smoke run (eval_limit) evaluates the first eval_limit scenes of each split and trains a few steps:
+        # it renders those, and as many train scenes (of each composition) as a batch needs, not the
+        # 4,000 x (1 + fresh_scenes) of a real run (tens of seconds per run on 2 cores).
+        limit = c.eval_limit or None
+        train = _pool(splits.train, c.fresh_scenes, limit and max(limit, c.batch_size))
+        val = InstanceScenes.render(splits.val, count=limit) if splits.val is not None else None
+        test = InstanceScenes.render(splits.test, count=limit)
         # COCO ground truth of each evaluated split, as `zoo verify` builds it (ids = scene index + 1).
-        self.gt = {"test": coco_ground_truth(splits.test)}
+        self.gt = {"test": coco_ground_truth(splits.test, limit)}
         if splits.val is not None:
-            self.gt["val"] = coco_ground_truth(splits.val)
+            self.gt["val"] = coco_ground_truth(splits.val, limit)
         self.augment = SceneAugment(
             c.degrees, c.translate, tuple(c.scale), c.brightness, c.contrast, c.channel_shuffle
         )
         split = splits.split
-        if c.fresh_scenes:
+        if c.fresh_scenes and limit:
+            split += f"; trained on the first {len(train) // (1 + c.fresh_scenes)} scenes of {1 + c.fresh_scenes} compositions"
+        elif c.fresh_scenes:
             split += (
                 f"; trained on {len(train)} compositions of the same train digits (scenes 0..{len(train) - 1} "
                 "of the train split)"

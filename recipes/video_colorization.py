@@ -152,28 +152,74 @@ class GreyVideos(torch.utils.data.Dataset):
         return self.grey[indices], self.targets[indices].long()
 
 
+class _LazyVideos(torch.utils.data.Dataset):
+    """A `GreyVideos` of known length, built by `build` at its first item (see `VideoColorizationObjective.data`)."""
+
+    def __init__(self, count: int, build: Any):
+        self.count, self.build = count, build
+
+    def __len__(self) -> int:
+        return self.count
+
+    @functools.cached_property
+    def videos(self) -> GreyVideos:
+        return self.build()
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.videos[i]
+
+    def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.videos.get_batch(indices)
+
+
+def _grey(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB videos (N, T, 3, H, W) -> grey uint8 (N, T, 1, H, W)."""
+    from zoo.data.videos import grey_frames
+
+    return torch.from_numpy(grey_frames(frames.permute(0, 1, 3, 4, 2).numpy())).unsqueeze(2)
+
+
 class VideoColorizationObjective(Objective):
     name = "video_colorization"
     Config = VideoColorizationConfig
     config: VideoColorizationConfig
 
     def data(self) -> Data:
-        from zoo.data.videos import grey_frames
-
         c = self.config
         self.splits = load_dataset(c.dataset)
         self.frames = int(self.splits.extra["frames"])
         # A smoke run (eval_limit) renders, trains and evaluates on that many videos of each split only.
-        train = _first(self.splits.train, c.eval_limit and max(c.eval_limit, c.batch_size)).to_memory()
         test = _first(self.splits.test, c.eval_videos or c.eval_limit).to_memory()
         self.test_videos = test
-        grey = lambda f: torch.from_numpy(grey_frames(f.permute(0, 1, 3, 4, 2).numpy())).unsqueeze(2)  # noqa: E731
         # The embedding grid the model gives these frames (its stride): the colour bins live on it.
         probe = self._probe_model()
-        _, _, height, width = train.frames.shape[1:]
+        height, width = test.frames.shape[-2:]
         with torch.no_grad():
             self.grid = tuple(probe(torch.zeros(1, 1, height, width)).shape[-2:])
         self.stride = int(probe.stride)
+        info = {
+            "labels": self.splits.labels,
+            "input_size": self.splits.input_size,
+            "mean": self.splits.mean,
+            "std": self.splits.std,
+        }
+        # The train videos (2,000 by default) are rendered and colour-quantised on first use only: an
+        # evaluation (`zoo verify`, re-measuring a published weight) reads the test videos and the
+        # TUNING_VIDEOS train ones (`tuning_videos`), never the training set.
+        train = _first(self.splits.train, c.eval_limit and max(c.eval_limit, c.batch_size))
+        return Data(
+            _LazyVideos(len(train), lambda: self._train_videos(train)),
+            None,
+            GreyVideos(_grey(test.frames), test.instances),
+            self.splits.name,
+            self.splits.split,
+            info,
+        )
+
+    def _train_videos(self, videos: Any) -> GreyVideos:
+        """The train videos in memory, grey, with each embedding cell's colour bin (k-means fitted here)."""
+        c = self.config
+        train = videos.to_memory()
         colours = _cell_colours(train.frames, self.grid)  # (N, T, h, w, 3)
         pixels = colours.reshape(-1, 3)
         pick = np.random.default_rng(c.seed).choice(
@@ -181,20 +227,7 @@ class VideoColorizationObjective(Objective):
         )
         self.quantizer = ColourQuantizer.fit(pixels[pick], c.num_colours, c.seed)
         bins = torch.from_numpy(self.quantizer(colours))
-        info = {
-            "labels": self.splits.labels,
-            "input_size": self.splits.input_size,
-            "mean": self.splits.mean,
-            "std": self.splits.std,
-        }
-        return Data(
-            GreyVideos(grey(train.frames), bins),
-            None,
-            GreyVideos(grey(test.frames), test.instances),
-            self.splits.name,
-            self.splits.split,
-            info,
-        )
+        return GreyVideos(_grey(train.frames), bins)
 
     def _probe_model(self) -> nn.Module:
         from zoo.factory import create_model

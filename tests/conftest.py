@@ -43,6 +43,39 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+
+def _keep_freed_memory() -> None:
+    """Keep freed memory in the heap instead of handing every large block back to the OS (glibc only).
+
+    glibc's defaults give each freed activation back to the OS, so eager PyTorch pays page faults for the
+    next one (FACTS, "Measured later"): 30-40% of the CPU time of the published-weight and preset tests was
+    the kernel zeroing pages (cpc_cnn.mnist's re-measure: 10 s of sys time in 27 s, 0.7 s with these
+    settings). `export.throughput.MALLOC_ENV`'s settings, in this process (mallopt: glibc read the
+    environment at start-up) and in the processes tests start (`zoo` CLI runs, torchrun) through the
+    environment. Allocation only: no number a test checks depends on it.
+    """
+    import ctypes
+    import sys
+
+    from export.throughput import MALLOC_ENV
+
+    for key, value in MALLOC_ENV.items():
+        os.environ.setdefault(key, value)
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mmap_threshold = int(os.environ["MALLOC_MMAP_THRESHOLD_"])
+        trim_threshold = min(int(os.environ["MALLOC_TRIM_THRESHOLD_"]), 2**31 - 1)  # mallopt takes an int
+    except (OSError, ValueError):  # not glibc, or the environment set them to something else
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    libc.mallopt(m_mmap_threshold, mmap_threshold)
+    libc.mallopt(m_trim_threshold, trim_threshold)
+
+
+_keep_freed_memory()
+
 # Two threads on the 2-core machines this suite is sized for; under pytest-xdist the cores are shared by
 # the workers (one thread each on 2 cores), since oversubscribed threads only slow every worker down.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
