@@ -251,22 +251,16 @@ class EDSR(_ImageModel):
         return out + self.bicubic(x) if self.skip == "bicubic" else out
 
 
-class ColorizationUNet(UNet):
-    """`zoo.models.unet.UNet` that reads Lab lightness ``L / 100`` (1 channel) and writes the two ab channels
-    as ``ab / 256 + 0.5`` (the image-to-image task's colorization convention), starting from grey.
-
-    The head is zero-initialised and offset by 0.5, so the untrained model predicts ab = 0 (the grey
-    picture, the first baseline it must beat) and training only adds colour. U-Net's skips carry the
-    full-resolution edges and its pooled levels the context (sky, foliage, skin) that decides a colour.
-    """
+class _ImageUNet(UNet):
+    """What the U-Nets of this module share: pixel-space inputs and outputs (no stem or head to adapt), a
+    zero-initialised head (the untrained model is the subclass's first baseline), and tiles with context."""
 
     # Input and output are fixed colour spaces: there is no head or stem to adapt.
     first_conv = None
     classifier = None
-    output_names = ("ab",)
 
-    def __init__(self, in_chans: int = 1, num_classes: int = 2, **kwargs: Any):
-        super().__init__(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
@@ -283,11 +277,26 @@ class ColorizationUNet(UNet):
         not exactly)."""
         return 4 * self.size_multiple
 
+
+class ColorizationUNet(_ImageUNet):
+    """`zoo.models.unet.UNet` that reads Lab lightness ``L / 100`` (1 channel) and writes the two ab channels
+    as ``ab / 256 + 0.5`` (the image-to-image task's colorization convention), starting from grey.
+
+    The head is zero-initialised and offset by 0.5, so the untrained model predicts ab = 0 (the grey
+    picture, the first baseline it must beat) and training only adds colour. U-Net's skips carry the
+    full-resolution edges and its pooled levels the context (sky, foliage, skin) that decides a colour.
+    """
+
+    output_names = ("ab",)
+
+    def __init__(self, in_chans: int = 1, num_classes: int = 2, **kwargs: Any):
+        super().__init__(num_classes=num_classes, in_chans=in_chans, **kwargs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x) + 0.5
 
 
-class DenoisingUNet(UNet):
+class DenoisingUNet(_ImageUNet):
     """`zoo.models.unet.UNet` as a residual denoiser: it predicts the noise and returns ``x - noise``, as DnCNN
     does, but its pooled levels see far wider context than a plain conv stack of the same cost (a depth-3
     U-Net's receptive field spans ~100 px against DnCNN-10's 21), which is what non-local methods exploit.
@@ -296,28 +305,12 @@ class DenoisingUNet(UNet):
     baseline it must beat).
     """
 
-    first_conv = None
-    classifier = None
     output_names = ("denoised",)
 
     def __init__(self, in_chans: int = 3, **kwargs: Any):
         if "num_classes" in kwargs:
             raise ConfigError("a denoiser returns an image of in_chans channels: drop num_classes")
         super().__init__(num_classes=in_chans, in_chans=in_chans, **kwargs)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-
-    def example_inputs(
-        self, batch_size: int = 2, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, ...]:
-        device = next(self.parameters()).device
-        return (torch.rand(batch_size, *self.input_size, generator=generator).to(device),)
-
-    @property
-    def tile_overlap(self) -> int:
-        """Context per tile side for ``zoo predict``: as `ColorizationUNet`'s (close to, not exactly, the
-        untiled output)."""
-        return 4 * self.size_multiple
 
     def noise(self, x: torch.Tensor) -> torch.Tensor:
         """The noise the model sees in `x` (the residual it subtracts)."""
