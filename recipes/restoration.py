@@ -24,7 +24,7 @@ comes from a fixed seed, so the baselines (`benchmarks/restoration_baselines.py`
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Literal
@@ -46,7 +46,14 @@ from recipes.engine import (
 from zoo.errors import ConfigError
 from zoo.losses import restoration_loss
 
-__all__ = ["PairedPatches", "RestorationConfig", "RestorationObjective", "example_picture"]
+__all__ = [
+    "DenoiseConfig",
+    "DenoiseObjective",
+    "PairedPatches",
+    "RestorationConfig",
+    "RestorationObjective",
+    "example_picture",
+]
 
 MODES = ("denoise", "super_resolution", "colorize")
 
@@ -65,19 +72,6 @@ class RestorationConfig(ObjectiveConfig):
     # denoise, blind: the sigmas measured on the test split
     eval_noise_stds: tuple[float, ...] = (15.0, 25.0, 50.0)
     scale: int = 2  # super_resolution: the upscaling factor (the model's own `scale` must agree)
-    # Which train photos give patches: "all", or "colour" (colorization always uses these). A denoiser fed
-    # grey photos too learns that a clean pixel has R = G = B and pulls saturated colours towards grey.
-    train_photos: Literal["all", "colour"] = "all"
-    # denoise: colour augmentation of the clean patches. Each patch's saturation is scaled by a factor drawn
-    # from this range and clipped to [0, 1], and the batch's channels are shuffled: test photos have whole
-    # regions where one channel sits at 0 (saturated flowers), which the train photos rarely show, and a
-    # denoiser that never saw a clipped channel lifts it (the mean of noise around 0 looks positive).
-    saturation: tuple[float, float] = (1.0, 1.0)
-    channel_shuffle: bool = False
-    # denoise: Gaussian blur of up to this sigma (px) on a random half of each batch's clean patches. Sharp
-    # train photos teach a denoiser to keep texture; out-of-focus regions (a third of the test patches)
-    # are where averaging wins, and blurred patches show what they look like.
-    max_blur: float = 0.0
 
     def validate(self) -> None:
         super().validate()
@@ -85,10 +79,6 @@ class RestorationConfig(ObjectiveConfig):
             raise ConfigError(f"config key 'patch_size': {self.patch_size} must be >= 16")
         if self.mode == "super_resolution" and (self.scale < 2 or self.patch_size % self.scale):
             raise ConfigError(f"config key 'scale': {self.scale} must be >= 2 and divide patch_size")
-        if not 0 <= self.saturation[0] <= self.saturation[1]:
-            raise ConfigError(
-                f"config key 'saturation': {self.saturation} must be a range (low <= high, >= 0)"
-            )
         if self.noise_std < 0 or self.max_noise_std < 0:
             raise ConfigError("config keys 'noise_std' and 'max_noise_std' must be >= 0")
 
@@ -140,7 +130,7 @@ class RestorationObjective(Objective):
         c = self.config
         test_split = load_dataset(c.dataset)
         names = [n for n in test_split.labels if n not in TEST_PHOTOS]
-        if c.mode == "colorize" or c.train_photos == "colour":
+        if c.mode == "colorize" or self.colour_photos_only():
             names = [n for n in names if n in COLOUR_PHOTOS]
         pool = (
             photo_patches(c.patch_size, c.patch_size // 2, names=names).images.numpy().transpose(0, 2, 3, 1)
@@ -191,29 +181,12 @@ class RestorationObjective(Objective):
             out.append(t.flip(-1) if flip % 2 else t)
         return out
 
-    def _colour_augment(self, ctx: Context, clean: torch.Tensor) -> torch.Tensor:
-        """`max_blur`, `saturation` and `channel_shuffle` on clean patches (a no-op at their defaults)."""
-        c = self.config
-        low, high = c.saturation
-        device = ctx.generator.device
-        if c.max_blur > 0:
-            from torchvision.transforms.v2 import functional as TF
+    def colour_photos_only(self) -> bool:
+        """Whether training reads the colour train photos only (colorization does; `DenoiseObjective` may)."""
+        return False
 
-            sigma = 0.3 + (c.max_blur - 0.3) * float(torch.rand(1, generator=ctx.generator, device=device))
-            radius = max(1, int(3 * sigma + 0.5))
-            chosen = torch.rand(len(clean), generator=ctx.generator, device=device).to(clean.device) < 0.5
-            blurred = TF.gaussian_blur(clean, [2 * radius + 1] * 2, [sigma, sigma])
-            clean = torch.where(chosen[:, None, None, None], blurred, clean)
-        if clean.shape[1] != 3 or (low == high == 1.0 and not c.channel_shuffle):
-            return clean
-        if c.channel_shuffle:
-            clean = clean[:, torch.randperm(3, generator=ctx.generator, device=device).to(clean.device)]
-        if (low, high) != (1.0, 1.0):
-            factor = low + (high - low) * torch.rand(
-                len(clean), 1, 1, 1, generator=ctx.generator, device=device
-            )
-            grey = clean.mean(1, keepdim=True)
-            clean = (grey + factor.to(clean.device) * (clean - grey)).clamp(0, 1)
+    def augment_clean(self, ctx: Context, clean: torch.Tensor) -> torch.Tensor:
+        """The clean denoising targets of a step, before noise is added (none here; `DenoiseObjective`)."""
         return clean
 
     def train_step(self, ctx: Context, batch: Any) -> dict[str, torch.Tensor]:
@@ -221,7 +194,7 @@ class RestorationObjective(Objective):
         inputs, targets = (ctx.to_device(t) for t in batch)
         inputs, targets = self._augment(ctx, inputs, targets)
         if c.mode == "denoise":
-            targets = self._colour_augment(ctx, targets)
+            targets = self.augment_clean(ctx, targets)
             n = len(targets)
             if c.blind:
                 sigma = torch.rand(n, 1, 1, 1, generator=ctx.generator, device=ctx.generator.device)
@@ -293,6 +266,70 @@ class RestorationObjective(Objective):
             "files": {"examples": picture},
         }
         return model, meta
+
+
+@dataclass
+class DenoiseConfig(RestorationConfig):
+    # Own config (not fields of RestorationConfig): the published restoration weights' recipe_configs load
+    # back key for key only if their config class keeps its keys.
+    # Which train photos give patches: "all", or "colour" (colorization always uses these). A denoiser fed
+    # grey photos too learns that a clean pixel has R = G = B and pulls saturated colours towards grey.
+    train_photos: Literal["all", "colour"] = "all"
+    # denoise: colour augmentation of the clean patches. Each patch's saturation is scaled by a factor drawn
+    # from this range and clipped to [0, 1], and the batch's channels are shuffled: test photos have whole
+    # regions where one channel sits at 0 (saturated flowers), which the train photos rarely show, and a
+    # denoiser that never saw a clipped channel lifts it (the mean of noise around 0 looks positive).
+    saturation: tuple[float, float] = (1.0, 1.0)
+    channel_shuffle: bool = False
+    # denoise: Gaussian blur of up to this sigma (px) on a random half of each batch's clean patches. Sharp
+    # train photos teach a denoiser to keep texture; out-of-focus regions (a third of the test patches)
+    # are where averaging wins, and blurred patches show what they look like.
+    max_blur: float = 0.0
+
+    def validate(self) -> None:
+        super().validate()
+        if self.mode != "denoise":
+            raise ConfigError(f"config key 'mode': {self.mode!r}; a DenoiseConfig only denoises")
+        if not 0 <= self.saturation[0] <= self.saturation[1]:
+            raise ConfigError(
+                f"config key 'saturation': {self.saturation} must be a range (low <= high, >= 0)"
+            )
+
+
+class DenoiseObjective(RestorationObjective):
+    """The restoration objective's denoising, with a choice of train photos and augmented clean patches."""
+
+    name = "denoise"
+    Config = DenoiseConfig
+    config: DenoiseConfig
+
+    def colour_photos_only(self) -> bool:
+        return self.config.train_photos == "colour"
+
+    def augment_clean(self, ctx: Context, clean: torch.Tensor) -> torch.Tensor:
+        """`max_blur`, `saturation` and `channel_shuffle` on clean patches (a no-op at their defaults)."""
+        c = self.config
+        low, high = c.saturation
+        device = ctx.generator.device
+        if c.max_blur > 0:
+            from torchvision.transforms.v2 import functional as TF
+
+            sigma = 0.3 + (c.max_blur - 0.3) * float(torch.rand(1, generator=ctx.generator, device=device))
+            radius = max(1, int(3 * sigma + 0.5))
+            chosen = torch.rand(len(clean), generator=ctx.generator, device=device).to(clean.device) < 0.5
+            blurred = TF.gaussian_blur(clean, [2 * radius + 1] * 2, [sigma, sigma])
+            clean = torch.where(chosen[:, None, None, None], blurred, clean)
+        if clean.shape[1] != 3 or (low == high == 1.0 and not c.channel_shuffle):
+            return clean
+        if c.channel_shuffle:
+            clean = clean[:, torch.randperm(3, generator=ctx.generator, device=device).to(clean.device)]
+        if (low, high) != (1.0, 1.0):
+            factor = low + (high - low) * torch.rand(
+                len(clean), 1, 1, 1, generator=ctx.generator, device=device
+            )
+            grey = clean.mean(1, keepdim=True)
+            clean = (grey + factor.to(clean.device) * (clean - grey)).clamp(0, 1)
+        return clean
 
 
 class _WithExtras(torch.utils.data.Dataset):
@@ -381,10 +418,19 @@ register_preset(
 )
 register_preset(
     "unet_denoiser.photos",
-    RestorationObjective,
+    DenoiseObjective,
     # The same blind objective; 64 px patches so that the three poolings still leave 8 px of context, and
     # half the batch for about the same pixels per step. Colour photos only: see `train_photos`.
-    replace(_DENOISE, model="unet_denoiser", patch_size=64, batch_size=16, epochs=14, train_photos="colour"),
+    DenoiseConfig(
+        **{f.name: getattr(_DENOISE, f.name) for f in fields(_DENOISE)}
+        | {
+            "model": "unet_denoiser",
+            "patch_size": 64,
+            "batch_size": 16,
+            "epochs": 14,
+            "train_photos": "colour",
+        }
+    ),
     "blind residual U-Net denoiser on 64 px patches of the colour train photos, sigma 0-55, MSE, Adam, cosine",
 )
 _SR = RestorationConfig(

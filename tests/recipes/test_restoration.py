@@ -20,8 +20,8 @@ FAST = ["progress=false", "tensorboard=false", "max_steps=2", "patch_size=32"]
 
 
 def _objective(recipe: str, *overrides: str) -> RestorationObjective:
-    _, config = resolve_config(recipe, list(overrides))
-    return RestorationObjective(config)
+    preset, config = resolve_config(recipe, list(overrides))
+    return preset.objective(config)
 
 
 def test_super_resolution_data_pairs_pil_downscales_with_their_patches():
@@ -142,22 +142,25 @@ def test_colour_augmentation_of_clean_patches():
 
     clean = torch.rand(64, 3, 16, 16) * 0.5 + 0.25
     ctx = SimpleNamespace(generator=torch.Generator().manual_seed(0))
-    assert _objective("dncnn.photos")._colour_augment(ctx, clean) is clean
-    saturated = _objective("dncnn.photos", "saturation=[3.0,3.0]")._colour_augment(ctx, clean)
+    assert _objective("dncnn.photos").augment_clean(ctx, clean) is clean
+    assert _objective("unet_denoiser.photos").augment_clean(ctx, clean) is clean
+    saturated = _objective("unet_denoiser.photos", "saturation=[3.0,3.0]").augment_clean(ctx, clean)
     grey = clean.mean(1, keepdim=True)
     torch.testing.assert_close(saturated, (grey + 3 * (clean - grey)).clamp(0, 1))
     assert (saturated == 0).any() and (saturated == 1).any()  # clipped channels, as in the test flowers
-    shuffled = _objective("dncnn.photos", "channel_shuffle=true")._colour_augment(ctx, clean)
+    shuffled = _objective("unet_denoiser.photos", "channel_shuffle=true").augment_clean(ctx, clean)
     assert sorted(shuffled.sum((0, 2, 3)).tolist()) == pytest.approx(sorted(clean.sum((0, 2, 3)).tolist()))
-    blurred = _objective("dncnn.photos", "max_blur=2.0")._colour_augment(ctx, clean)
+    blurred = _objective("unet_denoiser.photos", "max_blur=2.0").augment_clean(ctx, clean)
     changed = (blurred != clean).flatten(1).any(1)
     assert 16 < int(changed.sum()) < 48
     assert blurred[changed].std() < clean[changed].std()  # smoother
     with pytest.raises(ConfigError, match="saturation"):
-        _objective("dncnn.photos", "saturation=[2.0,1.0]")
+        _objective("unet_denoiser.photos", "saturation=[2.0,1.0]")
+    with pytest.raises(ConfigError, match="only denoises"):
+        _objective("unet_denoiser.photos", "mode=colorize")
 
 
 def test_colour_train_photos_leave_out_the_grey_ones():
-    data = _objective("dncnn.photos", "train_photos=colour").data()
+    data = _objective("unet_denoiser.photos", "train_photos=colour").data()
     used = data.split.split("training reads")[1]
     assert all(name not in used for name in ("camera", "moon", "page", "text")) and "chelsea" in used
