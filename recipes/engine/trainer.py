@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -507,10 +508,24 @@ class Trainer:
                 models = {**self.eval_models(), self.objective.publish_model: published}
                 test_metrics = self.evaluate("test", models=models)
                 self.logger.log(self.global_step, self.epoch, "test", test_metrics)
-            return self._finish(test_metrics, val_metrics, published, meta)
+            result = self._finish(test_metrics, val_metrics, published, meta)
+            if self.world_size > 1:
+                # Every rank waits for the main one (which writes the weight folder alone) before the group
+                # goes: a rank that tore its group down and exited while another still held its own aborted
+                # in gloo's teardown ("terminate called without an active exception") on ~40% of CPU runs.
+                # Not in `finally`: after an error in one rank the others would wait here forever.
+                torch.distributed.barrier()
+            return result
         finally:
             self.logger.close()
             if self.world_size > 1 and torch.distributed.is_initialized():
+                # The DDP wrappers' reducers hold the group: dropped first, so that the group's threads are
+                # joined here rather than by whatever order the interpreter frees objects in at exit.
+                for name, wrapped in list(self.ctx.models.items()):
+                    if wrapped in self.ddp_modules:
+                        self.ctx.models[name] = wrapped.module
+                self.ddp_modules.clear()
+                gc.collect()
                 torch.distributed.destroy_process_group()
 
     def _loop(self) -> dict[str, float]:
