@@ -68,7 +68,7 @@ def test_denoising_tests_every_reported_sigma_on_the_same_clean_patches():
     ("recipe", "override", "match"),
     [
         ("espcn_x2.photos", "scale=4", "upscales x2"),
-        ("dncnn.photos", "mode=super_resolution", "upscales x1"),
+        ("espcn_x2.photos", "model=dncnn", "upscales x1"),
     ],
 )
 def test_a_model_that_contradicts_the_mode_is_refused(recipe, override, match):
@@ -142,7 +142,8 @@ def test_colour_augmentation_of_clean_patches():
 
     clean = torch.rand(64, 3, 16, 16) * 0.5 + 0.25
     ctx = SimpleNamespace(generator=torch.Generator().manual_seed(0))
-    assert _objective("dncnn.photos").augment_clean(ctx, clean) is clean
+    assert _objective("espcn_x2.photos").augment_clean(ctx, clean) is clean
+    assert _objective("dncnn.photos").augment_clean(ctx, clean) is not clean  # its preset augments
     assert _objective("unet_denoiser.photos").augment_clean(ctx, clean) is clean
     saturated = _objective("unet_denoiser.photos", "saturation=[3.0,3.0]").augment_clean(ctx, clean)
     grey = clean.mean(1, keepdim=True)
@@ -158,6 +159,8 @@ def test_colour_augmentation_of_clean_patches():
         _objective("unet_denoiser.photos", "saturation=[2.0,1.0]")
     with pytest.raises(ConfigError, match="only denoises"):
         _objective("unet_denoiser.photos", "mode=colorize")
+    with pytest.raises(ConfigError, match="only denoises"):
+        _objective("dncnn.photos", "mode=super_resolution")
 
 
 def test_colour_train_photos_leave_out_the_grey_ones():
