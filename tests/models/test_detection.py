@@ -11,6 +11,7 @@ import torch
 
 import zoo
 from tests.helpers import build, suite_models
+from zoo.errors import ConfigError
 
 SMALL = ["fasterrcnn_resnet8_small", "retinanet_resnet8_small", "maskrcnn_resnet8_small"]
 LARGE = [
@@ -271,3 +272,47 @@ def test_num_classes_with_pretrained_weights_remakes_the_class_head(tmp_path, sm
         "maskrcnn_resnet8_small", mask_layers=[32], representation_size=1024, num_classes=4
     )
     assert mask.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 4 and mask.classifier is None
+
+
+def test_exact_mask_paste_inverts_the_training_targets():
+    """Thin masks projected as torchvision projects Mask R-CNN's training targets, pasted back: torchvision's
+    paste loses them (half a pixel off), `paste_masks_exact` recovers them, at any resize scale."""
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+    from torchvision.ops import roi_align
+
+    from zoo.models.detection import paste_masks_exact
+
+    g = torch.Generator().manual_seed(0)
+    masks = torch.zeros(6, 64, 64)
+    for i in range(6):  # 2 px strokes: an L in a box of its own
+        x, y, w, h = (int(v) for v in torch.randint(4, 20, (4,), generator=g))
+        masks[i, y : y + h + 8, x : x + 2] = 1
+        masks[i, y + h + 6 : y + h + 8, x : x + w + 8] = 1
+    boxes = torch.stack(
+        [
+            torch.stack(
+                [
+                    m.any(0).nonzero().min(),
+                    m.any(1).nonzero().min(),
+                    m.any(0).nonzero().max() + 1,
+                    m.any(1).nonzero().max() + 1,
+                ]
+            ).float()
+            for m in masks
+        ]
+    )
+    rois = torch.cat([torch.arange(6.0)[:, None], boxes], 1)
+    targets = roi_align(masks[:, None], rois, (28, 28), 1.0)  # torchvision's project_masks_on_boxes
+
+    def iou(pasted: torch.Tensor, truth: torch.Tensor) -> float:
+        p, t = pasted[:, 0] > 0.5, truth > 0.5
+        return float(((p & t).flatten(1).sum(1) / (p | t).flatten(1).sum(1)).mean())
+
+    assert iou(paste_masks_exact(targets, boxes, (64, 64)), masks) > 0.97
+    assert iou(paste_masks_in_image(targets, boxes.round().long(), (64, 64)), masks) < 0.85
+    # Predicted on an image resized to half (the detector's transform), pasted at the input's full size.
+    full = masks.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    scale = (torch.tensor(2.0), torch.tensor(2.0))
+    assert iou(paste_masks_exact(targets, boxes * 2, (128, 128), scale), full) > 0.97
+    with pytest.raises(ConfigError, match="mask_paste"):
+        zoo.create_model("maskrcnn_resnet8_small", mask_paste="nearest")

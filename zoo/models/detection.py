@@ -61,6 +61,7 @@ __all__ = [
     "detector_class",
     "fpn_backbone",
     "import_kwargs",
+    "paste_masks_exact",
     "state_dict_from",
     "state_dict_to",
 ]
@@ -359,6 +360,70 @@ class _MaskThreshold:
     mask_thresh: float = 0.5
 
 
+def paste_masks_exact(
+    masks: torch.Tensor, boxes: torch.Tensor, image_size: Sequence[int], scale: Sequence[Any] = (1.0, 1.0)
+) -> torch.Tensor:
+    """Mask R-CNN's (N, 1, M, M) mask probabilities, each over its box, as (N, 1, H, W) image masks: the exact
+    inverse of the projection that made their training targets.
+
+    torchvision trains the mask head on ``roi_align(gt_masks, boxes, M, aligned=False)``: bin j of a box
+    samples the image at pixel-index coordinate ``x1 + (j + 0.5) * max(x2 - x1, 1) / M`` (pixel centres at
+    integers), half a pixel right of and below the box's own pixels. Its ``paste_masks_in_image`` reads them
+    back another way (the box rounded to whole pixels, ``x2`` counted as a pixel inside it): nothing on COCO's
+    large objects, but the digit scenes' strokes are 2-3 px wide. Pasting their own ground-truth targets that
+    way gives masks of mean IoU 0.66 with the truth; this paste gives 0.995 (each pixel whose centre is
+    inside the box reads the bins at its own position, the first row and column of pixels, which no bin
+    centre covers, the nearest bin; nothing outside the box).
+
+    Bilinear, computed as two matrix products (rows, then columns) so that memory is that of the output and
+    the ONNX graph needs no loop. ``boxes`` are in the output image's pixels (x1 y1 x2 y2, pixel edges);
+    ``scale`` is (height, width) of that image over the one the masks were predicted in (the detector's
+    resize), for which the half-pixel offset is corrected too.
+    """
+    m = masks.shape[-1]
+    bins = torch.arange(m, dtype=masks.dtype, device=masks.device)
+
+    def weights(low: torch.Tensor, high: torch.Tensor, size: Any, ratio: Any) -> torch.Tensor:
+        # Pixel p of the output sits at (p + 0.5) / ratio - 0.5 in the predicted image's pixel indices.
+        centres = torch.arange(size, dtype=masks.dtype, device=masks.device) + 0.5
+        pixels = centres / ratio - 0.5
+        width = torch.clamp((high - low) / ratio, min=1.0) / m
+        position = (pixels[None, :] - (low / ratio)[:, None]) / width[:, None] - 0.5  # (N, size) in bins
+        inside = (centres[None, :] > low[:, None]) & (centres[None, :] < high[:, None])
+        near = torch.relu(1 - (position.clamp(0, m - 1)[:, :, None] - bins).abs())  # (N, size, M)
+        return near * inside[:, :, None].to(masks.dtype)
+
+    x1, y1, x2, y2 = boxes.to(masks.dtype).unbind(1)
+    rows = weights(y1, y2, image_size[0], scale[0])
+    cols = weights(x1, x2, image_size[1], scale[1])
+    return (rows @ masks[:, 0] @ cols.transpose(1, 2))[:, None]
+
+
+@functools.cache
+def _exact_paste_transform() -> type:
+    """torchvision's ``GeneralizedRCNNTransform`` with Mask R-CNN's masks pasted by `paste_masks_exact`."""
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    class ExactPasteTransform(GeneralizedRCNNTransform):
+        def postprocess(self, result, image_shapes, original_image_sizes):  # type: ignore[override]
+            if self.training:
+                return result
+            masks = [r.pop("masks", None) for r in result]
+            result = super().postprocess(result, image_shapes, original_image_sizes)
+            for r, m, resized, original in zip(result, masks, image_shapes, original_image_sizes):
+                if m is not None:
+                    scale = [
+                        torch.tensor(o, dtype=torch.float32) / torch.tensor(s, dtype=torch.float32)
+                        for o, s in zip(original, resized)
+                    ]
+                    r["masks"] = paste_masks_exact(m, r["boxes"], original, scale)
+            return result
+
+    ExactPasteTransform.__module__ = __name__
+    globals()["ExactPasteTransform"] = ExactPasteTransform
+    return ExactPasteTransform
+
+
 @functools.cache
 def detector_class(kind: str) -> type:
     """The zoo's class for torchvision's ``FasterRCNN``, ``RetinaNet`` or ``MaskRCNN`` (``kind`` is the
@@ -409,6 +474,7 @@ def _build(
     representation_size: int = 1024,
     mask_layers: Sequence[int] = (256, 256, 256, 256),
     mask_dim: int = 256,
+    mask_paste: str = "torchvision",
     **detector_args: Any,
 ) -> nn.Module:
     """One detector: the backbone's ``levels`` under an FPN, torchvision's heads, the zoo's attributes.
@@ -417,7 +483,9 @@ def _build(
     ``box_batch_size_per_image``, ``score_thresh`` / ``box_score_thresh``, ...); the rest are the zoo's.
     ``anchor_sizes`` gives one tuple of sizes per FPN output (the extra levels included); None keeps
     torchvision's default anchors. ``representation_size`` is the width of Faster/Mask R-CNN's box head
-    (``TwoMLPHead``); ``mask_layers`` / ``mask_dim`` the Mask R-CNN mask head's convs and predictor width.
+    (``TwoMLPHead``); ``mask_layers`` / ``mask_dim`` the Mask R-CNN mask head's convs and predictor width;
+    ``mask_paste`` how its masks go back into the image: ``"torchvision"`` (its ``paste_masks_in_image``:
+    outputs equal torchvision's model) or ``"exact"`` (`paste_masks_exact`, for thin objects).
     """
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
@@ -476,8 +544,21 @@ def _build(
             from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 
             args["box_predictor"] = FastRCNNPredictor(representation_size, num_classes)
+    if mask_paste not in ("torchvision", "exact"):
+        raise ConfigError(f"mask_paste={mask_paste!r}: 'torchvision' or 'exact'")
     num = None if "box_predictor" in args else num_classes
     model = cls(fpn, num, **args)
+    if kind == "maskrcnn" and mask_paste == "exact":
+        t = model.transform
+        model.transform = _exact_paste_transform()(
+            t.min_size,
+            t.max_size,
+            t.image_mean,
+            t.image_std,
+            t.size_divisible,
+            t.fixed_size,
+            _skip_resize=t._skip_resize,
+        )
     first = fpn.body.first_conv
     model._zoo_setup(in_chans, img_size or min_size, num_classes, f"backbone.body.{first}" if first else None)
     # The one module holding every class-specific weight, re-made by ``num_classes=`` with pretrained
@@ -521,7 +602,8 @@ def _small(kwargs: dict[str, Any], kind: str) -> dict[str, Any]:
             box_batch_size_per_image=128,
         )
     if kind == "maskrcnn":
-        defaults.update(mask_layers=(64, 64), mask_dim=64)
+        # Strokes 2-3 px wide: torchvision's paste misplaces masks by half a pixel (`paste_masks_exact`).
+        defaults.update(mask_layers=(64, 64), mask_dim=64, mask_paste="exact")
     for key, value in defaults.items():
         kwargs.setdefault(key, value)
     return kwargs
