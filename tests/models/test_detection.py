@@ -3,6 +3,7 @@ state-dict interchange with torchvision's builders, bad input, no download, the 
 
 from __future__ import annotations
 
+import pickle
 import warnings
 
 import numpy as np
@@ -314,5 +315,7 @@ def test_exact_mask_paste_inverts_the_training_targets():
     full = masks.repeat_interleave(2, 1).repeat_interleave(2, 2)
     scale = (torch.tensor(2.0), torch.tensor(2.0))
     assert iou(paste_masks_exact(targets, boxes * 2, (128, 128), scale), full) > 0.97
+    model = zoo.create_model("maskrcnn_resnet8_small")
+    assert type(pickle.loads(pickle.dumps(model.transform))).__name__ == "ExactPasteTransform"
     with pytest.raises(ConfigError, match="mask_paste"):
         zoo.create_model("maskrcnn_resnet8_small", mask_paste="nearest")

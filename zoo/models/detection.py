@@ -420,6 +420,7 @@ def _exact_paste_transform() -> type:
             return result
 
     ExactPasteTransform.__module__ = __name__
+    ExactPasteTransform.__qualname__ = "ExactPasteTransform"  # pickled by name, as `detector_class`'s
     globals()["ExactPasteTransform"] = ExactPasteTransform
     return ExactPasteTransform
 
