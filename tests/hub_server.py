@@ -75,6 +75,10 @@ class HubState:
 
     def __init__(self, tokens: set[str]):
         self.lock = threading.Lock()
+        # Requests being handled: a handler logs its request after the answer is sent, so a client can be
+        # past a call before the log shows it (`HubServer.settled` waits for those).
+        self.in_flight = 0
+        self.idle = threading.Condition(self.lock)
         self.repos: dict[str, Repo] = {}
         self.blobs: dict[str, bytes] = {}
         self.tokens = set(tokens)
@@ -145,6 +149,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path, query = unquote(url.path), parse_qs(url.query)
         status = 0
+        with self.state.lock:
+            self.state.in_flight += 1
         try:
             # Read the whole body first: an answer sent before it would desynchronise a kept-alive connection.
             self.body = self._read_body()
@@ -170,6 +176,8 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with self.state.lock:
                 self.state.log.append((method, path, status))
+                self.state.in_flight -= 1
+                self.state.idle.notify_all()
 
     def _route(self, method: str, path: str, query: dict) -> int:
         routes = [
@@ -491,6 +499,13 @@ class HubServer:
     @property
     def log(self) -> list[tuple[str, str, int]]:
         return self.state.log
+
+    def settled(self, timeout: float = 10.0) -> list[tuple[str, str, int]]:
+        """The request log once no request is being handled (each is logged after its answer is sent)."""
+        with self.state.idle:
+            if not self.state.idle.wait_for(lambda: self.state.in_flight == 0, timeout):
+                raise TimeoutError(f"the test hub still handles {self.state.in_flight} request(s)")
+            return list(self.state.log)
 
     def start(self) -> HubServer:
         if self._thread is None:

@@ -205,11 +205,11 @@ def test_offline_warm_cache_loads_and_cold_cache_fails_clearly(
     zoo.pull(f"hf-hub:{repo_id}")  # caches main's ref as well
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    requests = len(hub.log)
+    requests = len(hub.settled())
     assert torch.equal(outputs(zoo.create_model(NAME, pretrained=True)), expected)
     assert torch.equal(outputs(zoo.create_model(f"hf-hub:{repo_id}@{sha}")), expected)
     assert torch.equal(outputs(zoo.create_model(f"hf-hub:{repo_id}")), expected)
-    assert len(hub.log) == requests, "offline loading sent requests"
+    assert len(hub.settled()) == requests, "offline loading sent requests"
 
     hf_cache()
     with pytest.raises(HubError) as info:
@@ -217,7 +217,7 @@ def test_offline_warm_cache_loads_and_cold_cache_fails_clearly(
     message = str(info.value)
     assert repo_id in message and sha in message and NAME in message
     assert "HF_HUB_OFFLINE is set" in message and "zoo pull" in message and "ZOO_HUB_DIR" in message
-    assert len(hub.log) == requests
+    assert len(hub.settled()) == requests
 
 
 def test_bundle_loads_with_the_network_unreachable(maintainer, hub, hf_cache, tmp_path, monkeypatch, request):
@@ -249,9 +249,9 @@ def test_bundle_loads_with_the_network_unreachable(maintainer, hub, hf_cache, tm
         raise AssertionError("a bundled weight must load without the hub")
 
     monkeypatch.setattr(zoo_hub, "download_repo", no_network)
-    requests = len(hub.log)
+    requests = len(hub.settled())
     assert torch.equal(outputs(zoo.create_model(NAME, pretrained=True)), expected)
-    assert len(hub.log) == requests
+    assert len(hub.settled()) == requests
 
 
 def test_bundle_refuses_a_local_copy_that_fails_its_check(maintainer, tmp_path):
