@@ -279,7 +279,7 @@ def test_exact_mask_paste_inverts_the_training_targets():
     """Thin masks projected as torchvision projects Mask R-CNN's training targets, pasted back: torchvision's
     paste loses them (half a pixel off), `paste_masks_exact` recovers them, at any resize scale."""
     from torchvision.models.detection.roi_heads import paste_masks_in_image
-    from torchvision.ops import roi_align
+    from torchvision.ops import masks_to_boxes, roi_align
 
     from zoo.models.detection import paste_masks_exact
 
@@ -289,19 +289,7 @@ def test_exact_mask_paste_inverts_the_training_targets():
         x, y, w, h = (int(v) for v in torch.randint(4, 20, (4,), generator=g))
         masks[i, y : y + h + 8, x : x + 2] = 1
         masks[i, y + h + 6 : y + h + 8, x : x + w + 8] = 1
-    boxes = torch.stack(
-        [
-            torch.stack(
-                [
-                    m.any(0).nonzero().min(),
-                    m.any(1).nonzero().min(),
-                    m.any(0).nonzero().max() + 1,
-                    m.any(1).nonzero().max() + 1,
-                ]
-            ).float()
-            for m in masks
-        ]
-    )
+    boxes = masks_to_boxes(masks) + torch.tensor([0.0, 0.0, 1.0, 1.0])  # pixel edges: x2, y2 exclusive
     rois = torch.cat([torch.arange(6.0)[:, None], boxes], 1)
     targets = roi_align(masks[:, None], rois, (28, 28), 1.0)  # torchvision's project_masks_on_boxes
 
