@@ -94,11 +94,6 @@ CONTRASTIVE = ("simclr_cnn", "moco_cnn", "byol_cnn")  # the issue's >= 97% linea
 # Bars a published encoder is measured to miss (reported in the issue and the card), as (arch, metric,
 # baseline): checked to be missed still, so an entry goes when a better weight lands.
 KNOWN_MISSES = {
-    # 2026-11-30: BYOL's kNN with 100 labels 76.9% against raw pixels' 75.7% (+10 asked); its linear probe
-    # with 100 labels is 90.3% (+19.6) and 97.5% with all: its features separate linearly, not by cosine.
-    ("byol_cnn", "knn_acc_n100", "raw pixels"),
-    # 2026-11-30: MoCo's kNN with 100 labels 85.2% against raw pixels' 75.7% (+10 asked: 0.5 short).
-    ("moco_cnn", "knn_acc_n100", "raw pixels"),
     # 2026-11-30: CPC (40 epochs, 6x6 grid of 8 px patches) with 100 labels: linear 80.0%, kNN 54.0%, against
     # raw pixels' 70.5% / 75.7% and its random-init encoder's 79.2% / 45.2%: predicting digit patches
     # rows ahead teaches this network little that identifies the digit (all labels: 95.7% linear).
@@ -110,9 +105,6 @@ KNOWN_MISSES = {
     # its random-init patch encoder's 79.2% + 8.0) and kNN 73.0% (below raw pixels' 75.7%).
     ("context_cnn", "linear_acc_n100", "random-init encoder"),
     ("context_cnn", "knn_acc_n100", "raw pixels"),
-    # 2026-11-30: rotation prediction (50 epochs) with 100 labels: kNN 84.1% against raw pixels' 75.7% (+10
-    # asked: 1.6 short); its linear probe (92.3%) and all-label kNN (97.7%, the best of the six) clear theirs.
-    ("rotnet_cnn", "knn_acc_n100", "raw pixels"),
 }
 
 
