@@ -550,16 +550,9 @@ def _build(
     num = None if "box_predictor" in args else num_classes
     model = cls(fpn, num, **args)
     if kind == "maskrcnn" and mask_paste == "exact":
-        t = model.transform
-        model.transform = _exact_paste_transform()(
-            t.min_size,
-            t.max_size,
-            t.image_mean,
-            t.image_std,
-            t.size_divisible,
-            t.fixed_size,
-            _skip_resize=t._skip_resize,
-        )
+        # The subclass adds no state, only its postprocess: re-classing keeps every setting torchvision gave
+        # the transform (private ones included) without reading them.
+        model.transform.__class__ = _exact_paste_transform()
     first = fpn.body.first_conv
     model._zoo_setup(in_chans, img_size or min_size, num_classes, f"backbone.body.{first}" if first else None)
     # The one module holding every class-specific weight, re-made by ``num_classes=`` with pretrained
