@@ -13,12 +13,13 @@ fewer steps at near-pure noise, both known to converge faster on small budgets (
 Nichol & Dhariwal 2021), and the EMA smooths the last, noisy steps of a short run.
 
 Evaluation (test split; the val split when ``val_per_class``): ``loss`` (the training loss at timesteps
-and noise drawn from a fixed seed, so it is comparable between runs) and sample quality from
-``eval_samples`` samples drawn with the preset's sampler from a fixed seed: ``fid`` in the feature space of
-the zoo's MNIST classifier (``fid_features``) against all test digits, ``fid_floor`` (the same number of
-random *training* digits against the test digits: what real data scores at this sample count),
-``inception_score`` of that classifier, the smallest and largest digit share among the samples and, for
-conditional models, ``cond_acc`` (the share the classifier assigns to the requested digit).
+and noise drawn from a fixed seed, so it is comparable between runs) and the sample quality every digit
+generator of the zoo reports (`zoo.metrics.sample_quality`, as the GAN, VAE and PixelCNN recipes do):
+``quality_samples`` samples drawn with the preset's sampler from a fixed seed in batches of ``eval_batch``
+(a conditional model cycles through the digits), scored by FID in the feature space of the zoo's MNIST
+classifier against the test digits beside the real-data floor, the classifier's Inception Score, the digit
+shares, ``label_agreement`` for conditional models and the memorisation check; ``fid_first250`` is the FID
+of the first 250 samples, what a quick re-measure (the test suite, ``zoo verify NAME --limit``) draws.
 """
 
 from __future__ import annotations
@@ -45,14 +46,20 @@ from recipes.engine import (
 )
 from zoo.errors import ConfigError
 from zoo.metrics.base import Metric
+from zoo.metrics.sample_quality import DEFAULT_CLASSIFIER, GeneratorEvaluation
 from zoo.processes import diffusion as process_mod
 from zoo.processes.diffusion import DiffusionProcess
 
-__all__ = ["DiffusionConfig", "DiffusionObjective", "SampleQuality", "sample_grid", "trajectory_picture"]
+__all__ = [
+    "DiffusionConfig",
+    "DiffusionEvaluation",
+    "DiffusionObjective",
+    "sample_grid",
+    "trajectory_picture",
+]
 
-# Fixed seeds of everything drawn at evaluation: a re-measured weight gives the same numbers.
+# The seed of everything drawn at evaluation: a re-measured weight gives the same numbers.
 EVAL_SEED = 1234
-FLOOR_SEED = 4321
 
 
 @dataclass
@@ -71,16 +78,17 @@ class DiffusionConfig(ObjectiveConfig):
     sample_steps: int = 50  # its steps (DDPM: 0 means T)
     eta: float = 0.0  # DDIM's eta
     guidance: float = 2.0  # conditional models: the published default classifier-free guidance scale
-    eval_samples: int = 256  # samples drawn for the sample-quality metrics (0: loss only)
-    eval_batch: int = 250  # samples per sampling batch (memory)
-    fid_features: str = "resnet8_small.mnist"  # the zoo classifier whose features FID is measured in
+    quality_samples: int = 1000  # samples for FID, IS, digit shares, memorisation (0: loss only)
+    # Samples per sampling batch (memory). 250 = the quick check's count: its samples are the first batch
+    # of the full evaluation's, noise and labels alike, so its FID is the card's fid_first250.
+    eval_batch: int = 250
     pictures: bool = True  # draw the card's sample grid and denoising trajectory
 
     def validate(self) -> None:
         super().validate()
         if not 0 <= self.label_dropout < 1:
             raise ConfigError(f"config key 'label_dropout': {self.label_dropout} must be in [0, 1)")
-        self.require_nonnegative("eval_samples", "sample_steps")
+        self.require_nonnegative("quality_samples", "sample_steps")
         if self.eval_batch < 1:
             raise ConfigError(f"config key 'eval_batch': {self.eval_batch} must be >= 1")
         if self.guidance < 0 or not 0 <= self.eta <= 1:
@@ -105,96 +113,25 @@ class DiffusionConfig(ObjectiveConfig):
         return {"name": self.sampler, "steps": steps, "eta": self.eta, "spacing": "trailing"}
 
 
-def _to_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 digits -> floats in [0, 1]."""
-    return images.float() / 255 if images.dtype == torch.uint8 else images.float()
+class DiffusionEvaluation(GeneratorEvaluation):
+    """Sample quality of the denoiser of the last `eval_step` (see the module docstring): `compute` draws the
+    samples with the objective's sampler and seeds and scores them with `zoo.metrics.sample_quality`."""
 
-
-class SampleQuality(Metric):
-    """Sample quality of a generator against the split's real digits (see the module docstring).
-
-    ``update(real=...)`` adds real images (every eval batch); ``update(samples=..., labels=...)`` adds
-    generated images and the classes they were asked for. ``floor_images`` (random training digits) give
-    the real-data FID at the same sample count.
-    """
-
-    higher_is_better = {
-        "fid": False,
-        "fid_floor": False,
-        "inception_score": True,
-        "digit_share_min": True,
-        "digit_share_max": False,
-        "cond_acc": True,
-    }
-
-    def __init__(self, features: str, floor_images: torch.Tensor | None, input_size: tuple[int, ...]):
+    def __init__(self, objective: DiffusionObjective):
         super().__init__()
-        from zoo.factory import create_model
-        from zoo.metrics import FID, classifier_features
-
-        self.classifier = create_model(features, pretrained=True).eval().requires_grad_(False)
-        meta = self.classifier.pretrained_weights
-        self.mean = torch.tensor(meta.mean or (0.0,)).view(1, -1, 1, 1)
-        self.std = torch.tensor(meta.std or (1.0,)).view(1, -1, 1, 1)
-        extractor, dim = classifier_features(self.classifier, meta.mean, meta.std)
-        self.fid = FID(extractor, dim, input_size)
-        self.floor = FID(extractor, dim, input_size) if floor_images is not None else None
-        self.floor_images = floor_images
-        self.reset()
-
-    def to(self, device: torch.device | str) -> SampleQuality:
-        self.device = torch.device(device)
-        self.classifier.to(self.device)
-        self.mean, self.std = self.mean.to(self.device), self.std.to(self.device)
-        self.fid.to(self.device)
-        if self.floor is not None:
-            self.floor.to(self.device)
-        return self
-
-    def reset(self) -> None:
-        self.fid.reset()
-        if self.floor is not None:
-            self.floor.reset()
-            self.floor.update(_to_unit(self.floor_images).to(self.device))
-        self.probs: list[torch.Tensor] = []
-        self.asked: list[torch.Tensor] = []
-        self.drawn = False
+        self.objective = objective
 
     @torch.no_grad()
-    def update(
-        self,
-        real: torch.Tensor | None = None,
-        samples: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-    ) -> None:
-        if real is not None:
-            real = _to_unit(real).to(self.device)
-            self.fid.update(None, real)
-            if self.floor is not None:
-                self.floor.update(None, real)
-        if samples is not None:
-            samples = samples.float().to(self.device)
-            self.fid.update(samples)
-            logits = self.classifier((samples - self.mean) / self.std).float()
-            self.probs.append(logits.softmax(1).cpu())
-            if labels is not None:
-                self.asked.append(torch.as_tensor(labels).cpu())
-
-    def compute(self) -> dict[str, float]:
-        if not self.probs:
+    def _compute(self, state: dict[str, torch.Tensor]) -> dict[str, float]:
+        if self.model is None or not self.objective.config.quality_samples:
             return {}
-        out = {"fid": self.fid.compute()["fid"]}
-        if self.floor is not None:
-            out["fid_floor"] = self.floor.compute()["fid"]
-        probs = torch.cat(self.probs).double()
-        marginal = probs.mean(0, keepdim=True)
-        kl = (probs * (probs.clamp_min(1e-12).log() - marginal.clamp_min(1e-12).log())).sum(1)
-        out["inception_score"] = float(kl.mean().exp())
-        shares = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double() / len(probs)
-        out["digit_share_min"], out["digit_share_max"] = float(shares.min()), float(shares.max())
-        if self.asked:
-            out["cond_acc"] = float((probs.argmax(1) == torch.cat(self.asked)).double().mean())
-        return out
+        from zoo.metrics.sample_quality import sample_quality
+
+        device = next(self.model.parameters()).device
+        drawn = self.objective.draw(self.model, self.objective.sample_count())
+        samples = torch.cat([s for s, _ in drawn])
+        labels = torch.cat([a for _, a in drawn]) if self.model.num_classes else None
+        return sample_quality(samples, labels, device=device)
 
 
 class DiffusionObjective(Objective):
@@ -230,16 +167,7 @@ class DiffusionObjective(Objective):
         return {"model": model}
 
     def metrics(self, split: str) -> dict[str, Metric]:
-        c = self.config
-        if not c.eval_samples:
-            return {}
-        count = self._eval_count()
-        # The floor: as many random training digits as samples (mnist_5k is sorted by label: never a prefix).
-        train = self.splits.train
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(FLOOR_SEED))
-        pick = order[:count]
-        floor = train.get_batch(pick)[0]
-        return {"quality": SampleQuality(c.fid_features, floor, tuple(self.splits.input_size))}
+        return {"quality": DiffusionEvaluation(self)} if self.config.quality_samples else {}
 
     def _noisy(self, x0: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         n, dev = x0.shape[0], generator.device
@@ -278,11 +206,8 @@ class DiffusionObjective(Objective):
         loss = F.mse_loss(out, target.to(ctx.device), reduction="none").flatten(1).mean(1).sum()
         quality = ctx.metrics.get("quality")
         if quality is not None:
-            quality.update(real=images)
-            if not quality.drawn:
-                quality.drawn = True
-                for samples, asked in self.draw(net, self._eval_count()):
-                    quality.update(samples=samples, labels=asked)
+            quality.model = net  # the EMA'd or published denoiser: compute() samples from it once
+            quality.update(images)
         return {"loss": (loss, n)}
 
     def draw(self, model: nn.Module, count: int) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
@@ -307,10 +232,10 @@ class DiffusionObjective(Objective):
             out.append((samples, labels))
         return out
 
-    def _eval_count(self) -> int:
-        return (
-            min(self.config.eval_samples, 16) if getattr(self, "smoke", False) else self.config.eval_samples
-        )
+    def sample_count(self) -> int:
+        """Samples the evaluation draws: ``quality_samples``, at most 16 in a smoke run."""
+        c = self.config
+        return min(c.quality_samples, 16) if getattr(self, "smoke", False) else c.quality_samples
 
     def _eval_sampling(self) -> dict[str, Any]:
         settings = self.config.sampling()
@@ -332,7 +257,7 @@ class DiffusionObjective(Objective):
             "input_size": list(data.info["input_size"]),
             "sampler": c.sampling(),
             "output_range": [0.0, 1.0],
-            "fid_features": c.fid_features,
+            "fid_features": DEFAULT_CLASSIFIER,
             "papers": list(dict.fromkeys(papers)),
             "description": (
                 f"{c.model}: a {kind} DDPM denoiser trained on {data.name} with the `{self.name}` recipe "

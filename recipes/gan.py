@@ -50,6 +50,7 @@ from recipes.engine import (
 from zoo.errors import ConfigError
 from zoo.losses import GAN_PAPER, WGAN_GP_PAPER, discriminator_loss, generator_loss, gradient_penalty
 from zoo.metrics import Metric
+from zoo.metrics.sample_quality import GeneratorEvaluation
 
 __all__ = ["GANConfig", "GANEvaluation", "GANObjective", "sample_grid"]
 
@@ -97,27 +98,13 @@ class GANConfig(ObjectiveConfig):
         return "layer" if self.loss == "wgan-gp" else "batch"
 
 
-class GANEvaluation(Metric):
-    """Sample quality of the generator of the last `eval_step` (see the module docstring): `update` counts
-    the split's real images; `compute` draws the samples (fixed seed, on the model's device) and scores them
-    with `zoo.metrics.sample_quality`."""
+class GANEvaluation(GeneratorEvaluation):
+    """Sample quality of the generator of the last `eval_step` (see the module docstring): `compute` draws
+    the samples (fixed seed, on the model's device) and scores them with `zoo.metrics.sample_quality`."""
 
     def __init__(self, config: GANConfig):
         super().__init__()
         self.config = config
-        self.model: nn.Module | None = None
-        self.add_state("count", torch.zeros((), dtype=torch.float64))
-        self.higher_is_better = dict.fromkeys(["fid", "fid_ratio", "near_copy_share"], False)
-        self.higher_is_better.update(
-            dict.fromkeys(["inception_score", "nn_ratio", "shares_ok", "label_agreement"], True)
-        )
-
-    def reset(self) -> None:
-        super().reset()
-        self.model = None
-
-    def update(self, outputs: torch.Tensor, targets: Any = None) -> None:
-        self.count += len(outputs)
 
     def sample_count(self) -> int:
         c = self.config

@@ -16,7 +16,7 @@ def test_preset_smoke_trains_two_steps_and_publishes(preset, tmp_path):
     cond = preset.startswith("ddpm_unet_mnist_cond")
     overrides = [
         "max_steps=2",
-        "eval_samples=8",
+        "quality_samples=8",
         "eval_batch=8",
         "sample_steps=2",
         "progress=false",
@@ -27,8 +27,11 @@ def test_preset_smoke_trains_two_steps_and_publishes(preset, tmp_path):
     result = train(preset, overrides, out=tmp_path / "run")
     assert result.steps == 2
     metrics = result.metrics
-    assert {"loss", "fid", "fid_floor", "inception_score", "digit_share_min"} <= set(metrics)
-    assert ("cond_acc" in metrics) == cond
+    # The sample-quality metrics every digit generator reports (zoo.metrics.sample_quality).
+    assert {"loss", "fid", "fid_floor", "fid_ratio", "inception_score", "share_min", "nn_ratio"} <= set(
+        metrics
+    )
+    assert ("label_agreement" in metrics) == cond
     folder = result.weight_folder
     pictures = {"samples.png", "denoising.png"} if cond else set()
     assert {*pictures, "model.safetensors"} <= {p.name for p in folder.iterdir()}
@@ -47,3 +50,15 @@ def test_config_is_checked():
         resolve_config("ddpm_unet_mnist_cond.mnist", ["label_dropout=1.5"])
     with pytest.raises(ConfigError):
         resolve_config("ddpm_unet_mnist_cond.mnist", ["noise_schedule=quadratic"])
+
+
+def test_quick_check_samples_are_the_full_evaluations_first():
+    # `zoo verify NAME --limit` draws quality_samples=250: they must be the first 250 of the card's 1,000
+    # (same noise, same labels), or their FID could not be the card's fid_first250.
+    _, config = resolve_config("ddpm_unet_mnist_cond.mnist", ["sample_steps=2", "eval_batch=4"])
+    objective = DiffusionObjective(config)
+    model = zoo.create_model("ddpm_unet_mnist_cond", widths=(8, 16), process=config.process.to_dict()).eval()
+    full = objective.draw(model, 10)
+    quick = objective.draw(model, 4)
+    assert len(full) == 3 and len(quick) == 1
+    assert torch.equal(full[0][0], quick[0][0]) and torch.equal(full[0][1], quick[0][1])

@@ -3,6 +3,7 @@
 from zoo.layers.activation import ACTIVATIONS, Abs, create_act
 from zoo.layers.aspp import ASPP, ASPPPooling
 from zoo.layers.atrous import dilate_, dilate_to_output_stride
+from zoo.layers.attention import ResidualAttentionBlock, SpatialSelfAttention
 from zoo.layers.conv import ConvNormAct, DepthwiseSeparableConv
 from zoo.layers.heads import ProjectionHead
 from zoo.layers.norm import NORMS, create_norm1d, create_norm2d
@@ -19,6 +20,8 @@ __all__ = [
     "ConvNormAct",
     "DepthwiseSeparableConv",
     "ProjectionHead",
+    "ResidualAttentionBlock",
+    "SpatialSelfAttention",
     "TimestepEmbedding",
     "Upsample2x",
     "create_act",

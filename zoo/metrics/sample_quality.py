@@ -36,6 +36,7 @@ import math
 
 import torch
 
+from zoo.metrics.base import Metric
 from zoo.metrics.generation import FID, classifier_features
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "QUICK_SAMPLES",
     "SAMPLE_METRICS",
     "SHARE_RANGE",
+    "GeneratorEvaluation",
     "SampleQuality",
     "sample_quality",
 ]
@@ -209,3 +211,26 @@ def sample_quality(
     Draw 1000 samples to compare with the issue's numbers: FID is biased upward for small sets."""
     where = str(torch.device(device) if device is not None else samples.device)
     return _reference(classifier, where)(samples, labels)
+
+
+class GeneratorEvaluation(Metric):
+    """The evaluation metric of a generator recipe: `update` counts the split's real images and keeps the
+    generator that the objective's ``eval_step`` sets as `model` (unwrapped from EMA or DDP); `_compute`,
+    the recipe's, draws its samples from `model` (fixed seeds) and returns `sample_quality` of them. Its
+    outputs are `SampleQuality`'s, with their directions for early stopping and the cards."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: torch.nn.Module | None = None
+        self.add_state("count", torch.zeros((), dtype=torch.float64))
+        self.higher_is_better = dict.fromkeys(["fid", "fid_ratio", "near_copy_share"], False)
+        self.higher_is_better.update(
+            dict.fromkeys(["inception_score", "nn_ratio", "shares_ok", "label_agreement"], True)
+        )
+
+    def reset(self) -> None:
+        super().reset()
+        self.model = None
+
+    def update(self, outputs: torch.Tensor, targets: object = None) -> None:
+        self.count += len(outputs)

@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from zoo.errors import ConfigError
+from zoo.layers.attention import ResidualAttentionBlock
 from zoo.models.base import ZooModel
 from zoo.registry import register_model
 
@@ -52,32 +53,6 @@ __all__ = [
 ]
 
 PAPER = "https://arxiv.org/abs/2103.00020"
-
-
-class ResidualAttentionBlock(nn.Module):
-    """Pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x)) (open_clip's names)."""
-
-    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(width)
-        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.ln_2 = nn.LayerNorm(width)
-        hidden = int(width * mlp_ratio)
-        self.mlp = nn.Sequential(
-            OrderedDict(
-                [
-                    ("c_fc", nn.Linear(width, hidden)),
-                    ("gelu", nn.GELU()),
-                    ("c_proj", nn.Linear(hidden, width)),
-                ]
-            )
-        )
-
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        y = self.ln_1(x)
-        mask = attn_mask.to(y.dtype) if attn_mask is not None else None
-        x = x + self.attn(y, y, y, need_weights=False, attn_mask=mask)[0]
-        return x + self.mlp(self.ln_2(x))
 
 
 class Transformer(nn.Module):

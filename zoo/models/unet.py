@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ConfigError
-from zoo.layers import ConvNormAct
+from zoo.layers import ConvNormAct, SpatialSelfAttention
 from zoo.layers.upsample import UPSAMPLE_MODES, Upsample2x
 from zoo.models.base import ZooModel
 from zoo.registry import register_model
@@ -152,7 +152,8 @@ class EncoderUNet(ZooModel):
     Skips are the encoder's levels below the deepest; of several levels at one reduction (a ResNet's stem
     and ``layer1`` in the small variants) the deeper one is used. After the shallowest skip, blocks without
     a skip double the size until the input's resolution. ``decoder_channels`` (one per block, deep to
-    shallow) defaults to each skip's channels, then halving.
+    shallow) defaults to each skip's channels, then halving. ``bottleneck_attention=k`` puts k transformer
+    blocks over the deepest map (`zoo.layers.SpatialSelfAttention`: every position sees the whole image).
     """
 
     classifier = "head"
@@ -171,6 +172,7 @@ class EncoderUNet(ZooModel):
         img_size: int = 224,
         encoder_weights: str | None = None,
         encoder_args: dict[str, Any] | None = None,
+        bottleneck_attention: int = 0,
     ):
         super().__init__()
         from zoo.factory import create_encoder  # the factory imports the registry, which imports this module
@@ -210,6 +212,9 @@ class EncoderUNet(ZooModel):
         self.decoder_channels = tuple(decoder_channels)
         self.size_multiple = int(reductions[-1])
         in_ch = channels[-1]
+        # Global context on the deepest map (zoo.layers.attention says why); none by default, so weights
+        # trained without it keep their state_dict.
+        self.bottleneck = SpatialSelfAttention(in_ch, bottleneck_attention) if bottleneck_attention else None
         blocks = []
         for k, out_ch in enumerate(decoder_channels):
             skip_ch = channels[skips[-1 - k]] if k < len(skips) else 0
@@ -231,7 +236,7 @@ class EncoderUNet(ZooModel):
         size = x.shape[-2:]
         features = self.encoder(x)
         skips = [features[i] for i in self._skip_positions]
-        x = features[-1]
+        x = features[-1] if self.bottleneck is None else self.bottleneck(features[-1])
         extra = len(self.decoder) - len(skips)
         for k, block in enumerate(self.decoder):
             if k < len(skips):
