@@ -127,6 +127,7 @@ class SegmentationConfig(ObjectiveConfig):
     crf_sigma_xy = 2.0
     crf_sigma_rgb = 0.1
     crf_downsample = 1
+    crf_classes = "all"
 
     def validate(self) -> None:
         super().validate()
@@ -149,6 +150,8 @@ class SegmentationConfig(ObjectiveConfig):
             )
         if self.brightness >= 1 or self.contrast >= 1:
             raise ConfigError("config keys 'brightness' and 'contrast' must be < 1")
+        if self.crf_classes not in ("all", "foreground"):
+            raise ConfigError(f"config key 'crf_classes': {self.crf_classes!r} must be 'all' or 'foreground'")
         if self.targets not in ("masks", "scribbles"):
             raise ConfigError(f"config key 'targets': {self.targets!r} must be 'masks' or 'scribbles'")
         if self.targets == "scribbles" and self.loss not in PARTIAL_LOSSES:
@@ -177,6 +180,10 @@ class ScribbleSegmentationConfig(SegmentationConfig):
     crf_sigma_xy: float = 2.0  # the CRF affinity's position bandwidth, pixels
     crf_sigma_rgb: float = 0.1  # the CRF affinity's colour bandwidth, on images in [0, 1]
     crf_downsample: int = 1  # the CRF runs on 2x2 block means at 2 (a quarter of the cost, twice the reach)
+    # What the CRF compares: every class's probability ("all"), or only background against digit
+    # ("foreground": p_bg and 1 - p_bg), so that it draws the digits' outlines without pulling two touching
+    # digits of similar colour towards one class (measured: at weight 1 on all classes, mIoU fell to 0.12).
+    crf_classes: Literal["all", "foreground"] = "all"
 
 
 class SceneAugment:
@@ -433,9 +440,12 @@ class SegmentationObjective(Objective):
             loss = loss + 0.5 * self._loss(out["aux"].float(), y)
         logs = {}
         if c.crf_weight:
+            probs = logits.softmax(1)
+            if c.crf_classes == "foreground":  # background against any digit (the config says why)
+                probs = torch.stack([probs[:, 0], 1 - probs[:, 0]], 1)
             # The CRF compares the colours the network saw (augmented, before normalisation).
             crf = gated_crf_loss(
-                logits.softmax(1),
+                probs,
                 colours,
                 c.crf_radius,
                 c.crf_sigma_xy,
@@ -494,7 +504,8 @@ class SegmentationObjective(Objective):
                 loss += (
                     f" + {c.crf_weight:g} x gated CRF loss (window {2 * c.crf_radius + 1}x{2 * c.crf_radius + 1} "
                     f"of {c.crf_downsample}x{c.crf_downsample}-pixel blocks, sigma_xy {c.crf_sigma_xy:g} blocks, "
-                    f"sigma_rgb {c.crf_sigma_rgb:g})"
+                    f"sigma_rgb {c.crf_sigma_rgb:g}"
+                    f"{', on background vs digit' if c.crf_classes == 'foreground' else ''})"
                 )
         # The small presets start the encoder from the zoo's MNIST classifier (`encoder_weights` of the
         # U-Net, `backbone_weights` of FCN / DeepLab); the rest of the network starts from scratch.

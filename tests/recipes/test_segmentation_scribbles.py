@@ -5,6 +5,7 @@ the issue's bar against the fully supervised U-Net."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -43,8 +44,42 @@ def test_config_errors_say_what_is_expected():
         replace(SCRIBBLES, crf_sigma_rgb=0.0).validate()
     with pytest.raises(ConfigError, match="crf_weight"):
         replace(SCRIBBLES, crf_weight=-1.0).validate()
+    with pytest.raises(ConfigError, match="crf_classes"):
+        apply_overrides(SCRIBBLES, ["crf_classes=digits"])
     SCRIBBLES.validate()
     replace(SCRIBBLES, loss="weighted_ce").validate()
+
+
+def test_foreground_crf_ignores_which_digit(monkeypatch):
+    # crf_classes="foreground": the CRF sees background against digit only, so a map that splits one region
+    # between two digits pays nothing for it, while the all-class CRF does.
+    import recipes.segmentation as seg
+
+    seen = []
+    monkeypatch.setattr(seg, "gated_crf_loss", lambda probs, *a, **k: seen.append(probs) or probs.sum() * 0)
+    logits = torch.full((1, 11, 4, 4), -20.0)
+    logits[0, 1, :, :2] = logits[0, 2, :, 2:] = 20.0  # left half digit 0, right half digit 1: no background
+    images = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
+    target = torch.full((1, 4, 4), 255, dtype=torch.long)
+    target[0, 0, 0] = 1
+    for classes, channels in (("all", 11), ("foreground", 2)):
+        objective = ScribbleSegmentationObjective(replace(SCRIBBLES, crf_classes=classes))
+        objective.splits = SimpleNamespace(mean=(0.0,) * 3, std=(1.0,) * 3, labels=SEMANTIC_CLASSES)
+        objective.augment = SceneAugment()
+        model = lambda x: logits.clone().requires_grad_()  # noqa: E731
+        ctx = SimpleNamespace(
+            to_device=lambda t: t,
+            device=torch.device("cpu"),
+            config=SimpleNamespace(channels_last=False),
+            autocast=contextlib.nullcontext,
+            models={"model": model},
+            generator=torch.Generator(),
+        )
+        objective.train_step(ctx, (images, target))
+        probs = seen[-1]
+        assert probs.shape[1] == channels
+        if classes == "foreground":
+            assert torch.allclose(probs[:, 1], torch.ones(1, 4, 4))  # every pixel is "digit", whichever
 
 
 def test_augment_leaves_uncovered_pixels_unlabelled_for_scribbles():
