@@ -130,6 +130,10 @@ class Adapter:
     # latent) where the task has none; "" where the runtime's decode is more than the task's
     # post-processing (which is all the page's JavaScript does), so the page could not agree with it.
     browser_demo: str | None = None
+    # Generators whose torch-free `sample` takes the initial noise (``noise=``) as ``model.sample`` does and,
+    # with the weight's default sampler, draws nothing else: the two runtimes can then be compared sample for
+    # sample on the same noise (`export.verify`'s quick check) instead of by FID over many samples.
+    replays_noise: bool = False
 
     @property
     def name(self) -> str:

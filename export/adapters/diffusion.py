@@ -20,6 +20,7 @@ from export.adapters import Adapter, GraphSpec, register_adapter
 @register_adapter
 class DiffusionAdapter(Adapter):
     families = ("diffusion",)
+    replays_noise = True  # x_T is an argument of both samplers; DDIM with eta 0 draws nothing after it
 
     def graphs(self, model: Any, *, input_size: Sequence[int], dynamic: bool) -> list[GraphSpec]:
         import torch
