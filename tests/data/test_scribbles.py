@@ -11,7 +11,14 @@ import torch
 from scipy.ndimage import label as connected_components
 
 from zoo.data import scenes as S
-from zoo.data.scribbles import UNLABELLED, ScribbleConfig, labelled_fraction, scene_scribbles, skeleton_stroke
+from zoo.data.scribbles import (
+    UNLABELLED,
+    ScribbleConfig,
+    labelled_fraction,
+    propagate_scribbles,
+    scene_scribbles,
+    skeleton_stroke,
+)
 from zoo.errors import ConfigError
 
 N = 120  # scenes per check, as tests/data/test_scenes.py
@@ -123,3 +130,56 @@ def test_config_errors_say_what_is_expected():
         ScribbleConfig(background_strokes=(3, 1))
     with pytest.raises(ConfigError, match="margin"):
         ScribbleConfig(margin=-1)
+
+
+# ---------------------------------------------------------------------------------- propagation by colour
+def test_propagation_spreads_each_stroke_over_its_colour_and_abstains_where_votes_split():
+    # Two flat colours: red (left half) scribbled as digit 3 in one pixel, blue (right) as background in two.
+    image = torch.zeros(1, 3, 4, 6, dtype=torch.uint8)
+    image[0, 0, :, :3] = 200
+    image[0, 2, :, 3:] = 200
+    image[0, :, 0, 0] = 190  # a slightly different red: still nearer the red stroke than any blue
+    scribbles = torch.full((1, 4, 6), UNLABELLED, dtype=torch.uint8)
+    scribbles[0, 1, 1] = 4
+    scribbles[0, 2, 4] = scribbles[0, 3, 5] = 0
+    one = propagate_scribbles(image, scribbles, k=1)[0]
+    assert (one[:, :3] == 4).all() and (one[:, 3:] == 0).all()
+    # k = 2: a red pixel's two nearest strokes are the red one and a blue one: no unanimous vote, so
+    # unlabelled; blue pixels have two blue strokes; the scribbled pixels keep their labels whatever the vote.
+    two = propagate_scribbles(image, scribbles, k=2)[0]
+    assert (two[:, 3:] == 0).all() and two[1, 1] == 4
+    assert (two[:, :3] == UNLABELLED).sum() == 11
+    # Fewer strokes than k: nothing to vote with, the scribbles come back as drawn.
+    assert torch.equal(propagate_scribbles(image, scribbles, k=5), scribbles)
+
+
+def test_propagation_on_scenes_labels_most_pixels_and_rarely_wrongly(train_scribbles):
+    scenes, maps = train_scribbles
+    images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1) for s in scenes])
+    semantic = np.stack([s.semantic for s in scenes])
+    spread = propagate_scribbles(images, torch.from_numpy(maps), k=10).numpy()
+    drawn = maps != UNLABELLED
+    assert (spread[drawn] == maps[drawn]).all()
+    labelled = spread != UNLABELLED
+    # The docstring's numbers (300 scenes: 94% labelled, 99.6% right), on this fixture's 120 scenes.
+    assert labelled.mean() > 0.9 and (spread[labelled] == semantic[labelled]).mean() > 0.99
+    # The digits' own pixels: on average three quarters labelled as that digit (measured 0.75; the rest,
+    # mostly anti-aliased edges, unlabelled), hardly any as something else (no digit swallowed whole).
+    own, wrong = [], []
+    for scene, labels in zip(scenes, spread):
+        for mask, label in zip(scene.masks, scene.labels):
+            own.append((labels[mask] == label).mean())
+            wrong.append(((labels[mask] != label) & (labels[mask] != UNLABELLED)).mean())
+    assert np.mean(own) > 0.7 and np.mean(wrong) < 0.02
+    # A float image in [0, 1] is the same colour space.
+    assert np.array_equal(
+        propagate_scribbles(images[:4].float() / 255, torch.from_numpy(maps[:4]), 10), spread[:4]
+    )
+
+
+def test_propagation_errors_say_what_is_expected():
+    images, maps = torch.zeros(2, 3, 8, 8), torch.zeros(2, 8, 8, dtype=torch.uint8)
+    with pytest.raises(ConfigError, match="at least one"):
+        propagate_scribbles(images, maps, k=0)
+    with pytest.raises(ConfigError, match=r"\(N, C, H, W\)"):
+        propagate_scribbles(images, maps[:1])
