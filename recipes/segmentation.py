@@ -30,8 +30,9 @@ their scribbles (`zoo.data.scribbles`: a stroke along each digit's skeleton and 
 plus ``crf_weight`` times the gated CRF loss (`zoo.losses.gated_crf_loss`, Obukhov et al. 2019) on every
 pixel, which spreads the strokes over regions of similar colour. With ``propagate_k`` the scribbles are first
 spread over each train scene by colour (`zoo.data.scribbles.propagate_scribbles`, ScribbleSup's propagation
-step: a pixel takes the class its k nearest scribbled pixels in colour agree on) and the network trains on
-those denser labels. Dice needs complete masks (it is refused). Evaluation is unchanged: the full semantic
+step: a pixel takes the class its k nearest scribbled pixels in colour agree on), and the pixels only the
+spread labelled add a cross-entropy of background against any digit: the strokes alone say which digit.
+Dice needs complete masks (it is refused). Evaluation is unchanged: the full semantic
 maps of the test scenes.
 
 Metrics (`zoo.metrics.MeanIoU` over the whole split, as the task's `zoo verify` measures): ``miou`` over
@@ -191,9 +192,10 @@ class ScribbleSegmentationConfig(SegmentationConfig):
     # ("foreground": p_bg and 1 - p_bg), so that it draws the digits' outlines without pulling two touching
     # digits of similar colour towards one class (measured: at weight 1 on all classes, mIoU fell to 0.12).
     crf_classes: Literal["all", "foreground"] = "all"
-    # 0: train on the scribbles as drawn. k > 0: first spread them over each scene by colour
+    # 0: train on the scribbles as drawn. k > 0: also spread them over each scene by colour
     # (`zoo.data.scribbles.propagate_scribbles`: a pixel takes the class its k nearest scribbled pixels in
-    # colour agree on, unanimously; ScribbleSup's propagation step) and train on those denser labels.
+    # colour agree on, unanimously; ScribbleSup's propagation step), and train the pixels only the spread
+    # labelled on background against digit.
     propagate_k: int = 0
 
 
@@ -276,7 +278,9 @@ class SceneAugment:
 # The last rendered pool, by what determines it: scenes are a pure function of these, so runs in one
 # process (the presets' smoke tests, a search's trials) render the same pool once, not once per run.
 _POOL_CACHE: dict[tuple, Any] = {}
-_PROPAGATED: dict[tuple, torch.Tensor] = {}  # the cached pool's scribbles spread by colour, by (pool, k)
+# The cached pool's training maps with its scribbles spread by colour: k -> (that pool, the maps). The pool
+# itself is kept and compared by identity (an id() could be reused by the next pool once this one is freed).
+_PROPAGATED: dict[int, tuple[Any, torch.Tensor]] = {}
 # Codes in a training map with propagate_k for pixels no stroke labelled but the spread did: they supervise
 # background against digit only (the strokes alone say which digit). Above the 11 classes, below IGNORE_INDEX,
 # so the augmentation moves them like any class (nearest neighbour) and class counts skip them.
@@ -333,17 +337,18 @@ class TrainPool(torch.utils.data.Dataset):
             return self.scenes.semantic
         if not self.propagate_k:
             return self.scenes.scribbles
-        key = (id(self.scenes), self.propagate_k)
-        if key not in _PROPAGATED:
+        scenes, k = self.scenes, self.propagate_k
+        cached = _PROPAGATED.get(k)
+        if cached is None or cached[0] is not scenes:
             from zoo.data.scribbles import propagate_scribbles
 
-            drawn = self.scenes.scribbles
-            spread = propagate_scribbles(self.scenes.images, drawn, self.propagate_k)
+            drawn = scenes.scribbles
+            spread = propagate_scribbles(scenes.images, drawn, k)
             coded = torch.where(spread == 0, SPREAD_BACKGROUND, SPREAD_DIGIT).to(torch.uint8)
             coded = torch.where(spread == IGNORE_INDEX, IGNORE_INDEX, coded)
             _PROPAGATED.clear()  # follows the one cached pool
-            _PROPAGATED[key] = torch.where(drawn != IGNORE_INDEX, drawn, coded)
-        return _PROPAGATED[key]
+            _PROPAGATED[k] = (scenes, torch.where(drawn != IGNORE_INDEX, drawn, coded))
+        return _PROPAGATED[k][1]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.scenes.images[i], self.labels[i].long()
