@@ -464,9 +464,9 @@ class SegmentationObjective(Objective):
         if self.augment.active:
             x, y = self.augment(x, y, ctx.generator)
         colours = x
-        spread = (y == SPREAD_BACKGROUND) | (y == SPREAD_DIGIT)  # propagate_k: fg/bg labels, not classes
-        digit = y == SPREAD_DIGIT
-        y = torch.where(spread, IGNORE_INDEX, y)
+        if c.propagate_k:  # the spread pixels say background or digit, not which digit: out of the CE
+            spread, digit = (y == SPREAD_BACKGROUND) | (y == SPREAD_DIGIT), y == SPREAD_DIGIT
+            y = torch.where(spread, IGNORE_INDEX, y)
         x = normalise(x, self.splits.mean, self.splits.std)
         if ctx.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -479,7 +479,7 @@ class SegmentationObjective(Objective):
         if isinstance(out, dict) and "aux" in out:
             loss = loss + 0.5 * self._loss(out["aux"].float(), y)
         logs = {}
-        if spread.any():
+        if c.propagate_k and spread.any():
             # Cross-entropy of background against any digit on the spread pixels: log p(bg), and
             # log p(digit) = logsumexp of the digits' logits - logsumexp of all.
             total = logits.logsumexp(1)
