@@ -3,8 +3,9 @@
 In-memory datasets (`zoo.data.InMemoryImages`) hand the engine whole uint8 batches; their augmentation
 runs batched on tensors (`BatchAugment`: a random affine per sample through one ``affine_grid`` /
 ``grid_sample``, flips, brightness/contrast), drawing from the run's seeded generator so a resumed run
-replays it exactly. Per-sample datasets use torchvision transforms v2 (`train_transform`); MixUp and
-CutMix are ``v2.MixUp`` / ``v2.CutMix`` on batches (`mix_batch`). `eval_transform` rebuilds a weight's
+replays it exactly; a scene and its class map move together (`SceneAugment`). Per-sample datasets use
+torchvision transforms v2 (`train_transform`); MixUp and CutMix are ``v2.MixUp`` / ``v2.CutMix`` on batches
+(`mix_batch`). `eval_transform` rebuilds a weight's
 preprocessing from its metadata; `normalise` scales a batch to [0, 1] and standardises it.
 """
 
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from zoo.data.images import uint8_resize
 from zoo.errors import ConfigError
 
-__all__ = ["BatchAugment", "eval_transform", "mix_batch", "normalise", "train_transform"]
+__all__ = ["BatchAugment", "SceneAugment", "eval_transform", "mix_batch", "normalise", "train_transform"]
 
 
 def normalise(x: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> torch.Tensor:
@@ -97,6 +98,83 @@ class BatchAugment:
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
             x = ((x * b - mean) * c + mean).clamp_(0, 1)
         return x
+
+
+class SceneAugment:
+    """Per-scene random augmentation of a batch of images ``(N, C, H, W)`` in [0, 1] and their class maps
+    ``(N, H, W)``, drawn from the run's generator (a resumed run replays it).
+
+    One affine map per scene (rotation, translation, isotropic zoom) moves image and mask together: the
+    image is resampled bilinearly, the mask by nearest neighbour, and what the map uncovers is black
+    image and class `fill` (zero padding; a reflected border would mirror digits): background (0) for
+    full masks, unlabelled (255, the ignore index) for scribbles, which label only what was drawn. Then
+    brightness and contrast jitter and an optional permutation of the colour channels, which touch the image
+    only.
+    """
+
+    def __init__(
+        self,
+        degrees: float = 0.0,
+        translate: float = 0.0,
+        scale: tuple[float, float] = (1.0, 1.0),
+        brightness: float = 0.0,
+        contrast: float = 0.0,
+        channel_shuffle: bool = False,
+        fill: int = 0,
+    ):
+        self.degrees, self.translate, self.scale = degrees, translate, tuple(scale)
+        self.fill = fill
+        self.brightness, self.contrast, self.channel_shuffle = brightness, contrast, channel_shuffle
+
+    @property
+    def has_affine(self) -> bool:
+        return bool(self.degrees or self.translate or self.scale != (1.0, 1.0))
+
+    @property
+    def active(self) -> bool:
+        return self.has_affine or bool(self.brightness or self.contrast or self.channel_shuffle)
+
+    def __call__(
+        self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        n, dev = x.shape[0], x.device
+
+        def uniform(low: float, high: float) -> torch.Tensor:
+            return torch.rand(n, device=dev, generator=generator) * (high - low) + low
+
+        if self.has_affine:
+            angle = uniform(-self.degrees, self.degrees) * (math.pi / 180)
+            s = uniform(*self.scale)
+            tx = uniform(-self.translate, self.translate) * 2
+            ty = uniform(-self.translate, self.translate) * 2
+            cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+            # The grid maps output to input coordinates: the inverse rotation and zoom.
+            theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(
+                x.dtype
+            )
+            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            # Class indices are not intensities: nearest neighbour, and shift by one so that the zero
+            # padding reads as "uncovered" and becomes background (0) either way.
+            m = F.grid_sample(
+                mask.unsqueeze(1).to(x.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False
+            )
+            mask = m.squeeze(1).round().long()
+            if self.fill:
+                # Sampled once more as ones: what the padding filled reads 0 there, whatever the class.
+                covered = F.grid_sample(
+                    torch.ones_like(m), grid, mode="nearest", padding_mode="zeros", align_corners=False
+                )
+                mask = torch.where(covered.squeeze(1) > 0.5, mask, torch.full_like(mask, self.fill))
+        if self.brightness or self.contrast:
+            b = uniform(1 - self.brightness, 1 + self.brightness).view(-1, 1, 1, 1)
+            c = uniform(1 - self.contrast, 1 + self.contrast).view(-1, 1, 1, 1)
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            x = ((x * b - mean) * c + mean).clamp_(0, 1)
+        if self.channel_shuffle and x.shape[1] > 1:
+            order = torch.argsort(torch.rand(n, x.shape[1], device=dev, generator=generator), dim=1)
+            x = x.gather(1, order.view(n, -1, 1, 1).expand_as(x))
+        return x, mask
 
 
 def mix_batch(

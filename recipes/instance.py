@@ -7,7 +7,7 @@ scenes of 1-5 mnist_5k train digits, 1000 test scenes of its test digits on held
 - **Data in memory.** Scenes are rendered once into uint8 images, an instance-id map per scene (0
   background, k for the k-th visible digit; visible masks are disjoint, so one map holds them all), their
   labels and boxes. ``fresh_scenes`` adds new compositions of the same train digits (4000 each).
-- **Augmentation** moves image and id map together (`recipes.segmentation.SceneAugment`: one affine map per
+- **Augmentation** moves image and id map together (`recipes.augment.SceneAugment`: one affine map per
   scene, nearest-neighbour resampling of the ids, colour jitter, channel permutation, never flips); the
   instance masks are read back from the warped ids, and a digit pushed off the canvas is dropped.
 - **Evaluation**: COCO mAP by pycocotools' COCOeval against the split's COCO annotations
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from recipes.augment import SceneAugment
 from recipes.classification import family_papers, optimizer_papers
 from recipes.engine import (
     Context,
@@ -41,7 +42,7 @@ from recipes.engine import (
     labelled_image_info,
     register_preset,
 )
-from recipes.segmentation import LOGIT_ADJUSTMENT, SceneAugment, fold_logit_adjustment
+from recipes.segmentation import LOGIT_ADJUSTMENT, fold_logit_adjustment
 from zoo.errors import ConfigError
 from zoo.metrics.detection import CocoEvaluation
 

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recipes.augment import normalise
+from recipes.augment import SceneAugment, normalise
 from recipes.classification import family_papers, optimizer_papers
 from recipes.engine import (
     Context,
@@ -51,7 +51,7 @@ from recipes.engine import (
     labelled_image_info,
     register_preset,
 )
-from recipes.segmentation import SceneAugment, TrainPool
+from recipes.segmentation import TrainPool
 from zoo.errors import ConfigError
 
 __all__ = [

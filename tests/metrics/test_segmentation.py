@@ -72,3 +72,23 @@ def test_perfect_predictions_reset_and_validation():
         MeanIoU(3, class_names=["a"])
     with pytest.raises(RuntimeError):  # torchmetrics: a target outside the classes is refused
         m.update(target, target + 1)
+
+
+def test_foreground_split_counts_objects_found_and_which_they_are():
+    # Background 0; objects 1 and 2. Pixel by pixel: target / prediction.
+    target = torch.tensor([[[0, 0, 0, 1, 1, 1, 2, 2, 9]]])
+    preds = torch.tensor([[[0, 1, 0, 1, 2, 0, 2, 1, 1]]])  # the ignored pixel's prediction is not counted
+    m = MeanIoU(3, ignore_index=9, background_index=0)
+    m.update(preds, target)
+    got = m.compute()
+    # Predicted foreground: pixels 1, 3, 4, 6, 7 (5); true foreground: 3..7 (5); both: 3, 4, 6, 7 (4).
+    assert got["fg_precision"] == pytest.approx(4 / 5) and got["fg_recall"] == pytest.approx(4 / 5)
+    assert got["fg_iou"] == pytest.approx(4 / 6)
+    # Of the 4 pixels both call foreground, 3 and 6 have the right object.
+    assert got["identity"] == pytest.approx(2 / 4)
+    plain = MeanIoU(3, ignore_index=9)
+    plain.update(preds, target)
+    assert {k: v for k, v in got.items() if k in plain.compute()} == plain.compute()
+    assert set(got) - set(plain.compute()) == {"fg_iou", "fg_precision", "fg_recall", "identity"}
+    with pytest.raises(ValueError, match="background_index 3 is not one of the 3 classes"):
+        MeanIoU(3, background_index=3)

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 import zoo
+from recipes.augment import SceneAugment
 from recipes.engine import Trainer, resolve_config
-from recipes.segmentation import SceneAugment, SegmentationConfig, SegmentationObjective, prediction_picture
+from recipes.segmentation import SegmentationConfig, SegmentationObjective, prediction_picture
 from zoo.errors import ConfigError
 
 

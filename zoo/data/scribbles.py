@@ -181,7 +181,9 @@ def labelled_fraction(scribbles: Any) -> float:
     return float((values != UNLABELLED).mean())
 
 
-def propagate_scribbles(images: torch.Tensor, scribbles: torch.Tensor, k: int = 10) -> torch.Tensor:
+def propagate_scribbles(
+    images: torch.Tensor, scribbles: torch.Tensor, k: int = 10, object_share: float = 0.0
+) -> torch.Tensor:
     """Spread each scene's scribbles over its pixels by colour: a pixel takes the class of its `k` nearest
     scribbled pixels in colour (Euclidean, RGB) where all `k` agree, and stays `UNLABELLED` where they do not.
 
@@ -191,10 +193,23 @@ def propagate_scribbles(images: torch.Tensor, scribbles: torch.Tensor, k: int = 
     appearance before training; here a per-scene colour model alone, with no position, so a background
     speck of a digit's colour is labelled that digit unless the background strokes hold that colour too.
     Measured on 300 train scenes at k = 10: 94% of pixels labelled, 99.6% of them correctly (the scribbles
-    alone: 3%).
+    alone: 3%); of the pixels spread to a digit, 92% are digit.
+
+    The misses are edges: a pen widened inside a digit's mask holds blends of digit and background colour,
+    so a blended edge pixel outside the mask finds a stroke pixel nearer than any background stroke.
+    ``object_share`` > 0 unmixes each pixel spread to an object (class > 0): its colour's share of the
+    object's median stroke colour against its nearest background-stroke colour (1 on the object's colour,
+    0 on that background's), and gives it to the background below `object_share` (0.5: the colour is nearer
+    the object's than the background's). The pixels whose votes split (5% of them, mostly those blended
+    edges) are unmixed the same way against the object of their nearest object stroke, so every pixel of a
+    scene with both kinds of stroke is labelled. Measured at 0.5 on the same scenes: 94% of the spread digit
+    pixels stay digit, 96.7% of them truly digit; 86% of those moved are truly background; the split pixels
+    come out 90% right (93% right as digit or background); all pixels 99.3% right.
     """
     if k < 1:
         raise ConfigError(f"k={k}: propagation needs at least one nearest scribbled pixel")
+    if not 0 <= object_share < 1:
+        raise ConfigError(f"object_share={object_share} must be in [0, 1) (0: no unmixing)")
     if images.ndim != 4 or scribbles.shape != (images.shape[0], *images.shape[2:]):
         raise ConfigError(
             f"images {tuple(images.shape)} and scribbles {tuple(scribbles.shape)}: expected (N, C, H, W) and "
@@ -219,5 +234,38 @@ def propagate_scribbles(images: torch.Tensor, scribbles: torch.Tensor, k: int = 
         same = stroke_labels[None, :] == nearest[:, None]
         other = torch.where(same, torch.full_like(dist, float("inf")), dist).amin(1, keepdim=True)
         agreed = ((dist < other) & same).sum(1) >= k
-        out[i] = torch.where(labels != UNLABELLED, labels, torch.where(agreed, nearest, UNLABELLED))
+        spread = torch.where(agreed, nearest, UNLABELLED)
+        if object_share:
+            spread = _unmix_objects(colours, labels, spread, object_share)
+        out[i] = torch.where(labels != UNLABELLED, labels, spread)
     return out.reshape(scribbles.shape)
+
+
+def _unmix_objects(
+    colours: torch.Tensor, labels: torch.Tensor, spread: torch.Tensor, object_share: float
+) -> torch.Tensor:
+    """`propagate_scribbles`' unmixing of one scene: ``colours`` (C, P), ``labels`` (P,) its strokes,
+    ``spread`` (P,) the vote's classes. A pixel spread to an object whose colour is less than `object_share` of
+    it becomes background; a pixel the vote left unlabelled takes the object of its nearest object stroke in
+    colour where it is at least `object_share` of it, and background otherwise."""
+    background = colours[:, labels == 0].T  # (B, C)
+    objects = torch.nonzero((labels != 0) & (labels != UNLABELLED)).squeeze(1)
+    if not len(background) or not len(objects):
+        return spread  # nothing to unmix against
+    out = spread.clone()
+    candidate = spread.clone()
+    split = torch.nonzero(spread == UNLABELLED).squeeze(1)
+    if len(split):  # the votes split: the nearest object stroke's class is the candidate
+        nearest = torch.cdist(colours[:, split].T, colours[:, objects].T).argmin(1)
+        candidate[split] = labels[objects[nearest]]
+    for c in candidate.unique().tolist():
+        if c in (0, UNLABELLED):
+            continue
+        where = torch.nonzero(candidate == c).squeeze(1)
+        pixel = colours[:, where].T  # (M, C)
+        obj = colours[:, labels == c].median(1).values  # robust to the pen's blended edge pixels
+        back = background[torch.cdist(pixel, background).argmin(1)]  # (M, C)
+        axis = obj - back
+        share = ((pixel - back) * axis).sum(1) / (axis * axis).sum(1).clamp_min(1e-6)
+        out[where] = torch.where(share >= object_share, c, 0).to(out.dtype)
+    return out

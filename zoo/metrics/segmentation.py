@@ -31,6 +31,11 @@ class MeanIoU(Metric):
     ``update(outputs, targets)``: `outputs` are logits ``(N, C, H, W)`` (arg-max taken) or predicted labels
     ``(N, H, W)``; `targets` are labels ``(N, H, W)``. Outputs: ``miou``, ``pixel_acc`` and ``iou_<name>``
     per class (`class_names`, default the class indices).
+
+    With ``background_index``, where the mIoU goes is split in two, from the same counts: ``fg_iou``,
+    ``fg_precision`` and ``fg_recall`` of the foreground (every other class, one against background), and
+    ``identity``, the share of the pixels both target and prediction call foreground whose class is right
+    (which object, once found).
     """
 
     def __init__(
@@ -39,6 +44,7 @@ class MeanIoU(Metric):
         ignore_index: int | None = None,
         class_names: Sequence[str] | None = None,
         validate_args: bool = True,
+        background_index: int | None = None,
     ):
         super().__init__()
         if num_classes < 2:
@@ -46,11 +52,19 @@ class MeanIoU(Metric):
         names = [str(c) for c in range(num_classes)] if class_names is None else [str(n) for n in class_names]
         if len(names) != num_classes:
             raise ValueError(f"{len(names)} class_names for {num_classes} classes")
-        self.num_classes, self.ignore_index = num_classes, ignore_index
+        if background_index is not None and not 0 <= background_index < num_classes:
+            raise ValueError(f"background_index {background_index} is not one of the {num_classes} classes")
+        self.num_classes, self.ignore_index, self.background_index = (
+            num_classes,
+            ignore_index,
+            background_index,
+        )
         # torchmetrics checks that every target is a class or ignore_index (a torch.unique per batch);
         # validate_args=False skips that for speed once the data are known to be clean.
         self.validate_args = validate_args
         self.higher_is_better = {"miou": True, "pixel_acc": True, **{f"iou_{n}": True for n in names}}
+        if background_index is not None:
+            self.higher_is_better.update(dict.fromkeys(FOREGROUND_KEYS, True))
         # confmat[t, p]: pixels of target class t predicted as p. int64: no rounding at any split size.
         self.add_state("confmat", torch.zeros(num_classes, num_classes, dtype=torch.int64))
 
@@ -79,12 +93,36 @@ class MeanIoU(Metric):
         iou = [float(t / u) if u > 0 else math.nan for t, u in zip(tp.tolist(), union.tolist())]
         present = [v for v in iou if not math.isnan(v)]
         total = float(confmat.sum())
-        names = list(self.higher_is_better)[2:]
-        return {
+        names = list(self.higher_is_better)[2 : 2 + self.num_classes]
+        out = {
             "miou": sum(present) / len(present) if present else math.nan,
             "pixel_acc": float(tp.sum()) / total if total else math.nan,
             **dict(zip(names, iou)),
         }
+        if self.background_index is not None:
+            out.update(foreground_split(confmat, self.background_index))
+        return out
+
+
+FOREGROUND_KEYS = ("fg_iou", "fg_precision", "fg_recall", "identity")
+
+
+def foreground_split(confmat: torch.Tensor, background: int) -> dict[str, float]:
+    """`MeanIoU`'s foreground/identity split of a confusion matrix ``confmat[target, prediction]``."""
+    fg = torch.ones(len(confmat), dtype=torch.bool)
+    fg[background] = False
+    both = float(confmat[fg][:, fg].sum())  # pixels target and prediction both call foreground
+    predicted, actual = float(confmat[:, fg].sum()), float(confmat[fg].sum())
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b else math.nan
+
+    return {
+        "fg_iou": ratio(both, predicted + actual - both),
+        "fg_precision": ratio(both, predicted),
+        "fg_recall": ratio(both, actual),
+        "identity": ratio(float(confmat.diag()[fg].sum()), both),
+    }
 
 
 class PropagatedMaskIoU(Metric):

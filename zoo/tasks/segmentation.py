@@ -107,13 +107,15 @@ class SemanticSegmentation(Task):
     def metrics(self, meta: Any) -> dict[str, Any]:
         from zoo.metrics import MeanIoU
 
-        # Named by the weight's labels (iou_background, iou_0, ...), as the recipes record them in the card.
+        # Named by the weight's labels (iou_background, iou_0, ...), as the recipes record them in the card;
+        # with a background class, also where the mIoU goes (objects found, and which they are).
         labels = list(meta.labels) if meta.labels else None
         return {
             "miou": MeanIoU(
                 num_classes=len(meta.labels),
                 ignore_index=getattr(meta, "ignore_index", None),
                 class_names=labels,
+                background_index=getattr(meta, "background_index", None),
             )
         }
 
