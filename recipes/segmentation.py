@@ -234,9 +234,9 @@ SPREAD_OFFSET = 200
 SPREAD_BACKGROUND = SPREAD_OFFSET
 
 
-def _render_pool(train: Any, copies: int, scribbles: bool = False) -> Any:
-    """The train split's scenes plus `copies` fresh compositions of the same digits, in memory (with their
-    scribbles when `scribbles`)."""
+def _render_pool(train: Any, copies: int, scribbles: bool = False, count: int | None = None) -> Any:
+    """The train split's (first `count`) scenes plus `copies` fresh compositions of them, in memory (with
+    their scribbles when `scribbles`)."""
     key = (
         train.split,
         train.num,
@@ -246,10 +246,11 @@ def _render_pool(train: Any, copies: int, scribbles: bool = False) -> Any:
         train.start,
         copies,
         scribbles,
+        count,
     )
     if key not in _POOL_CACHE:
         _POOL_CACHE.clear()  # one pool at a time: 16,000 scenes are ~200 MB
-        _POOL_CACHE[key] = _render(train, copies, scribbles)
+        _POOL_CACHE[key] = _render(train, copies, scribbles, count)
     return _POOL_CACHE[key]
 
 
@@ -258,7 +259,8 @@ class TrainPool(torch.utils.data.Dataset):
     ``zoo verify``) sets the objective up without ever drawing the 16,000 training compositions.
 
     Batches are ``(images, targets)``: the semantic maps, or with ``scribbles=True`` the scribble maps
-    (`IGNORE_INDEX` where unlabelled); `labels` are those targets for the whole pool."""
+    (`IGNORE_INDEX` where unlabelled); `labels` are those targets for the whole pool. `count` keeps the
+    first `count` scenes of each composition only (a smoke run's few steps)."""
 
     def __init__(
         self,
@@ -267,16 +269,18 @@ class TrainPool(torch.utils.data.Dataset):
         scribbles: bool = False,
         propagate_k: int = 0,
         propagate_share: float = 0.0,
+        count: int | None = None,
     ):
         self.train, self.copies, self.scribbles = train, copies, scribbles
         self.propagate_k, self.propagate_share = propagate_k, propagate_share
+        self.count = min(count, len(train)) if count else None
 
     def __len__(self) -> int:
-        return len(self.train) * (1 + self.copies)
+        return (self.count or len(self.train)) * (1 + self.copies)
 
     @property
     def scenes(self) -> Any:
-        return _render_pool(self.train, self.copies, self.scribbles)
+        return _render_pool(self.train, self.copies, self.scribbles, self.count)
 
     @property
     def semantic(self) -> torch.Tensor:
@@ -310,13 +314,13 @@ class TrainPool(torch.utils.data.Dataset):
         return self.scenes.images[indices], self.labels[indices].long()
 
 
-def _render(train: Any, copies: int, scribbles: bool = False) -> Any:
+def _render(train: Any, copies: int, scribbles: bool = False, count: int | None = None) -> Any:
     from zoo.data import DigitScenes, InMemoryScenes
 
     parts = [
         DigitScenes(
             train.split,
-            train.num,
+            count or train.num,
             train.config,
             train.seed,
             train.val_per_class,
@@ -349,7 +353,13 @@ class SegmentationObjective(Objective):
         self.splits = splits
         scribbles = c.targets == "scribbles"
         spread = (c.propagate_k, c.propagate_share) if scribbles else (0, 0.0)
-        train = TrainPool(splits.train, c.fresh_scenes, scribbles, *spread)
+        # A smoke run (eval_limit) trains a few steps: it renders (and spreads) as many train scenes of each
+        # composition as a batch needs, not the 4,000 x (1 + fresh_scenes) of a real run (the scribble
+        # preset's 16,000 took its smoke run 3.5 minutes on 2 cores), as the instance recipe's pool does.
+        limit = c.eval_limit or None
+        train = TrainPool(
+            splits.train, c.fresh_scenes, scribbles, *spread, limit and max(limit, c.batch_size)
+        )
         val = splits.val.to_memory() if splits.val is not None else None
         test = splits.test.to_memory()
         self.train_pool = train
@@ -363,7 +373,9 @@ class SegmentationObjective(Objective):
             fill=IGNORE_INDEX if scribbles else 0,
         )
         split = splits.split
-        if c.fresh_scenes:
+        if c.fresh_scenes and limit:
+            split += f"; trained on the first {train.count} scenes of {1 + c.fresh_scenes} compositions"
+        elif c.fresh_scenes:
             split += (
                 f"; trained on {len(train)} compositions of the same train digits (scenes 0..{len(train) - 1} "
                 "of the train split)"

@@ -22,12 +22,6 @@ def test_preset_trains_two_steps_and_publishes(name, tmp_path):
     # Two steps, evaluated on the first 64 items of each split: the smoke run checks that everything runs
     # and publishes, not what the metrics are (tests/recipes/test_published.py re-measures the real ones).
     overrides = ["max_steps=2", "eval_limit=64", "progress=false", "tensorboard=false"]
-    preset = next(p for p in list_presets() if p.name == name)
-    if getattr(preset.config, "fresh_scenes", 0):
-        # The fixed 4,000 train scenes, not the preset's extra compositions: two steps read 64 of them, and
-        # rendering (and, for scribbles, spreading) 16,000 cost the scribble preset's smoke run 3.5 minutes.
-        # The extra compositions' pool is tested in tests/recipes/test_segmentation_scribbles.py.
-        overrides.append("fresh_scenes=0")
     result = train(name, overrides, out=run)
     assert result.steps == 2
     saved = json.loads((run / "config.json").read_text())
@@ -54,6 +48,7 @@ def test_preset_trains_two_steps_and_publishes(name, tmp_path):
     for role, filename in config["files"].items():
         assert (folder / filename).is_file() and (role == "curves" or (run / "pictures" / filename).is_file())
     # The recorded recipe config rebuilds the preset's config type exactly.
+    preset = next(p for p in list_presets() if p.name == name)
     rebuilt = config_from_dict(preset.objective.Config, meta.recipe_config)
     assert config_to_dict(rebuilt) == meta.recipe_config
     # The weight's task reads what the trained model gives (no branch on the task's name here); a task

@@ -204,6 +204,23 @@ def test_every_loss_trains_a_step(smoke, loss):
         objective.__dict__.pop("_weights", None)
 
 
+def test_a_smoke_run_renders_a_batch_worth_of_each_composition():
+    # eval_limit (the presets' smoke runs): the first max(eval_limit, batch_size) scenes of each of the
+    # 1 + fresh_scenes compositions, the same scenes a full run would render first.
+    from zoo.data import DigitScenes
+
+    _, config = resolve_config("unet_resnet8_small.scenes", ["eval_limit=8", "progress=false"])
+    data = SegmentationObjective(config).data()
+    count = max(8, config.batch_size)
+    assert config.fresh_scenes and len(data.train) == count * (1 + config.fresh_scenes)
+    assert f"trained on the first {count} scenes of {1 + config.fresh_scenes} compositions" in data.split
+    _, semantic = data.train.get_batch(
+        torch.tensor([count])
+    )  # the first scene of the first fresh composition
+    fresh = DigitScenes("train", 4000, start=4000).scene(0).semantic
+    assert torch.equal(semantic[0], torch.from_numpy(fresh).long())
+
+
 def test_evaluating_a_weight_never_renders_the_training_pool(monkeypatch):
     """Setting the objective up for an evaluation (the published-weight re-measure, ``zoo verify``) draws
     only the test scenes; the training compositions are rendered when a train step first asks."""
