@@ -100,7 +100,10 @@ def _scale_output(scale: float):
 
 
 def family_papers(model: nn.Module) -> list[str]:
-    """The papers a model's family file cites (its ``PAPERS`` tuple or ``PAPER`` string)."""
+    """The papers a model's family file cites (its ``PAPERS`` tuple or ``PAPER`` string); a model class whose
+    file holds several families (`zoo.models.restoration`) names its own in a ``papers`` class attribute."""
+    if getattr(type(model), "papers", None):
+        return list(type(model).papers)
     module = sys.modules.get(type(model).__module__)
     papers = list(getattr(module, "PAPERS", ()) or ())
     if getattr(module, "PAPER", None):

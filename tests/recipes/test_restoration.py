@@ -140,18 +140,27 @@ def test_colour_augmentation_of_clean_patches():
     """Saturation scaled and clipped, channels shuffled, blur on about half the patches; off by default."""
     from types import SimpleNamespace
 
+    from recipes.restoration import DenoiseConfig, DenoiseObjective
+
     clean = torch.rand(64, 3, 16, 16) * 0.5 + 0.25
     ctx = SimpleNamespace(generator=torch.Generator().manual_seed(0))
+
+    def denoise(**changes: object) -> DenoiseObjective:
+        config = DenoiseConfig(**changes)
+        config.validate()
+        return DenoiseObjective(config)
+
     assert _objective("espcn_x2.photos").augment_clean(ctx, clean) is clean
-    assert _objective("dncnn.photos").augment_clean(ctx, clean) is not clean  # its preset augments
-    assert _objective("unet_denoiser.photos").augment_clean(ctx, clean) is clean
-    saturated = _objective("unet_denoiser.photos", "saturation=[3.0,3.0]").augment_clean(ctx, clean)
+    assert denoise().augment_clean(ctx, clean) is clean  # the config's defaults: no augmentation
+    for preset in ("dncnn.photos", "unet_denoiser.photos"):  # their presets augment
+        assert _objective(preset).augment_clean(ctx, clean) is not clean
+    saturated = denoise(saturation=(3.0, 3.0)).augment_clean(ctx, clean)
     grey = clean.mean(1, keepdim=True)
     torch.testing.assert_close(saturated, (grey + 3 * (clean - grey)).clamp(0, 1))
     assert (saturated == 0).any() and (saturated == 1).any()  # clipped channels, as in the test flowers
-    shuffled = _objective("unet_denoiser.photos", "channel_shuffle=true").augment_clean(ctx, clean)
+    shuffled = denoise(channel_shuffle=True).augment_clean(ctx, clean)
     assert sorted(shuffled.sum((0, 2, 3)).tolist()) == pytest.approx(sorted(clean.sum((0, 2, 3)).tolist()))
-    blurred = _objective("unet_denoiser.photos", "max_blur=2.0").augment_clean(ctx, clean)
+    blurred = denoise(max_blur=2.0).augment_clean(ctx, clean)
     changed = (blurred != clean).flatten(1).any(1)
     assert 16 < int(changed.sum()) < 48
     assert blurred[changed].std() < clean[changed].std()  # smoother
@@ -167,3 +176,17 @@ def test_colour_train_photos_leave_out_the_grey_ones():
     data = _objective("unet_denoiser.photos", "train_photos=colour").data()
     used = data.split.split("training reads")[1]
     assert all(name not in used for name in ("camera", "moon", "page", "text")) and "chelsea" in used
+
+
+def test_restoration_cards_cite_each_models_own_papers():
+    """`zoo.models.restoration` holds several families: each class names its papers, not the whole file's."""
+    from recipes.classification import family_papers
+    from zoo.factory import create_model
+    from zoo.models.restoration import DNCNN, EDSR_PAPER, ESPCN_PAPER, VDSR
+    from zoo.models.unet import PAPER as UNET
+
+    assert family_papers(create_model("dncnn")) == [DNCNN]
+    assert family_papers(create_model("unet_denoiser")) == [UNET, DNCNN]
+    assert family_papers(create_model("espcn_x2")) == [ESPCN_PAPER, VDSR]
+    assert family_papers(create_model("edsr_x4")) == [EDSR_PAPER, VDSR]
+    assert family_papers(create_model("unet_small")) == [UNET]  # a family file with one PAPER

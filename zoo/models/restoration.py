@@ -37,6 +37,7 @@ from torch import nn
 from zoo.errors import ConfigError
 from zoo.layers import ConvNormAct
 from zoo.models.base import ZooModel
+from zoo.models.unet import PAPER as UNET_PAPER
 from zoo.models.unet import UNet
 from zoo.registry import register_model
 
@@ -120,6 +121,7 @@ class DnCNN(_ImageModel):
     """conv+ReLU, (depth - 2) x (conv + BN + ReLU), conv: predicts the noise, returns input - noise."""
 
     output_names = ("denoised",)
+    papers = (DNCNN,)
 
     def __init__(
         self, in_chans: int = 3, depth: int = 17, width: int = 64, norm: str = "batch", img_size: int = 64
@@ -168,6 +170,7 @@ class ESPCN(_ImageModel):
     """conv5x5 + tanh, conv3x3 + tanh, conv3x3 to C * scale**2, pixel shuffle (+ bicubic skip)."""
 
     output_names = ("upscaled",)
+    papers = (ESPCN_PAPER, VDSR)
 
     def __init__(
         self,
@@ -219,6 +222,7 @@ class EDSR(_ImageModel):
     """head conv, `depth` residual blocks + conv with a long skip, sub-pixel upsampler, tail conv."""
 
     output_names = ("upscaled",)
+    papers = (EDSR_PAPER, VDSR)
 
     def __init__(
         self,
@@ -288,6 +292,7 @@ class ColorizationUNet(_ImageUNet):
     """
 
     output_names = ("ab",)
+    papers = (UNET_PAPER,)
 
     def __init__(self, in_chans: int = 1, num_classes: int = 2, **kwargs: Any):
         super().__init__(num_classes=num_classes, in_chans=in_chans, **kwargs)
@@ -306,6 +311,7 @@ class DenoisingUNet(_ImageUNet):
     """
 
     output_names = ("denoised",)
+    papers = (UNET_PAPER, DNCNN)  # the network, and the residual learning it denoises with
 
     def __init__(self, in_chans: int = 3, **kwargs: Any):
         if "num_classes" in kwargs:
@@ -334,11 +340,11 @@ def dncnn(**kwargs: Any) -> DnCNN:
     return DnCNN(**kwargs)
 
 
-@register_model(task="image-to-image")
+@register_model(task="image-to-image", weights=("photos",))
 def unet_denoiser(**kwargs: Any) -> DenoisingUNet:
-    """Residual U-Net denoiser (colour, depth 3, widths 32-256, bilinear upsampling, no norm layers)."""
+    """Residual U-Net denoiser (colour, depth 3, widths 16-128, bilinear upsampling, no norm layers)."""
     kwargs.setdefault("depth", 3)
-    kwargs.setdefault("width", 32)
+    kwargs.setdefault("width", 16)
     kwargs.setdefault("norm", "none")
     return DenoisingUNet(**kwargs)
 
