@@ -32,6 +32,9 @@ __all__ = ["create_encoder", "create_model", "load_pretrained", "save_pretrained
 HF_PREFIX = "hf-hub:"
 # The two adaptations that work with pretrained weights; every other kwarg must agree with the weight.
 ADAPTABLE_KWARGS = ("num_classes", "in_chans")
+# Keyword arguments that change how a trained network is run, never its parameters (the restoration models'
+# `self_ensemble`): any weight whose builder takes them accepts them.
+INFERENCE_KWARGS = ("self_ensemble",)
 
 
 def create_model(
@@ -116,13 +119,13 @@ def _merge_args(meta: Weights, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The weight's builder kwargs updated by the user's, refusing any that contradict the weight."""
     trained = dict(meta.model_args)
     for key, value in kwargs.items():
-        if key in ADAPTABLE_KWARGS or trained.get(key, _MISSING) == _normalise(value):
+        if key in ADAPTABLE_KWARGS + INFERENCE_KWARGS or trained.get(key, _MISSING) == _normalise(value):
             continue
         was = f"was trained with {key}={trained[key]!r}" if key in trained else f"was trained without '{key}'"
         raise ConfigError(
             f"{key}={value!r} contradicts weight '{meta.name}', which {was}. Drop the argument, or build a "
             f"fresh model with pretrained=False. Only {' and '.join(ADAPTABLE_KWARGS)} can be changed with "
-            "pretrained weights."
+            f"pretrained weights (and {', '.join(INFERENCE_KWARGS)}, which change how a weight runs, not what it is)."
         )
     return {**trained, **kwargs}
 

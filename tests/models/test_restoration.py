@@ -121,3 +121,50 @@ def test_only_supported_scales():
 
     with pytest.raises(ConfigError, match="scale=5"):
         ESPCN(scale=5)
+
+
+def test_geometric_self_ensemble_undoes_each_symmetry():
+    """An equivariant function comes back unchanged (non-square input too); a translation-variant one is
+    averaged over the 8 symmetries of the square."""
+    from zoo.models.restoration import geometric_self_ensemble
+
+    x = torch.rand(2, 3, 5, 9)
+    torch.testing.assert_close(geometric_self_ensemble(lambda t: t * 2 + 1, x), x * 2 + 1)
+    corner = torch.zeros(1, 1, 4, 4)
+    corner[..., 0, 0] = 1.0
+    out = geometric_self_ensemble(lambda t: t * 0 + corner, torch.zeros(1, 1, 4, 4))
+    expected = torch.zeros(1, 1, 4, 4)
+    expected[..., 0, 0] = expected[..., 0, -1] = expected[..., -1, 0] = expected[..., -1, -1] = 0.25
+    torch.testing.assert_close(out, expected)
+
+
+def test_pretrained_denoisers_take_self_ensemble_but_no_other_new_argument():
+    """``self_ensemble`` changes how a weight runs, not its parameters: any denoiser weight takes it."""
+    import zoo
+
+    if "dncnn.photos" not in zoo.list_models(pretrained=True):
+        pytest.skip("dncnn.photos is not published in this checkout")
+    model = zoo.create_model("dncnn.photos", pretrained=True, self_ensemble=True)
+    assert model.self_ensemble
+    with pytest.raises(ConfigError, match="self_ensemble"):  # the message names what can be changed
+        zoo.create_model("dncnn.photos", pretrained=True, depth=3)
+
+
+def test_self_ensemble_exports_to_onnx_with_dynamic_sizes(tmp_path):
+    """The 8 symmetries export as transposes and flips: a non-square input runs in onnxruntime as in torch."""
+    import numpy as np
+
+    ort = pytest.importorskip("onnxruntime")
+    from export.onnx import to_onnx
+
+    torch.manual_seed(0)
+    model = build("unet_denoiser", width=4, self_ensemble=True).eval()
+    for m in model.modules():  # the zero-initialised head would make every symmetry agree trivially
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.normal_(m.weight, std=0.1)
+    to_onnx(model, tmp_path / "se.onnx")
+    session = ort.InferenceSession(str(tmp_path / "se.onnx"))
+    x = np.random.default_rng(0).random((1, 3, 24, 40), dtype=np.float32)
+    (y,) = session.run(None, {session.get_inputs()[0].name: x})
+    with torch.no_grad():
+        np.testing.assert_allclose(y, model(torch.from_numpy(x)).numpy(), atol=1e-5)

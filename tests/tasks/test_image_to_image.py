@@ -107,10 +107,17 @@ def _torch_run(model):
     return run
 
 
-@pytest.mark.parametrize(("name", "size"), [("dncnn", (1, 3, 70, 83)), ("edsr_x2", (1, 3, 45, 61))])
-def test_tiles_stitch_to_the_untiled_output(name, size):
+@pytest.mark.parametrize(
+    ("name", "size", "kwargs"),
+    [
+        ("dncnn", (1, 3, 70, 83), {}),
+        ("dncnn", (1, 3, 70, 83), {"self_ensemble": True}),  # each symmetry sees the same context
+        ("edsr_x2", (1, 3, 45, 61), {}),
+    ],
+)
+def test_tiles_stitch_to_the_untiled_output(name, size, kwargs):
     torch.manual_seed(0)
-    model = build(name).eval()
+    model = build(name, **kwargs).eval()
     for m in model.modules():  # zero-initialised output layers would make any stitching look right
         if isinstance(m, torch.nn.Conv2d):
             torch.nn.init.normal_(m.weight, std=0.05)
@@ -255,3 +262,33 @@ def test_zoo_predict_on_the_published_denoiser_both_runtimes(tmp_path):
     b = np.asarray(Image.open(tmp_path / "ort" / "noisy_denoised.png")).astype(int)
     assert a.shape == (50, 70, 3) and np.abs(a - b).max() <= 1
     assert np.abs(a - np.asarray(Image.open(image)).astype(int)).mean() > 1  # it changed the picture
+
+
+SELF_ENSEMBLE_ROW = "self_ensemble = true"
+
+
+@pytest.mark.parametrize("name", ["dncnn.photos", "unet_denoiser.photos"])
+def test_denoiser_cards_self_ensemble_row_is_measured(name):
+    """The card's self-ensemble ablation is the published weight run with ``self_ensemble=True`` (a keyword
+    any weight takes: it changes how the network runs, not its parameters), on the full test split."""
+    from zoo.evaluation import evaluation_split, measure
+    from zoo.models.base import named_outputs
+
+    if name not in zoo.list_models(pretrained=True):
+        pytest.skip(f"{name} is not published in this checkout")
+    model = zoo.create_model(name, pretrained=True, self_ensemble=True).eval()
+    meta = model.pretrained_weights
+    row = next(v for k, v in meta.ablations.items() if k.startswith(SELF_ENSEMBLE_ROW))
+    inputs, targets = evaluation_split(meta)
+
+    @torch.no_grad()
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        return named_outputs(model, model(torch.from_numpy(x)), meta.task_object)
+
+    measured, _ = measure(run, meta, inputs, targets)
+    assert measured["psnr"] == pytest.approx(row["psnr"], abs=1e-3)
+    assert measured["ssim"] == pytest.approx(row["ssim"], abs=1e-4)
+    assert row["psnr"] > meta.metrics["psnr"]  # the symmetries' mean beats one pass
+    model.train()  # training runs one pass: the ensemble is for evaluation only
+    x = torch.from_numpy(inputs[:1])
+    torch.testing.assert_close(model(x), x - model.noise(x))
