@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,3 +58,26 @@ def test_scene_generation_prints_scenes_per_second():
     out = _run("scene_generation.py", "--n", "20", "--repeats", "1")
     for preset in ("digit_scenes_64", "digit_scenes_128"):
         assert re.search(rf"{preset}: 20 scenes in \d+\.\d\d s \(\d+ scenes/s", out), out
+
+
+def test_segmentation_identity_splits_touching_digits_from_lone_ones():
+    from benchmarks.segmentation_identity import instance_rows
+
+    masks = np.zeros((3, 8, 8), bool)
+    masks[0, 1:3, 1:3] = True  # touches digit 1 diagonally
+    masks[1, 3:5, 3:5] = True
+    masks[2, 6:8, 0:2] = True  # alone
+    prediction = np.zeros((8, 8), np.int64)
+    prediction[masks[0]] = 4  # right
+    prediction[masks[1]] = 4  # wrong: digit 1 is class 5
+    prediction[3, 3] = 5
+    prediction[masks[2]] = 9
+    prediction[7, 0] = 0  # missed: not a predicted-digit pixel
+    rows = instance_rows(prediction, masks, np.array([4, 5, 9]))
+    assert rows == [(3, True, 4, 4), (3, True, 4, 1), (3, False, 3, 3)]
+
+
+def test_segmentation_identity_prints_the_split():
+    out = _run("segmentation_identity.py", "unet_resnet8_small.scenes", "--limit", "20")
+    assert re.search(r"mIoU \d\.\d{4}, foreground IoU \d\.\d{4}, identity \d\.\d{4}", out)
+    assert "identity, touching:" in out and "identity, alone:" in out

@@ -209,7 +209,7 @@ def _provenance(w: dict[str, Any]) -> list[str]:
     encoder = w.get("encoder") or {}
     if encoder:
         details.append(
-            f"- encoder initialised from `{encoder.get('weights')}`"
+            f"- {encoder.get('part') or 'encoder'} initialised from `{encoder.get('weights')}`"
             + (f" (sha256 `{encoder['sha256']}`)" if encoder.get("sha256") else "")
         )
     if w.get("num_params"):

@@ -27,7 +27,7 @@ from zoo.weights import (
     write_json,
 )
 
-__all__ = ["create_encoder", "create_model", "load_pretrained", "save_pretrained"]
+__all__ = ["create_encoder", "create_model", "init_from_weights", "load_pretrained", "save_pretrained"]
 
 HF_PREFIX = "hf-hub:"
 # The two adaptations that work with pretrained weights; every other kwarg must agree with the weight.
@@ -249,6 +249,34 @@ def create_encoder(
 
         return FeatureExtractor(model, out_indices, return_dict=return_dict)
     return model
+
+
+def init_from_weights(module: nn.Module, weights: str, architecture: str, part: str) -> dict[str, Any] | None:
+    """Load a published weight of ``architecture`` strictly into `module` (a part of a larger model built
+    as that architecture, e.g. the U-Net inside the proposal-free instance segmenter) and return what
+    `save_pretrained` records as the new weight's ``encoder``: where the `part` started from.
+
+    ``weights`` is a weight name ``arch.tag``, a weight folder or ``hf-hub:org/repo``. While
+    `load_pretrained` rebuilds a saved model nothing is loaded (its state dict holds the trained part) and
+    None is returned.
+    """
+    if _REBUILDING.get():
+        return None
+    source = create_model(weights, pretrained=True)
+    arch = source.zoo_config["architecture"]
+    if arch != architecture:
+        raise ConfigError(
+            f"{part} weights {weights!r} are a '{arch}' weight; the {part} is a '{architecture}': pass a "
+            f"weight of '{architecture}'"
+        )
+    try:
+        module.load_state_dict(source.state_dict(), strict=True)
+    except RuntimeError as err:
+        raise ConfigError(
+            f"{part} weights {weights!r} do not fit this {part} (built with other arguments?): {err}"
+        ) from err
+    meta = source.pretrained_weights
+    return {"weights": weights, "name": meta.name, "architecture": arch, "sha256": meta.sha256, "part": part}
 
 
 def _encoder_weight_name(encoder: str, weights: str) -> str:

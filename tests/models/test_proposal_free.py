@@ -3,6 +3,8 @@ train and eval mode, dense maps for export, and targets whose grouping gives the
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -157,3 +159,41 @@ def test_class_weights_reweigh_only_the_semantic_loss_and_are_checked():
         model.set_class_weights([1.0] * 10)
     model.set_class_weights(None)
     assert model.semantic_class_weights is None
+
+
+def test_unet_weights_start_the_whole_unet_from_a_segmentation_weight_and_are_recorded(tmp_path, monkeypatch):
+    seg = zoo.create_model("unet_resnet8_small.scenes", pretrained=True)
+    model = zoo.create_model(ARCH, unet_weights="unet_resnet8_small.scenes").eval()
+    assert model.unet.state_dict().keys() == seg.state_dict().keys()
+    assert all(torch.equal(v, seg.state_dict()[k]) for k, v in model.unet.state_dict().items())
+    saved = zoo.save_pretrained(model, tmp_path / ARCH)
+    recorded = json.loads((saved / "config.json").read_text())["weights"]["encoder"]
+    assert recorded["part"] == "U-Net" and recorded["architecture"] == "unet_resnet8_small"
+    assert recorded["sha256"] == seg.pretrained_weights.sha256
+    assert "U-Net initialised from `unet_resnet8_small.scenes`" in (saved / "README.md").read_text()
+
+    # Reloading rebuilds from the saved state dict alone: the segmentation weight is never read again.
+    build_model = zoo.factory.create_model
+
+    def refuse_the_unet_weight(name, *args, **kwargs):
+        assert name != "unet_resnet8_small.scenes", (
+            "the U-Net weight was loaded while rebuilding a saved model"
+        )
+        return build_model(name, *args, **kwargs)
+
+    monkeypatch.setattr(zoo.factory, "create_model", refuse_the_unet_weight)
+    reloaded = zoo.load_pretrained(saved).eval()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(reloaded.dense(x)["semantic"], model.dense(x)["semantic"])
+
+
+def test_unet_weights_of_another_architecture_or_beside_encoder_weights_are_refused():
+    with pytest.raises(
+        zoo.ConfigError, match="'fcn_resnet8_small' weight; the U-Net is a 'unet_resnet8_small'"
+    ):
+        zoo.create_model(ARCH, unet_weights="fcn_resnet8_small.scenes")
+    with pytest.raises(zoo.ConfigError, match="encoder_weights or unet_weights, not both"):
+        zoo.create_model(ARCH, unet_weights="unet_resnet8_small.scenes", encoder_weights="mnist")
+    with pytest.raises(zoo.ConfigError, match="do not fit this U-Net"):
+        zoo.create_model(ARCH, unet_weights="unet_resnet8_small.scenes", decoder_channels=[32, 16, 16])

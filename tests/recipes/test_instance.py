@@ -25,21 +25,23 @@ def _small_world(*args, **kwargs):
     return digit_scenes(size=128, max_digits=5, num_train=32, num_test=12)
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """The preset for 2 steps on 32 train / 12 test scenes of the 128 px world (same config otherwise)."""
+def _smoke_run(folder, *overrides: str):
     patch = pytest.MonkeyPatch()
     patch.setattr(zoo.data, "load_dataset", _small_world)
-    run = tmp_path_factory.mktemp("inst") / "run"
-    _, config = resolve_config(
-        PRESET, ["max_steps=2", "fresh_scenes=0", "pictures=2", "progress=false", "tensorboard=false"]
-    )
+    run = folder / "run"
+    _, config = resolve_config(PRESET, ["fresh_scenes=0", "progress=false", "tensorboard=false", *overrides])
     try:
         trainer = Trainer(InstanceObjective(config), run_dir=run, recipe=PRESET)
         result = trainer.fit()
     finally:
         patch.undo()
     return trainer, result, run
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The preset for 2 steps on 32 train / 12 test scenes of the 128 px world (same config otherwise)."""
+    return _smoke_run(tmp_path_factory.mktemp("inst"), "max_steps=2", "pictures=2")
 
 
 def test_preset_smoke_trains_evaluates_and_publishes(smoke):
@@ -61,6 +63,11 @@ def test_preset_smoke_trains_evaluates_and_publishes(smoke):
     weights = config["weights"]
     assert weights["task"] == "instance-segmentation" and weights["labels"][0] == "background"
     assert "touching" in weights["split"]
+    # The preset starts the whole U-Net from the 64 px semantic-segmentation weight, and says so.
+    assert (
+        weights["encoder"]["weights"] == "unet_resnet8_small.scenes" and weights["encoder"]["part"] == "U-Net"
+    )
+    assert "U-Net initialised from the `unet_resnet8_small.scenes`" in weights["description"]
     assert (folder / "instances.png").is_file()
     model = zoo.create_model(str(folder)).eval()
     (out,) = model([torch.rand(3, 96, 80)])
@@ -115,8 +122,10 @@ def test_class_pixel_counts_give_each_pixel_its_digits_class():
     assert counts.tolist() == [128 - 6 - 16 - 8, 0, 0, 6 + 8, 0, 0, 0, 0, 0, 0, 16]
 
 
-def test_the_preset_weighs_the_semantic_loss_by_class_frequency(smoke):
-    trainer, _, run = smoke
+def test_class_weights_weigh_the_semantic_loss_and_are_folded_out_when_published(smoke, tmp_path):
+    # The preset fine-tunes a class map whose weights are folded out already: unweighted.
+    assert smoke[0].models["model"].semantic_class_weights is None
+    trainer, _, run = _smoke_run(tmp_path, "max_steps=1", "pictures=0", "class_weight_power=0.5")
     weights = trainer.models["model"].semantic_class_weights
     assert weights is not None and len(weights) == 11
     assert weights[0] < 1 < 3 < weights[1:].min()  # the background (most pixels) weighs least
