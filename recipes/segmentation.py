@@ -93,7 +93,11 @@ LOGIT_ADJUSTMENT = "https://arxiv.org/abs/2007.07314"  # Menon et al., Long-tail
 def fold_logit_adjustment(model: nn.Module, class_weights: torch.Tensor) -> None:
     """Subtract ``log(class_weights)`` from the bias of `model`'s score layer (``model.classifier``, a conv
     with a bias), in place: the logits become ``logits - log w`` at every pixel (resizing the logits
-    bilinearly, as FCN and DeepLab do, keeps a per-class constant)."""
+    bilinearly, as FCN and DeepLab do, keeps a per-class constant). A model whose class logits come from
+    more than one layer says how with a ``subtract_class_bias(delta)`` method (`EncoderUNet`)."""
+    if hasattr(model, "subtract_class_bias"):
+        model.subtract_class_bias(class_weights.log())
+        return
     head = model.get_submodule(model.classifier)
     if not isinstance(head, nn.Conv2d) or head.bias is None:
         raise ConfigError(

@@ -123,3 +123,37 @@ def test_num_classes_adapts_a_saved_weight(name, tmp_path):
 def test_bad_upsample_mode_is_refused():
     with pytest.raises(ConfigError, match="unknown upsample"):
         zoo.create_model("unet", upsample="cubic")
+
+
+def test_coarse_identity_factorises_the_class_map_into_object_and_which_object():
+    torch.manual_seed(0)
+    model = zoo.create_model("unet_resnet8_small", num_classes=5, coarse_identity=True).eval()
+    x = torch.rand(2, 3, 48, 80)
+    with torch.no_grad():
+        logits = model(x)
+        deepest = model.encoder(x)[-1]
+        identity = model.identity_head(deepest).softmax(1)
+    assert logits.shape == (2, 5, 48, 80)
+    probs = logits.softmax(1)
+    # p(class | object) is the coarse map's softmax, upsampled: the full-resolution head cannot change it.
+    which = probs[:, 1:] / probs[:, 1:].sum(1, keepdim=True)
+    coarse = torch.nn.functional.interpolate(
+        model.identity_head(deepest), size=(48, 80), mode="bilinear", align_corners=False
+    ).softmax(1)
+    torch.testing.assert_close(which, coarse.detach(), atol=1e-5, rtol=0)
+    assert identity.shape[-2:] == (6, 10)  # stride 8
+    model.train()
+    model(x).sum().backward()
+    assert model.identity_head[-1].weight.grad.abs().sum() > 0 and model.head.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="at least two classes"):
+        zoo.create_model("unet_resnet8_small", num_classes=2, coarse_identity=True)
+
+
+def test_num_classes_adapts_a_coarse_identity_weight(tmp_path):
+    model = build("unet_resnet8_small", coarse_identity=True).eval()
+    folder = zoo.save_pretrained(model, tmp_path / "coarse")
+    adapted = zoo.create_model(str(folder), num_classes=4).eval()
+    ours, theirs = model.state_dict(), adapted.state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours if not k.startswith("identity_head.1."))
+    with torch.no_grad():
+        assert adapted(torch.randn(1, 3, 64, 64)).shape == (1, 4, 64, 64)

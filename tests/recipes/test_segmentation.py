@@ -108,13 +108,22 @@ def test_preset_smoke_trains_and_publishes_a_segmentation_weight(smoke):
     assert "logit adjustment" in meta.description
 
 
-@pytest.mark.parametrize("arch", ["fcn_resnet8_small", "deeplabv3plus_resnet8_small"])
-def test_logit_adjustment_shifts_every_pixels_logits(arch):
-    """FCN's skip scores and DeepLab's bilinear resize keep a per-class constant: the fold is exact."""
+@pytest.mark.parametrize(
+    "arch, args",
+    [
+        ("fcn_resnet8_small", {}),
+        ("deeplabv3plus_resnet8_small", {}),
+        ("unet_resnet8_small", {}),
+        ("unet_resnet8_small", {"coarse_identity": True}),
+    ],
+)
+def test_logit_adjustment_shifts_every_pixels_logits(arch, args):
+    """FCN's skip scores, DeepLab's bilinear resize and the U-Net's coarse identity map keep a per-class
+    constant: the fold is exact."""
     from recipes.segmentation import fold_logit_adjustment
 
     torch.manual_seed(0)
-    model = zoo.create_model(arch, num_classes=3).eval()
+    model = zoo.create_model(arch, num_classes=3, **args).eval()
     for p in model.parameters():  # skip score layers start at zero: give them a say
         p.data.add_(0.01 * torch.randn_like(p))
     x = torch.rand(1, 3, 64, 64)

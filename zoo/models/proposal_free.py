@@ -172,8 +172,8 @@ class InstanceUNet(ZooModel):
         )
         if unet_weights is not None:
             # A published semantic-segmentation U-Net of the same encoder: its class map is this model's
-            # class map already (mask AP 0.29 -> 0.70 with the old instance cues, runs in issue 11), so
-            # training starts from it and has the instance cues left to learn.
+            # class map already (the preset in recipes/instance.py says what it is worth), so training
+            # starts from it and has the instance cues left to learn.
             if encoder_weights is not None:
                 raise ConfigError(
                     "pass encoder_weights or unet_weights, not both: the U-Net weight holds a trained encoder"

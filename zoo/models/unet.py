@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from zoo.errors import ConfigError
@@ -154,6 +155,13 @@ class EncoderUNet(ZooModel):
     a skip double the size until the input's resolution. ``decoder_channels`` (one per block, deep to
     shallow) defaults to each skip's channels, then halving. ``bottleneck_attention=k`` puts k transformer
     blocks over the deepest map (`zoo.layers.SpatialSelfAttention`: every position sees the whole image).
+
+    ``coarse_identity=True`` factorises the class map (class 0 the background): the full-resolution head
+    scores background against any object, and *which* object comes from the deepest map, upsampled
+    bilinearly as FCN does: ``logits = [background, object + identity_c]``, so p(c | object) =
+    softmax(identity)_c is one smooth map over each object. Why: on the digit scenes the full-resolution
+    decoder finds the strokes best but names touching digits less consistently than the coarse FCN does
+    (benchmarks/segmentation_identity.py).
     """
 
     classifier = "head"
@@ -173,6 +181,7 @@ class EncoderUNet(ZooModel):
         encoder_weights: str | None = None,
         encoder_args: dict[str, Any] | None = None,
         bottleneck_attention: int = 0,
+        coarse_identity: bool = False,
     ):
         super().__init__()
         from zoo.factory import create_encoder  # the factory imports the registry, which imports this module
@@ -223,20 +232,56 @@ class EncoderUNet(ZooModel):
         self.decoder = nn.ModuleList(blocks)
         # Channels of `decode`'s output: what a model that puts its own heads on the decoder builds on.
         self.out_chans = in_ch
-        self.head = nn.Conv2d(in_ch, num_classes, 1)
+        if coarse_identity and num_classes < 3:
+            raise ConfigError(
+                f"coarse_identity needs the background and at least two classes, not num_classes={num_classes}"
+            )
+        self.coarse_identity = coarse_identity
+        self.head = nn.Conv2d(in_ch, 2 if coarse_identity else num_classes, 1)
+        if coarse_identity:
+            deep = channels[-1]
+            self.identity_head = nn.Sequential(
+                ConvNormAct(deep, deep, 3, norm=norm, act=act), nn.Conv2d(deep, num_classes - 1, 1)
+            )
+            _init_weights(self.identity_head)
+            self.classifier = (
+                "identity_head.1"  # the layer sized by num_classes (a new num_classes replaces it)
+            )
         _init_weights(self.decoder)
         _init_weights(self.head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.decode(x))
+        if not self.coarse_identity:
+            return self.head(self.decode(x))
+        fine, deepest = self._decode(x)
+        scores = self.head(fine)
+        identity = F.interpolate(
+            self.identity_head(deepest), size=x.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return torch.cat([scores[:, :1], scores[:, 1:] + identity], 1)
+
+    def subtract_class_bias(self, delta: torch.Tensor) -> None:
+        """Subtract ``delta`` (num_classes,) from the class logits at every pixel through the score layers'
+        biases (the segmentation recipe's logit adjustment; a per-class constant survives the upsampling)."""
+        delta = delta.detach().to(self.head.bias)
+        with torch.no_grad():
+            if self.coarse_identity:
+                self.head.bias[0] -= delta[0]
+                self.identity_head[-1].bias.sub_(delta[1:])
+            else:
+                self.head.bias.sub_(delta)
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """The last decoder block's map ``(N, out_chans, H, W)`` at the input's size, before the head: the
         hook for models that add heads of their own (``zoo.models.proposal_free``)."""
+        return self._decode(x)[0]
+
+    def _decode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`decode`'s map and the deepest map it started from (after the bottleneck)."""
         size = x.shape[-2:]
         features = self.encoder(x)
         skips = [features[i] for i in self._skip_positions]
-        x = features[-1] if self.bottleneck is None else self.bottleneck(features[-1])
+        x = deepest = features[-1] if self.bottleneck is None else self.bottleneck(features[-1])
         extra = len(self.decoder) - len(skips)
         for k, block in enumerate(self.decoder):
             if k < len(skips):
@@ -247,7 +292,7 @@ class EncoderUNet(ZooModel):
                 remaining = extra - (k - len(skips)) - 1
                 target = size if remaining == 0 else (x.shape[-2] * 2, x.shape[-1] * 2)
                 x = block(x, size=target)
-        return x
+        return x, deepest
 
 
 def _init_weights(module: nn.Module) -> None:
