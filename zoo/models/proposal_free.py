@@ -158,6 +158,10 @@ class InstanceUNet(ZooModel):
             raise ConfigError(f"num_classes={num_classes}: needs the background and at least one class")
         if grouping not in METHODS:
             raise ConfigError(f"unknown grouping '{grouping}'; expected one of {', '.join(METHODS)}")
+        if unet_weights is not None and encoder_weights is not None:
+            raise ConfigError(
+                "pass encoder_weights or unet_weights, not both: the U-Net weight holds a trained encoder"
+            )
         self.unet = EncoderUNet(
             encoder,
             num_classes,
@@ -174,10 +178,6 @@ class InstanceUNet(ZooModel):
             # A published semantic-segmentation U-Net of the same encoder: its class map is this model's
             # class map already (the preset in recipes/instance.py says what it is worth), so training
             # starts from it and has the instance cues left to learn.
-            if encoder_weights is not None:
-                raise ConfigError(
-                    "pass encoder_weights or unet_weights, not both: the U-Net weight holds a trained encoder"
-                )
             from zoo.factory import init_from_weights  # the factory imports the registry, which imports this
 
             info = init_from_weights(self.unet, unet_weights, f"unet_{encoder}", "U-Net")

@@ -244,9 +244,8 @@ class EncoderUNet(ZooModel):
                 ConvNormAct(deep, deep, 3, norm=norm, act=act), nn.Conv2d(deep, num_classes - 1, 1)
             )
             _init_weights(self.identity_head)
-            self.classifier = (
-                "identity_head.1"  # the layer sized by num_classes (a new num_classes replaces it)
-            )
+            # The layer sized by num_classes: what a new num_classes replaces.
+            self.classifier = "identity_head.1"
         _init_weights(self.decoder)
         _init_weights(self.head)
 
