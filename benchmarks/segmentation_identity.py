@@ -6,9 +6,10 @@
 A semantic-segmentation weight's mIoU on the digit scenes splits into finding the strokes (foreground IoU,
 background against any digit) and naming them (identity: the share of the pixels that are a digit in both
 the prediction and the truth that get the right digit). This script measures both on a test split and splits
-identity per instance: digits whose visible mask touches or overlaps another digit's (dilated by one pixel,
-as `zoo.data.scenes.touching_instances` does) against those that touch none, and by the number of digits in
-the scene. ``--dataset digit_scenes_128`` runs the same fully convolutional weight on the 128 px scenes
+identity per instance: digits whose visible mask, dilated by one pixel, meets another digit's (they overlap
+or touch, diagonal neighbours included; `zoo.data.scenes.touching_instances` dilates both masks, so it also
+counts digits one pixel apart) against those that touch none, and by the number of digits in the scene.
+mIoU, foreground IoU and identity are `zoo.metrics.MeanIoU`'s (``background_index=0``). ``--dataset digit_scenes_128`` runs the same fully convolutional weight on the 128 px scenes
 (the same digit sizes on a canvas four times larger, up to 6 digits).
 """
 
@@ -46,30 +47,24 @@ def measure(name: str, dataset: str, limit: int = 0, batch: int = 50) -> dict[st
     into ``identity_touching`` / ``identity_alone`` and ``identity_<n>_digits``; ``*_instances`` counts."""
     import zoo
     from zoo.data import load_dataset
+    from zoo.metrics import MeanIoU
 
     model = zoo.create_model(name, pretrained=True).eval()
     meta = model.pretrained_weights
     mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (meta.mean, meta.std))
     test = load_dataset(dataset, 0, "data", False).test
     count = min(limit or len(test), len(test))
-    predicted, truth, rows = [], [], []
+    metric = MeanIoU(len(meta.labels), class_names=meta.labels, background_index=0)
+    rows = []
     for start in range(0, count, batch):
         items = [test[i] for i in range(start, min(start + batch, count))]
         with torch.no_grad():
-            out = model((torch.stack([image for image, _ in items]) - mean) / std).argmax(1).numpy()
-        for p, (_, target) in zip(out, items):
+            predicted = model((torch.stack([image for image, _ in items]) - mean) / std).argmax(1)
+        metric.update(predicted, torch.stack([target["semantic"] for _, target in items]))
+        for p, (_, target) in zip(predicted.numpy(), items):
             rows += instance_rows(p, target["masks"].numpy(), target["labels"].numpy())
-            predicted.append(p)
-            truth.append(target["semantic"].numpy())
-    p, t = np.stack(predicted), np.stack(truth)
-    classes = len(meta.labels)
-    ious = [((p == c) & (t == c)).sum() / max(((p == c) | (t == c)).sum(), 1) for c in range(classes)]
-    both = (p > 0) & (t > 0)
-    result = {
-        "miou": float(np.mean(ious)),
-        "foreground_iou": float(both.sum() / max(((p > 0) | (t > 0)).sum(), 1)),
-        "identity": float((p[both] == t[both]).mean()),
-    }
+    scores = metric.compute()
+    result = {"miou": scores["miou"], "foreground_iou": scores["fg_iou"], "identity": scores["identity"]}
     r = np.array(rows, dtype=np.int64)
     groups = {"touching": r[:, 1] == 1, "alone": r[:, 1] == 0}
     groups.update({f"{n}_digits": r[:, 0] == n for n in sorted(set(r[:, 0].tolist()))})
@@ -85,7 +80,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default="digit_scenes_64", help="digit_scenes_64 or digit_scenes_128")
     parser.add_argument("--limit", type=int, default=0, help="first N test scenes (0: all)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     for name in args.weights:
         r = measure(name, args.dataset, args.limit)
         print(

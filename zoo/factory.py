@@ -237,13 +237,7 @@ def create_encoder(
                 f"encoder_weights={weights!r} is a '{arch}' weight but the encoder is '{encoder}': pass "
                 f"encoder='{arch}' (or a weight of '{encoder}')"
             )
-        meta = model.pretrained_weights
-        info = {"weights": weights, "name": meta.name, "architecture": arch, "sha256": meta.sha256}
-        if meta.source:
-            info["source"] = {
-                k: meta.source[k] for k in ("library", "file", "repo", "weights") if k in meta.source
-            }
-        model.encoder_weights_info = info
+        model.encoder_weights_info = _init_record(weights, model)
     if features_only:
         from zoo.models.features import FeatureExtractor
 
@@ -275,8 +269,19 @@ def init_from_weights(module: nn.Module, weights: str, architecture: str, part: 
         raise ConfigError(
             f"{part} weights {weights!r} do not fit this {part} (built with other arguments?): {err}"
         ) from err
-    meta = source.pretrained_weights
-    return {"weights": weights, "name": meta.name, "architecture": arch, "sha256": meta.sha256, "part": part}
+    return {**_init_record(weights, source), "part": part}
+
+
+def _init_record(weights: str, model: nn.Module) -> dict[str, Any]:
+    """What a new weight records of the published `model` it started from (``weights``, as the user named it):
+    its name, architecture, sha256 and, for an imported weight, its source."""
+    meta, arch = model.pretrained_weights, model.zoo_config["architecture"]
+    info = {"weights": weights, "name": meta.name, "architecture": arch, "sha256": meta.sha256}
+    if meta.source:
+        info["source"] = {
+            k: meta.source[k] for k in ("library", "file", "repo", "weights") if k in meta.source
+        }
+    return info
 
 
 def _encoder_weight_name(encoder: str, weights: str) -> str:
