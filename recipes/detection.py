@@ -340,13 +340,15 @@ def prediction_picture(
 # Shared digit-scene settings: AdamW + one-cycle, the backbone from resnet8_small.mnist (trained on the same
 # mnist_5k train digits the train scenes are made of; the test digits are unseen by both), batch 16, fp32.
 #
-# Epochs are sized to 40 minutes on 2 cores. Training speed, batch 8, fp32 (2026-11-29): on 2 idle cores
-# (taskset, a 16-core x86 host) Faster R-CNN 14.5 images/s, RetinaNet 23.9, Mask R-CNN 12.5; bf16 autocast
-# gave 15.5 for Faster R-CNN there and a third of fp32's speed on this VM at load 5, so fp32. Assuming this
-# VM's 2 quiet cores at ~0.8x that host, and ~3 minutes for rendering 4000 + 1000 scenes, the test
-# evaluation (COCOeval, per-class AP) and the card: Faster R-CNN 6 epochs (24,000 images, ~35 min),
-# RetinaNet 10 (40,000, ~35 min), Mask R-CNN 5 (20,000, ~34 min). On a machine shared with other jobs
-# (load 5-7 here) every number is 5-10x slower: time a run with --set max_steps=30 before relying on it.
+# Epochs are sized to 40 minutes on 2 cores, trained as two DDP processes of one thread each (`torchrun
+# --standalone --nproc_per_node=2 -m zoo train ...`): on this 2-core AMD EPYC without bf16 (2026-12-01) Faster
+# R-CNN trains 12.7 images/s that way against 9.4 with one process of two threads and 7.1 with one thread, so
+# its 6 epochs (24,000 images) took 1,893 s. RetinaNet trains 12.4 images/s that way: its 10 epochs (AP 0.766,
+# AP50 0.934 in 5,813 s on one thread) would take ~54 minutes, and 7 (2,265 s) scored AP 0.730, AP50 0.906,
+# under the 0.93 asked, so it keeps 10. Mask R-CNN trains 3.0 images/s on one thread: its 5 epochs do not fit
+# either (6,634 s on one thread). Rendering 4000 + 1000 scenes, the test evaluation (COCOeval,
+# per-class AP) and the card add ~3 minutes. On a machine shared with other jobs every number is slower: time
+# a run with --set max_steps=30 before relying on it.
 _SCENES = DetectionConfig(
     dataset="digit_scenes_128",
     batch_size=16,

@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zoo.card import reproduce_command
 from zoo.fileio import atomic_write_bytes
 from zoo.registry import IN_TREE_HUB
 from zoo.results import published
@@ -46,8 +47,11 @@ def _where(training: dict[str, Any]) -> str:
         where = f" on {machine['gpu']}"
     else:
         cores, threads = machine.get("cores", "?"), machine.get("threads")
-        used = f"{threads} thread of {cores}" if threads == 1 and cores != 1 else f"{cores}"
-        where = f" on {used} CPU cores" + (f", load {load}" if load is not None else "")
+        processes = int(training.get("processes") or 1)
+        alone = threads == 1 and cores != 1 and processes == 1
+        used = f"{threads} thread of {cores}" if alone else f"{cores}"
+        ddp = f" ({processes} DDP processes)" if processes > 1 else ""
+        where = f" on {used} CPU cores{ddp}" + (f", load {load}" if load is not None else "")
     return where
 
 
@@ -66,7 +70,7 @@ def _row(config: dict[str, Any]) -> dict[str, str]:
         "test metrics": ", ".join(shown) or "-",
         "train time": f"{training.get('train_time_s', float('nan')):.0f} s, {training.get('epochs', '?')} epochs"
         + _where(training),
-        "recipe": f"`zoo train {w['recipe']}`" if w.get("recipe") else "-",
+        "recipe": f"`{reproduce_command(w)}`" if w.get("recipe") else "-",
     }
 
 

@@ -243,3 +243,12 @@ def test_recorded_tables_are_card_sections(weight):
         "| 1 | 95.1% |",
     ]
     assert Weights.from_dict({**config["weights"], "tables": [table]}).tables == [table]
+
+
+def test_a_weight_trained_under_torchrun_says_so_in_its_reproduce_command():
+    weights = {"arch": "cnn", "tag": "x", "task": "image-classification", "recipe": "cnn.mnist"}
+    ddp = {**weights, "training": {"processes": 2}}
+    card = render_model_card({"architecture": "cnn", "model_args": {}, "weights": ddp})
+    assert "`torchrun --standalone --nproc_per_node=2 -m zoo train cnn.mnist`" in card
+    card = render_model_card({"architecture": "cnn", "model_args": {}, "weights": weights})
+    assert "reproduce with `zoo train cnn.mnist`" in card

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["render_model_card", "throughput_text"]
+__all__ = ["render_model_card", "reproduce_command", "throughput_text"]
 
 LOCAL_TAG = "local"  # the tag of a weight saved outside the registry (save_pretrained without metadata)
 
@@ -171,10 +171,20 @@ def throughput_text(t: dict[str, Any]) -> str:
     return f"{rates} ({', '.join(where)})" + (f"; {t['note']}" if t.get("note") else "")
 
 
+def reproduce_command(w: dict[str, Any]) -> str:
+    """The command that trains a weight (its ``weights`` config fields) as it was trained: ``zoo train``
+    under ``torchrun`` when the record says it ran as several DDP processes."""
+    command = f"zoo train {w['recipe']}"
+    processes = int((w.get("training") or {}).get("processes") or 1)
+    if processes > 1:
+        command = f"torchrun --standalone --nproc_per_node={processes} -m {command}"
+    return command
+
+
 def _provenance(w: dict[str, Any]) -> list[str]:
     details = []
     if w.get("recipe"):
-        details.append(f"- recipe: `{w['recipe']}` — reproduce with `zoo train {w['recipe']}`")
+        details.append(f"- recipe: `{w['recipe']}` — reproduce with `{reproduce_command(w)}`")
     for key, value in (w.get("training") or {}).items():
         details.append(f"- {key.replace('_', ' ')}: {_fmt(value)}")
     if w.get("dataset"):

@@ -245,14 +245,18 @@ def create_encoder(
     return model
 
 
-def init_from_weights(module: nn.Module, weights: str, architecture: str, part: str) -> dict[str, Any] | None:
+def init_from_weights(
+    module: nn.Module, weights: str, architecture: str, part: str, new_parts: Sequence[str] = ()
+) -> dict[str, Any] | None:
     """Load a published weight of ``architecture`` strictly into `module` (a part of a larger model built
-    as that architecture, e.g. the U-Net inside the proposal-free instance segmenter) and return what
-    `save_pretrained` records as the new weight's ``encoder``: where the `part` started from.
+    as that architecture, e.g. the U-Net inside the proposal-free instance segmenter, or a whole model
+    that extends it, as Mask R-CNN extends Faster R-CNN) and return what `save_pretrained` records as the
+    new weight's ``encoder``: where the `part` started from.
 
-    ``weights`` is a weight name ``arch.tag``, a weight folder or ``hf-hub:org/repo``. While
-    `load_pretrained` rebuilds a saved model nothing is loaded (its state dict holds the trained part) and
-    None is returned.
+    ``new_parts`` names the submodules of `module` (state-dict prefixes, e.g. ``"roi_heads.mask_head"``)
+    that the weight does not have: they keep their initialisation; every other key must match. ``weights``
+    is a weight name ``arch.tag``, a weight folder or ``hf-hub:org/repo``. While `load_pretrained` rebuilds
+    a saved model nothing is loaded (its state dict holds the trained part) and None is returned.
     """
     if _REBUILDING.get():
         return None
@@ -263,8 +267,16 @@ def init_from_weights(module: nn.Module, weights: str, architecture: str, part: 
             f"{part} weights {weights!r} are a '{arch}' weight; the {part} is a '{architecture}': pass a "
             f"weight of '{architecture}'"
         )
+    prefixes = tuple(f"{p}." for p in new_parts)
+    state = source.state_dict()
+    stray = [k for k in state if k.startswith(prefixes)]
     try:
-        module.load_state_dict(source.state_dict(), strict=True)
+        if stray:
+            raise RuntimeError(f"the weight has keys under new_parts {list(new_parts)}: {stray[:3]}")
+        result = module.load_state_dict(state, strict=not prefixes)
+        missing = [k for k in getattr(result, "missing_keys", []) if not k.startswith(prefixes)]
+        if missing or getattr(result, "unexpected_keys", []):
+            raise RuntimeError(f"missing keys {missing[:5]}, unexpected keys {result.unexpected_keys[:5]}")
     except RuntimeError as err:
         raise ConfigError(
             f"{part} weights {weights!r} do not fit this {part} (built with other arguments?): {err}"

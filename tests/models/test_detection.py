@@ -307,3 +307,39 @@ def test_exact_mask_paste_inverts_the_training_targets():
     assert type(pickle.loads(pickle.dumps(model.transform))).__name__ == "ExactPasteTransform"
     with pytest.raises(ConfigError, match="mask_paste"):
         zoo.create_model("maskrcnn_resnet8_small", mask_paste="nearest")
+
+
+def test_fasterrcnn_weights_start_all_but_the_mask_branch_and_are_recorded(tmp_path):
+    model = zoo.create_model(
+        "maskrcnn_resnet8_small", fasterrcnn_weights="fasterrcnn_resnet8_small.scenes", mask_roi_size=28
+    )
+    source = zoo.create_model("fasterrcnn_resnet8_small.scenes", pretrained=True).state_dict()
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in source.items())
+    assert {k for k in state if k not in source} and all(".mask_" in k for k in state if k not in source)
+    assert model.encoder_weights_info["name"] == "fasterrcnn_resnet8_small.scenes"
+    assert model.encoder_weights_info["part"] == "Faster R-CNN"
+    assert model.roi_heads.mask_roi_pool.output_size == (28, 28)
+    model.eval()
+    with torch.no_grad():
+        (det,) = model([torch.rand(3, 128, 128)])
+    assert det["masks"].shape[1:] == (1, 128, 128)
+    # Saved and loaded back: the config names the init, which is not fetched again while rebuilding.
+    folder = zoo.save_pretrained(model, tmp_path / "m")
+    again = zoo.create_model(str(folder))
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in state.items())
+
+
+def test_fasterrcnn_weights_beside_backbone_weights_or_of_another_detector_are_refused():
+    with pytest.raises(ConfigError, match="not both"):
+        zoo.create_model(
+            "maskrcnn_resnet8_small",
+            fasterrcnn_weights="fasterrcnn_resnet8_small.scenes",
+            backbone_weights="mnist",
+        )
+    with pytest.raises(ConfigError, match="'retinanet_resnet8_small' weight"):
+        zoo.create_model("maskrcnn_resnet8_small", fasterrcnn_weights="retinanet_resnet8_small.scenes")
+    with pytest.raises(ConfigError, match="do not fit"):
+        zoo.create_model(
+            "maskrcnn_resnet8_small", fasterrcnn_weights="fasterrcnn_resnet8_small.scenes", fpn_channels=32
+        )

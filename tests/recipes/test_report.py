@@ -83,6 +83,14 @@ def test_instance_comparison_puts_both_families_and_the_baseline_side_by_side(tm
     assert "1 thread of 2 CPU cores" in mask[-1]
 
 
+def test_a_ddp_run_is_said_to_use_every_core_with_its_process_count():
+    from recipes.report import _where
+
+    ddp = {"processes": 2, "machine": {"cores": 2, "threads": 1, "load_avg_1m_at_start": 0.1}}
+    assert _where(ddp) == " on 2 CPU cores (2 DDP processes), load 0.1"
+    assert _where({"machine": {"cores": 2, "threads": 1}}) == " on 1 thread of 2 CPU cores"
+
+
 def test_label_efficiency_table_and_figure_come_from_the_cards(tmp_path):
     raw = {"linear_acc_n100": 0.7, "linear_acc_n100_std": 0.02, "linear_acc": 0.886, "knn_acc": 0.931}
     weights = {

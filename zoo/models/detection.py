@@ -476,6 +476,7 @@ def _build(
     mask_layers: Sequence[int] = (256, 256, 256, 256),
     mask_dim: int = 256,
     mask_paste: str = "torchvision",
+    mask_roi_size: int = 14,
     **detector_args: Any,
 ) -> nn.Module:
     """One detector: the backbone's ``levels`` under an FPN, torchvision's heads, the zoo's attributes.
@@ -486,7 +487,9 @@ def _build(
     torchvision's default anchors. ``representation_size`` is the width of Faster/Mask R-CNN's box head
     (``TwoMLPHead``); ``mask_layers`` / ``mask_dim`` the Mask R-CNN mask head's convs and predictor width;
     ``mask_paste`` how its masks go back into the image: ``"torchvision"`` (its ``paste_masks_in_image``:
-    outputs equal torchvision's model) or ``"exact"`` (`paste_masks_exact`, for thin objects).
+    outputs equal torchvision's model) or ``"exact"`` (`paste_masks_exact`, for thin objects);
+    ``mask_roi_size`` the side of the RoIAlign crop the mask head reads (torchvision's 14; its masks are
+    twice that).
     """
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
@@ -545,6 +548,11 @@ def _build(
             from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 
             args["box_predictor"] = FastRCNNPredictor(representation_size, num_classes)
+    if kind == "maskrcnn" and mask_roi_size != 14:
+        from torchvision.ops import MultiScaleRoIAlign
+
+        names = [str(i) for i in range(len(levels))]  # the FPN's maps from the backbone (not its "pool")
+        args["mask_roi_pool"] = MultiScaleRoIAlign(names, output_size=int(mask_roi_size), sampling_ratio=2)
     if mask_paste not in ("torchvision", "exact"):
         raise ConfigError(f"mask_paste={mask_paste!r}: 'torchvision' or 'exact'")
     num = None if "box_predictor" in args else num_classes
@@ -603,6 +611,26 @@ def _small(kwargs: dict[str, Any], kind: str) -> dict[str, Any]:
     return kwargs
 
 
+def _mask_rcnn(kwargs: dict[str, Any], box_architecture: str) -> nn.Module:
+    """Mask R-CNN; ``fasterrcnn_weights`` (a weight of `box_architecture`) loads its backbone, FPN, RPN and
+    box head, leaving the mask branch to learn: Mask R-CNN is that detector plus the mask branch."""
+    fasterrcnn_weights = kwargs.pop("fasterrcnn_weights", None)
+    if fasterrcnn_weights is not None and (kwargs.get("backbone_weights") or kwargs.get("encoder_weights")):
+        raise ConfigError(
+            "pass fasterrcnn_weights or backbone_weights / encoder_weights, not both: the Faster R-CNN "
+            "weight holds a trained backbone"
+        )
+    model = _build("maskrcnn", **kwargs)
+    if fasterrcnn_weights is not None:
+        from zoo.factory import init_from_weights  # the factory imports the registry, which imports this
+
+        mask_branch = ("roi_heads.mask_roi_pool", "roi_heads.mask_head", "roi_heads.mask_predictor")
+        info = init_from_weights(model, fasterrcnn_weights, box_architecture, "Faster R-CNN", mask_branch)
+        if info is not None:
+            model.encoder_weights_info = info  # recorded as the saved weight's `encoder` (its init)
+    return model
+
+
 def _large(kwargs: dict[str, Any], backbone: str) -> dict[str, Any]:
     kwargs.setdefault("backbone", backbone)
     return kwargs
@@ -623,8 +651,10 @@ def retinanet_resnet8_small(**kwargs: Any) -> nn.Module:
 
 @register_model(task="instance-segmentation", weights=("scenes",))
 def maskrcnn_resnet8_small(**kwargs: Any) -> nn.Module:
-    """Mask R-CNN + FPN over ``resnet8_small`` for the 128 px digit scenes (64-wide mask head)."""
-    return _build("maskrcnn", **_small(kwargs, "maskrcnn"))
+    """Mask R-CNN + FPN over ``resnet8_small`` for the 128 px digit scenes (64-wide mask head);
+    ``fasterrcnn_weights="fasterrcnn_resnet8_small.scenes"`` starts all but the mask branch from that
+    detector."""
+    return _mask_rcnn(_small(kwargs, "maskrcnn"), "fasterrcnn_resnet8_small")
 
 
 @register_model(task="object-detection")
@@ -649,4 +679,4 @@ def retinanet_resnet50_fpn(**kwargs: Any) -> nn.Module:
 @register_model(task="instance-segmentation")
 def maskrcnn_resnet50_fpn(**kwargs: Any) -> nn.Module:
     """Mask R-CNN + FPN over ResNet-50; state dicts interchangeable with torchvision's, both ways."""
-    return _build("maskrcnn", **_large(kwargs, "resnet50"))
+    return _mask_rcnn(_large(kwargs, "resnet50"), "fasterrcnn_resnet50_fpn")
