@@ -39,7 +39,9 @@ def _markdown(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def _where(training: dict[str, Any]) -> str:
+def where_trained(training: dict[str, Any]) -> str:
+    """Where a weight trained, from its training record, as " on ...": the GPU, or the CPU cores (one thread
+    of them, or DDP processes over them) and the load average at the start."""
     machine = training.get("machine") or {}
     load = machine.get("load_avg_1m_at_start")
     # Where it trained: the GPU's name for a CUDA run, else the CPU's core count and load at the start.
@@ -69,7 +71,7 @@ def _row(config: dict[str, Any]) -> dict[str, str]:
         "params": f"{w.get('num_params') or 0:,}",
         "test metrics": ", ".join(shown) or "-",
         "train time": f"{training.get('train_time_s', float('nan')):.0f} s, {training.get('epochs', '?')} epochs"
-        + _where(training),
+        + where_trained(training),
         "recipe": f"`{reproduce_command(w)}`" if w.get("recipe") else "-",
     }
 
@@ -113,7 +115,7 @@ def instance_comparison_table(hub: Path = IN_TREE_HUB) -> str:
         row = {"model": f"`{w['arch']}.{w['tag']}`", "method": INSTANCE_METHODS.get(family, family)}
         row.update({title: fmt(metrics[k]) if k in metrics else "-" for title, k in INSTANCE_COLUMNS})
         row["params"] = f"{w.get('num_params') or 0:,}"
-        row["train time"] = f"{training.get('train_time_s', float('nan')):.0f} s" + _where(training)
+        row["train time"] = f"{training.get('train_time_s', float('nan')):.0f} s" + where_trained(training)
         rows.append(row)
         for method, values in (w.get("baselines") or {}).items():
             baselines.setdefault((w["dataset"], method), values)

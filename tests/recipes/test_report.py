@@ -84,11 +84,11 @@ def test_instance_comparison_puts_both_families_and_the_baseline_side_by_side(tm
 
 
 def test_a_ddp_run_is_said_to_use_every_core_with_its_process_count():
-    from recipes.report import _where
+    from recipes.report import where_trained
 
     ddp = {"processes": 2, "machine": {"cores": 2, "threads": 1, "load_avg_1m_at_start": 0.1}}
-    assert _where(ddp) == " on 2 CPU cores (2 DDP processes), load 0.1"
-    assert _where({"machine": {"cores": 2, "threads": 1}}) == " on 1 thread of 2 CPU cores"
+    assert where_trained(ddp) == " on 2 CPU cores (2 DDP processes), load 0.1"
+    assert where_trained({"machine": {"cores": 2, "threads": 1}}) == " on 1 thread of 2 CPU cores"
 
 
 def test_label_efficiency_table_and_figure_come_from_the_cards(tmp_path):
