@@ -273,9 +273,11 @@ def init_from_weights(
     try:
         if stray:
             raise RuntimeError(f"the weight has keys under new_parts {list(new_parts)}: {stray[:3]}")
-        result = module.load_state_dict(state, strict=not prefixes)
-        missing = [k for k in getattr(result, "missing_keys", []) if not k.startswith(prefixes)]
-        if missing or getattr(result, "unexpected_keys", []):
+        # Not strict: the new parts are missing by design; every other key is checked here (shape mismatches
+        # raise in load_state_dict either way).
+        result = module.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith(prefixes)]
+        if missing or result.unexpected_keys:
             raise RuntimeError(f"missing keys {missing[:5]}, unexpected keys {result.unexpected_keys[:5]}")
     except RuntimeError as err:
         raise ConfigError(
