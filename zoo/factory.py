@@ -246,7 +246,12 @@ def create_encoder(
 
 
 def init_from_weights(
-    module: nn.Module, weights: str, architecture: str, part: str, new_parts: Sequence[str] = ()
+    module: nn.Module,
+    weights: str,
+    architecture: str,
+    part: str,
+    new_parts: Sequence[str] = (),
+    source_part: str | None = None,
 ) -> dict[str, Any] | None:
     """Load a published weight of ``architecture`` strictly into `module` (a part of a larger model built
     as that architecture, e.g. the U-Net inside the proposal-free instance segmenter, or a whole model
@@ -254,7 +259,9 @@ def init_from_weights(
     new weight's ``encoder``: where the `part` started from.
 
     ``new_parts`` names the submodules of `module` (state-dict prefixes, e.g. ``"roi_heads.mask_head"``)
-    that the weight does not have: they keep their initialisation; every other key must match. ``weights``
+    that the weight does not have: they keep their initialisation; every other key must match.
+    ``source_part`` loads only that submodule of the weight's model (e.g. ``"backbone"``: a RetinaNet's
+    backbone and FPN from a Faster R-CNN weight, whose heads it does not share). ``weights``
     is a weight name ``arch.tag``, a weight folder or ``hf-hub:org/repo``. While `load_pretrained` rebuilds
     a saved model nothing is loaded (its state dict holds the trained part) and None is returned.
     """
@@ -268,7 +275,7 @@ def init_from_weights(
             f"weight of '{architecture}'"
         )
     prefixes = tuple(f"{p}." for p in new_parts)
-    state = source.state_dict()
+    state = (source.get_submodule(source_part) if source_part else source).state_dict()
     stray = [k for k in state if k.startswith(prefixes)]
     try:
         if stray:

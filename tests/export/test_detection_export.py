@@ -112,6 +112,28 @@ def test_mask_rcnn_pastes_masks_in_graph(masks):
         assert agreement.ok and agreement.values["mask_agreement"] >= 0.999, agreement
 
 
+def test_retinanet_class_competition_is_in_the_graph(tmp_path):
+    """The rescoring after NMS (`zoo.models.detection.compete_classes`) is traced with the model: onnxruntime
+    gives the rescored scores at any size, so the torch-free runtime needs no copy of it."""
+    from zoo.models.detection import compete_classes
+
+    model = spread_random_detector(build("retinanet_resnet8_small", class_competition=2.0, **SMALL))
+    result = to_onnx(model, tmp_path / "retina.onnx")
+    assert result.report.ok, result.report.summary()
+    onnx = OnnxModel(result.path)
+    for size in SIZES:
+        image = _image(size, 0)
+        model.class_competition = 0.0  # the same network without it, rescored here by hand
+        with torch.no_grad():
+            (plain,) = model([image])
+        model.class_competition = 2.0
+        ranked = compete_classes(plain, 2.0, 0.5)
+        assert (ranked["scores"] < plain["scores"].sort(descending=True).values).sum() >= 5  # rivals found
+        actual = onnx.infer(image[None].numpy())
+        agreement = detection_agreement(named_outputs(model, [ranked], onnx.task), actual, onnx.meta)
+        assert agreement.ok and agreement.values["matched"] >= 5, agreement
+
+
 def test_empty_detections_are_an_empty_result(tmp_path):
     # A fresh RetinaNet keeps its 1% prior: no score reaches 0.05, so every image has no detection.
     model = build("retinanet_resnet8_small", **SMALL).eval()

@@ -343,3 +343,61 @@ def test_fasterrcnn_weights_beside_backbone_weights_or_of_another_detector_are_r
         zoo.create_model(
             "maskrcnn_resnet8_small", fasterrcnn_weights="fasterrcnn_resnet8_small.scenes", fpn_channels=32
         )
+
+
+def test_fasterrcnn_weights_start_a_retinanets_backbone_and_fpn_only():
+    model = zoo.create_model("retinanet_resnet8_small", fasterrcnn_weights="fasterrcnn_resnet8_small.scenes")
+    source = zoo.create_model("fasterrcnn_resnet8_small.scenes", pretrained=True).backbone.state_dict()
+    state = model.backbone.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in source.items())
+    assert sorted({k.split(".")[2] for k in state if k not in source}) == [
+        "p6",
+        "p7",
+    ]  # RetinaNet's own block
+    fresh = zoo.create_model("retinanet_resnet8_small")
+    head = "head.classification_head.cls_logits.bias"  # the head is new: torchvision's 1% prior
+    assert torch.equal(model.state_dict()[head], fresh.state_dict()[head])
+    assert model.encoder_weights_info["part"] == "backbone and FPN"
+    with pytest.raises(ConfigError, match="not both"):
+        zoo.create_model(
+            "retinanet_resnet8_small",
+            fasterrcnn_weights="fasterrcnn_resnet8_small.scenes",
+            backbone_weights="mnist",
+        )
+
+
+def test_compete_classes_ranks_overlapping_hedges_below_and_drops_nothing():
+    from zoo.models.detection import compete_classes
+
+    found = {
+        "boxes": torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 11], [50, 50, 60, 60], [0, 0, 10, 10]]),
+        "scores": torch.tensor([0.8, 0.4, 0.3, 0.2]),
+        "labels": torch.tensor([3, 8, 4, 5]),
+    }
+    out = compete_classes(found, 1.0, 0.5)
+    # "8" and "5" overlap the "3" (0.8): 0.4 * 0.4 / 0.8 and 0.2 * 0.2 / 0.8; the lone "4" keeps its 0.3.
+    assert out["labels"].tolist() == [3, 4, 8, 5]
+    assert torch.allclose(out["scores"], torch.tensor([0.8, 0.3, 0.2, 0.05]))
+    assert torch.equal(out["boxes"][1], found["boxes"][2])
+    # At IoU 0.95 the "8" (IoU 0.91 with the "3") is no rival; the "5", on the same box, still is.
+    assert torch.allclose(compete_classes(found, 1.0, 0.95)["scores"], torch.tensor([0.8, 0.4, 0.3, 0.05]))
+    empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
+    assert compete_classes(empty, 2.0, 0.5)["scores"].shape == (0,)
+
+
+def test_class_competition_rescores_a_detectors_output_and_is_checked():
+    from export.verify import spread_random_detector
+
+    off = spread_random_detector(zoo.create_model("retinanet_resnet8_small", min_size=64, max_size=64))
+    on = zoo.create_model("retinanet_resnet8_small", min_size=64, max_size=64, class_competition=2.0)
+    on.load_state_dict(off.state_dict())
+    on.eval()
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        (plain,), (ranked,) = off([image]), on([image])
+    assert len(plain["scores"]) >= 5 and len(ranked["scores"]) == len(plain["scores"])
+    assert torch.all(ranked["scores"][:-1] >= ranked["scores"][1:])  # still sorted, highest first
+    assert ranked["scores"].sum() < plain["scores"].sum()
+    assert on.zoo_config["model_args"]["class_competition"] == 2.0  # saved with the weight
+    with pytest.raises(ConfigError, match="class_competition"):
+        zoo.create_model("retinanet_resnet8_small", class_competition=-1.0)

@@ -58,6 +58,7 @@ __all__ = [
     "BackboneFPN",
     "DetectorMixin",
     "check_targets",
+    "compete_classes",
     "detector_class",
     "fpn_backbone",
     "import_kwargs",
@@ -323,7 +324,37 @@ class DetectorMixin(ZooModel):
         images = self._as_images(images)
         if self.training:
             check_targets(images, targets, self.num_classes, self._has_masks)
-        return super().forward(images, targets)
+            return super().forward(images, targets)
+        found = super().forward(images, targets)
+        if self.class_competition and isinstance(found, list):
+            found = [compete_classes(f, self.class_competition, self.class_competition_iou) for f in found]
+        return found
+
+    # Rescoring after torchvision's per-class NMS (`compete_classes`); 0 leaves its scores as they are.
+    class_competition: float = 0.0
+    class_competition_iou: float = 0.5
+
+
+def compete_classes(found: dict[str, torch.Tensor], power: float, iou: float) -> dict[str, torch.Tensor]:
+    """One image's detections rescored so that classes compete for a place: each score is multiplied by
+    (score / the highest score among the detections of any class overlapping it at IoU > ``iou``) **
+    ``power``, then all are re-sorted, highest first. Nothing is dropped.
+
+    Why: torchvision's NMS is per class, so a one-stage detector whose sigmoid scores hedge between look-alike
+    classes (a "3" also scored as an "8") keeps both boxes; the hedge is a false positive of its class that
+    outranks that class's true but less confident detections. Ranked below them it costs little, and kept it
+    still counts when the hedge was the right class (removing it, class-agnostic NMS, lost more AP than it
+    gained). Written without data-dependent branches, so the traced ONNX graph holds it for any count."""
+    from torchvision.ops import box_iou
+
+    boxes, scores = found["boxes"], found["scores"]
+    overlap = box_iou(boxes, boxes) > iou  # every box overlaps itself
+    rivals = torch.where(overlap, scores[None, :], torch.zeros_like(overlap, dtype=scores.dtype))
+    # A zero column keeps the reduction defined when there are no detections at all.
+    top = torch.cat([rivals, scores.new_zeros(len(scores), 1)], 1).amax(1)
+    rescored = scores * (scores / top.clamp_min(1e-12)) ** power
+    order = rescored.argsort(descending=True)
+    return {**{k: v[order] for k, v in found.items()}, "scores": rescored[order]}
 
 
 class _RCNNThresholds:
@@ -477,6 +508,8 @@ def _build(
     mask_dim: int = 256,
     mask_paste: str = "torchvision",
     mask_roi_size: int = 14,
+    class_competition: float = 0.0,
+    class_competition_iou: float = 0.5,
     **detector_args: Any,
 ) -> nn.Module:
     """One detector: the backbone's ``levels`` under an FPN, torchvision's heads, the zoo's attributes.
@@ -489,7 +522,8 @@ def _build(
     ``mask_paste`` how its masks go back into the image: ``"torchvision"`` (its ``paste_masks_in_image``:
     outputs equal torchvision's model) or ``"exact"`` (`paste_masks_exact`, for thin objects);
     ``mask_roi_size`` the side of the RoIAlign crop the mask head reads (torchvision's 14; its masks are
-    twice that).
+    twice that). ``class_competition`` (a power, 0 = off) and ``class_competition_iou`` rescore the
+    detections after NMS so that overlapping boxes of different classes compete (`compete_classes`).
     """
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
@@ -561,6 +595,13 @@ def _build(
         # The subclass adds no state, only its postprocess: re-classing keeps every setting torchvision gave
         # the transform (private ones included) without reading them.
         model.transform.__class__ = _exact_paste_transform()
+    if class_competition < 0 or not 0 <= class_competition_iou < 1:
+        raise ConfigError(
+            f"class_competition={class_competition} must be >= 0 (0 = off) and class_competition_iou="
+            f"{class_competition_iou} in [0, 1)"
+        )
+    model.class_competition = float(class_competition)
+    model.class_competition_iou = float(class_competition_iou)
     first = fpn.body.first_conv
     model._zoo_setup(in_chans, img_size or min_size, num_classes, f"backbone.body.{first}" if first else None)
     # The one module holding every class-specific weight, re-made by ``num_classes=`` with pretrained
@@ -611,21 +652,32 @@ def _small(kwargs: dict[str, Any], kind: str) -> dict[str, Any]:
     return kwargs
 
 
-def _mask_rcnn(kwargs: dict[str, Any], box_architecture: str) -> nn.Module:
-    """Mask R-CNN; ``fasterrcnn_weights`` (a weight of `box_architecture`) loads its backbone, FPN, RPN and
-    box head, leaving the mask branch to learn: Mask R-CNN is that detector plus the mask branch."""
+def _from_fasterrcnn(kwargs: dict[str, Any], kind: str, box_architecture: str) -> nn.Module:
+    """A detector of ``kind``; ``fasterrcnn_weights`` (a weight of `box_architecture`) starts what it
+    shares with that Faster R-CNN: for Mask R-CNN all but the mask branch (Mask R-CNN is that detector
+    plus the mask branch), for RetinaNet the backbone and FPN (its P6/P7 block and its heads are new)."""
     fasterrcnn_weights = kwargs.pop("fasterrcnn_weights", None)
     if fasterrcnn_weights is not None and (kwargs.get("backbone_weights") or kwargs.get("encoder_weights")):
         raise ConfigError(
             "pass fasterrcnn_weights or backbone_weights / encoder_weights, not both: the Faster R-CNN "
             "weight holds a trained backbone"
         )
-    model = _build("maskrcnn", **kwargs)
+    model = _build(kind, **kwargs)
     if fasterrcnn_weights is not None:
         from zoo.factory import init_from_weights  # the factory imports the registry, which imports this
 
-        mask_branch = ("roi_heads.mask_roi_pool", "roi_heads.mask_head", "roi_heads.mask_predictor")
-        info = init_from_weights(model, fasterrcnn_weights, box_architecture, "Faster R-CNN", mask_branch)
+        if kind == "maskrcnn":
+            mask_branch = ("roi_heads.mask_roi_pool", "roi_heads.mask_head", "roi_heads.mask_predictor")
+            info = init_from_weights(model, fasterrcnn_weights, box_architecture, "Faster R-CNN", mask_branch)
+        else:
+            info = init_from_weights(
+                model.backbone,
+                fasterrcnn_weights,
+                box_architecture,
+                "backbone and FPN",
+                new_parts=("fpn.extra_blocks",),
+                source_part="backbone",
+            )
         if info is not None:
             model.encoder_weights_info = info  # recorded as the saved weight's `encoder` (its init)
     return model
@@ -645,8 +697,9 @@ def fasterrcnn_resnet8_small(**kwargs: Any) -> nn.Module:
 
 @register_model(task="object-detection", weights=("scenes",))
 def retinanet_resnet8_small(**kwargs: Any) -> nn.Module:
-    """RetinaNet (focal loss, one stage) + FPN over ``resnet8_small`` for the 128 px digit scenes."""
-    return _build("retinanet", **_small(kwargs, "retinanet"))
+    """RetinaNet (focal loss, one stage) + FPN over ``resnet8_small`` for the 128 px digit scenes;
+    ``fasterrcnn_weights="fasterrcnn_resnet8_small.scenes"`` starts its backbone and FPN from that detector."""
+    return _from_fasterrcnn(_small(kwargs, "retinanet"), "retinanet", "fasterrcnn_resnet8_small")
 
 
 @register_model(task="instance-segmentation", weights=("scenes",))
@@ -654,7 +707,7 @@ def maskrcnn_resnet8_small(**kwargs: Any) -> nn.Module:
     """Mask R-CNN + FPN over ``resnet8_small`` for the 128 px digit scenes (64-wide mask head);
     ``fasterrcnn_weights="fasterrcnn_resnet8_small.scenes"`` starts all but the mask branch from that
     detector."""
-    return _mask_rcnn(_small(kwargs, "maskrcnn"), "fasterrcnn_resnet8_small")
+    return _from_fasterrcnn(_small(kwargs, "maskrcnn"), "maskrcnn", "fasterrcnn_resnet8_small")
 
 
 @register_model(task="object-detection")
@@ -679,4 +732,4 @@ def retinanet_resnet50_fpn(**kwargs: Any) -> nn.Module:
 @register_model(task="instance-segmentation")
 def maskrcnn_resnet50_fpn(**kwargs: Any) -> nn.Module:
     """Mask R-CNN + FPN over ResNet-50; state dicts interchangeable with torchvision's, both ways."""
-    return _mask_rcnn(_large(kwargs, "resnet50"), "fasterrcnn_resnet50_fpn")
+    return _from_fasterrcnn(_large(kwargs, "resnet50"), "maskrcnn", "fasterrcnn_resnet50_fpn")
