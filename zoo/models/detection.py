@@ -350,8 +350,9 @@ def compete_classes(found: dict[str, torch.Tensor], power: float, iou: float) ->
     boxes, scores = found["boxes"], found["scores"]
     overlap = box_iou(boxes, boxes) > iou  # every box overlaps itself
     rivals = torch.where(overlap, scores[None, :], torch.zeros_like(overlap, dtype=scores.dtype))
-    # A zero column keeps the reduction defined when there are no detections at all.
-    top = torch.cat([rivals, scores.new_zeros(len(scores), 1)], 1).amax(1)
+    # A zero column keeps the reduction defined when there are no detections at all (zeros_like, not
+    # len(): a traced len() would fix the count in the graph).
+    top = torch.cat([rivals, torch.zeros_like(scores)[:, None]], 1).amax(1)
     rescored = scores * (scores / top.clamp_min(1e-12)) ** power
     order = rescored.argsort(descending=True)
     return {**{k: v[order] for k, v in found.items()}, "scores": rescored[order]}
