@@ -343,7 +343,7 @@ def prediction_picture(
 # Epochs are sized to 40 minutes on 2 cores, trained as two DDP processes of one thread each (`torchrun
 # --standalone --nproc_per_node=2 -m zoo train ...`): on this 2-core AMD EPYC without bf16 (2026-12-01) Faster
 # R-CNN trains 12.7 images/s that way against 9.4 with one process of two threads and 7.1 with one thread, so
-# its 6 epochs (24,000 images) took 1,893 s. RetinaNet trains 12.0-12.4 images/s that way: 7 epochs at batch
+# its 6 epochs (24,000 images) took 1,893 s. RetinaNet trains 11.7-12.4 images/s that way: 7 epochs at batch
 # 16 (2,265 s) scored AP 0.730, AP50 0.906; at batch 8 (twice the steps) with class competition, 7 epochs took
 # 2,393 s for AP 0.755, AP50 0.941 (0.928 without the competition). Mask R-CNN trains 3.0 images/s on one
 # thread: its 5 epochs do not fit either (6,634 s on one thread). Rendering 4000 + 1000 scenes, the test

@@ -344,7 +344,9 @@ def compete_classes(found: dict[str, torch.Tensor], power: float, iou: float) ->
     classes (a "3" also scored as an "8") keeps both boxes; the hedge is a false positive of its class that
     outranks that class's true but less confident detections. Ranked below them it costs little, and kept it
     still counts when the hedge was the right class (removing it, class-agnostic NMS, lost more AP than it
-    gained). Written without data-dependent branches, so the traced ONNX graph holds it for any count."""
+    gained). A rescored hedge may fall below the weight's ``score_thresh``: the model still returns it (COCO AP
+    counts it), and the task's postprocess (``zoo predict``, the torch-free runtime) drops it as any other.
+    Written without data-dependent branches, so the traced ONNX graph holds it for any count."""
     from torchvision.ops import box_iou
 
     boxes, scores = found["boxes"], found["scores"]
