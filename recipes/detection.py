@@ -347,8 +347,8 @@ def prediction_picture(
 # 16 (2,265 s) scored AP 0.730, AP50 0.906; at batch 8 (twice the steps) with class competition, 7 epochs took
 # 2,393 s for AP 0.755, AP50 0.941 (0.928 without the competition). Mask R-CNN trains 3.0 images/s on one
 # thread: its 5 epochs do not fit either (6,634 s on one thread). Rendering 4000 + 1000 scenes, the test
-# evaluation (COCOeval, per-class AP) and the card add ~3 minutes. On a machine shared with other jobs every number is slower: time
-# a run with --set max_steps=30 before relying on it.
+# evaluation (COCOeval, per-class AP) and the card add ~3 minutes. On a machine shared with other jobs every
+# number is slower: time a run with --set max_steps=30 before relying on it.
 _SCENES = DetectionConfig(
     dataset="digit_scenes_128",
     batch_size=16,
