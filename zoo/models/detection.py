@@ -219,6 +219,9 @@ class DetectorMixin(ZooModel):
     # is written separately (export/). Drop "onnx" here when that export lands; tests/models/test_detection.py
     # covers forward, backward and the save/load round trip.
     excluded_suites: tuple[str, ...] = ("common", "onnx")
+    # Rescoring after torchvision's per-class NMS (`compete_classes`); 0 leaves its scores as they are.
+    class_competition: float = 0.0
+    class_competition_iou: float = 0.5
 
     def _zoo_setup(self, in_chans: int, img_size: int, num_classes: int, first_conv: str | None) -> None:
         self.input_size = (in_chans, img_size, img_size)
@@ -329,10 +332,6 @@ class DetectorMixin(ZooModel):
         if self.class_competition and isinstance(found, list):
             found = [compete_classes(f, self.class_competition, self.class_competition_iou) for f in found]
         return found
-
-    # Rescoring after torchvision's per-class NMS (`compete_classes`); 0 leaves its scores as they are.
-    class_competition: float = 0.0
-    class_competition_iou: float = 0.5
 
 
 def compete_classes(found: dict[str, torch.Tensor], power: float, iou: float) -> dict[str, torch.Tensor]:
@@ -530,6 +529,11 @@ def _build(
     """
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
+    if class_competition < 0 or not 0 <= class_competition_iou < 1:  # before anything is built
+        raise ConfigError(
+            f"class_competition={class_competition} must be >= 0 (0 = off) and class_competition_iou="
+            f"{class_competition_iou} in [0, 1)"
+        )
     cls = detector_class(kind)
     if kind != "retinanet":  # the task's field names, as torchvision's R-CNN builders spell them
         for field in ("score_thresh", "nms_thresh", "detections_per_img"):
@@ -598,11 +602,6 @@ def _build(
         # The subclass adds no state, only its postprocess: re-classing keeps every setting torchvision gave
         # the transform (private ones included) without reading them.
         model.transform.__class__ = _exact_paste_transform()
-    if class_competition < 0 or not 0 <= class_competition_iou < 1:
-        raise ConfigError(
-            f"class_competition={class_competition} must be >= 0 (0 = off) and class_competition_iou="
-            f"{class_competition_iou} in [0, 1)"
-        )
     model.class_competition = float(class_competition)
     model.class_competition_iou = float(class_competition_iou)
     first = fpn.body.first_conv
