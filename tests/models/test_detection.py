@@ -311,7 +311,10 @@ def test_exact_mask_paste_inverts_the_training_targets():
 
 def test_fasterrcnn_weights_start_all_but_the_mask_branch_and_are_recorded(tmp_path):
     model = zoo.create_model(
-        "maskrcnn_resnet8_small", fasterrcnn_weights="fasterrcnn_resnet8_small.scenes", mask_roi_size=28
+        "maskrcnn_resnet8_small",
+        fasterrcnn_weights="fasterrcnn_resnet8_small.scenes",
+        mask_roi_size=28,
+        mask_level=None,
     )
     source = zoo.create_model("fasterrcnn_resnet8_small.scenes", pretrained=True).state_dict()
     state = model.state_dict()
@@ -338,11 +341,53 @@ def test_fasterrcnn_weights_beside_backbone_weights_or_of_another_detector_are_r
             backbone_weights="mnist",
         )
     with pytest.raises(ConfigError, match="'retinanet_resnet8_small' weight"):
-        zoo.create_model("maskrcnn_resnet8_small", fasterrcnn_weights="retinanet_resnet8_small.scenes")
+        zoo.create_model(
+            "maskrcnn_resnet8_small", fasterrcnn_weights="retinanet_resnet8_small.scenes", mask_level=None
+        )
     with pytest.raises(ConfigError, match="do not fit"):
         zoo.create_model(
-            "maskrcnn_resnet8_small", fasterrcnn_weights="fasterrcnn_resnet8_small.scenes", fpn_channels=32
+            "maskrcnn_resnet8_small",
+            fasterrcnn_weights="fasterrcnn_resnet8_small.scenes",
+            fpn_channels=32,
+            mask_level=None,
         )
+
+
+def test_mask_level_gives_the_mask_head_a_finer_map_that_the_rpn_and_box_head_never_see():
+    torch.manual_seed(0)
+    base = zoo.create_model("maskrcnn_resnet8_small", mask_level=None).eval()
+    model = zoo.create_model("maskrcnn_resnet8_small").eval()  # mask_level=2 is the small builder's default
+    assert type(pickle.loads(pickle.dumps(model.rpn))).__name__ == "MaskMapFreeRPN"
+    with torch.no_grad():
+        features = model.backbone(torch.rand(1, 3, 128, 128))
+    assert {k: v.shape[-1] for k, v in features.items()} == {"mask": 64, "0": 32, "1": 16, "pool": 8}
+    assert model.roi_heads.mask_roi_pool.featmap_names == ["mask"]
+    # Give it the weights of the model without the level (its FPN blocks numbered one further on): the
+    # top-down path never flows up to the coarser maps, and the RPN skips the new one, so boxes, labels and
+    # scores are the same; only the masks read another map.
+    renumbered = {}
+    for key, value in base.state_dict().items():
+        for blocks in ("fpn.inner_blocks.", "fpn.layer_blocks."):
+            if blocks in key:
+                head, tail = key.split(blocks)
+                index, rest = tail.split(".", 1)
+                key = f"{head}{blocks}{int(index) + 1}.{rest}"
+        renumbered[key] = value
+    missing, unexpected = model.load_state_dict(renumbered, strict=False)
+    assert not unexpected and all(".0." in k for k in missing) and missing
+    image = torch.rand(3, 128, 128)
+    with torch.no_grad():
+        (a,), (b,) = base([image]), model([image])
+    assert len(a["boxes"]) > 0
+    for field in ("boxes", "labels", "scores"):
+        assert torch.equal(a[field], b[field]), field
+    assert a["masks"].shape == b["masks"].shape and not torch.equal(a["masks"], b["masks"])
+    with pytest.raises(ConfigError, match="before levels"):
+        zoo.create_model("maskrcnn_resnet8_small", mask_level=3)
+    with pytest.raises(ConfigError, match="for Mask R-CNN"):
+        zoo.create_model("fasterrcnn_resnet8_small", mask_level=2)
+    with pytest.raises(ConfigError, match="one more level"):
+        zoo.create_model("maskrcnn_resnet8_small", fasterrcnn_weights="fasterrcnn_resnet8_small.scenes")
 
 
 def test_fasterrcnn_weights_start_a_retinanets_backbone_and_fpn_only():

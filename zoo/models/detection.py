@@ -20,7 +20,8 @@ layouts: their state dicts load with ``strict=True`` into ``torchvision.models.d
 name>(weights=None, weights_backbone=None, num_classes=...)`` and back. The ``*_resnet8_small`` builders
 are sized for the 128 px digit scenes (11 classes, background first): ``resnet8_small`` levels at /4, /8
 and a max-pooled /16 under a 64-wide FPN, anchors 16-90 px, fewer proposals and sampled RoIs, a 256-wide
-box head (most of a default Faster R-CNN's parameters are its 1024-wide ``TwoMLPHead``), and no resizing
+box head (most of a default Faster R-CNN's parameters are its 1024-wide ``TwoMLPHead``), Mask R-CNN's mask
+head reading a stride-2 map of its own (``mask_level=2``: 2-3 px strokes), and no resizing
 (``min_size = max_size = 128``; torchvision's default would scale every scene to 800 px).
 
 Output contract (torchvision's, exactly): eval mode takes a list of (C, H, W) tensors in [0, 1], of any
@@ -94,6 +95,7 @@ PAPERS = {
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SCENE_CLASSES = 11  # background and the ten digits of the digit scenes (label = digit + 1)
+MASK_MAP = "mask"  # the FPN map of ``mask_level=``, read by the mask head alone
 
 
 class BackboneFPN(nn.Module):
@@ -102,7 +104,13 @@ class BackboneFPN(nn.Module):
     ``out_channels`` are those of torchvision's ``BackboneWithFPN``, so detectors and state dicts cannot
     tell them apart."""
 
-    def __init__(self, body: nn.Module, out_channels: int = 256, extra_blocks: nn.Module | None = None):
+    def __init__(
+        self,
+        body: nn.Module,
+        out_channels: int = 256,
+        extra_blocks: nn.Module | None = None,
+        first_name: str | None = None,
+    ):
         super().__init__()
         from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
@@ -113,13 +121,18 @@ class BackboneFPN(nn.Module):
             extra_blocks=extra_blocks if extra_blocks is not None else LastLevelMaxPool(),
         )
         self.out_channels = out_channels
+        # A name for the body's first level that keeps it out of the RPN and the box head (`MASK_MAP`).
+        self.first_name = first_name
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         levels = self.body(x)
         if isinstance(levels, dict):
             levels = list(levels.values())
         # torchvision names levels by position: the RoI pooler's default featmap_names are "0".."3".
-        return self.fpn(OrderedDict((str(i), level) for i, level in enumerate(levels)))
+        names = [str(i) for i in range(len(levels))]
+        if self.first_name is not None:
+            names = [self.first_name, *names[:-1]]
+        return self.fpn(OrderedDict(zip(names, levels)))
 
 
 def fpn_backbone(
@@ -130,12 +143,14 @@ def fpn_backbone(
     weights: str | None = None,
     extra: str = "pool",
     backbone_args: dict[str, Any] | None = None,
+    first_name: str | None = None,
 ) -> BackboneFPN:
     """Registered model ``name``'s feature levels ``levels`` (positions in its ``feature_info``) under an
     FPN. ``weights`` (a tag such as ``"mnist"``, a weight name or folder: `zoo.factory.create_encoder`)
     loads that weight strictly first, adapting
     its first conv to ``in_chans``; nothing is downloaded. ``extra`` is torchvision's extra block:
-    ``"pool"`` (max-pooled P6, Faster/Mask R-CNN) or ``"p6p7"`` (RetinaNet's P6 and P7 from P5)."""
+    ``"pool"`` (max-pooled P6, Faster/Mask R-CNN) or ``"p6p7"`` (RetinaNet's P6 and P7 from P5).
+    ``first_name`` names the first level's map (others ``"0"``, ``"1"``, ...) instead of ``"0"``."""
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
     from zoo.factory import create_encoder
@@ -154,7 +169,7 @@ def fpn_backbone(
         block = LastLevelP6P7(out_channels, out_channels)
     else:
         raise ConfigError(f"extra={extra!r}: torchvision's extra FPN blocks here are 'pool' or 'p6p7'")
-    return BackboneFPN(body, out_channels, block)
+    return BackboneFPN(body, out_channels, block, first_name)
 
 
 def check_targets(
@@ -433,6 +448,22 @@ def paste_masks_exact(
 
 
 @functools.cache
+def _rpn_without_mask_map() -> type:
+    """torchvision's ``RegionProposalNetwork`` reading every FPN map but `MASK_MAP` (anchors are per map)."""
+    from torchvision.models.detection.rpn import RegionProposalNetwork
+
+    class MaskMapFreeRPN(RegionProposalNetwork):
+        def forward(self, images, features, targets=None):  # type: ignore[override]
+            kept = OrderedDict((name, level) for name, level in features.items() if name != MASK_MAP)
+            return super().forward(images, kept, targets)
+
+    MaskMapFreeRPN.__module__ = __name__
+    MaskMapFreeRPN.__qualname__ = "MaskMapFreeRPN"  # pickled by name, as `detector_class`'s
+    globals()["MaskMapFreeRPN"] = MaskMapFreeRPN
+    return MaskMapFreeRPN
+
+
+@functools.cache
 def _exact_paste_transform() -> type:
     """torchvision's ``GeneralizedRCNNTransform`` with Mask R-CNN's masks pasted by `paste_masks_exact`."""
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
@@ -510,6 +541,7 @@ def _build(
     mask_dim: int = 256,
     mask_paste: str = "torchvision",
     mask_roi_size: int = 14,
+    mask_level: int | None = None,
     class_competition: float = 0.0,
     class_competition_iou: float = 0.5,
     **detector_args: Any,
@@ -524,7 +556,9 @@ def _build(
     ``mask_paste`` how its masks go back into the image: ``"torchvision"`` (its ``paste_masks_in_image``:
     outputs equal torchvision's model) or ``"exact"`` (`paste_masks_exact`, for thin objects);
     ``mask_roi_size`` the side of the RoIAlign crop the mask head reads (torchvision's 14; its masks are
-    twice that). ``class_competition`` (a power, 0 = off) and ``class_competition_iou`` rescore the
+    twice that); ``mask_level`` a finer backbone level (a position before ``levels``) that the FPN adds for the
+    mask head alone, which then reads only it: the RPN and box head see ``levels`` as without it.
+    ``class_competition`` (a power, 0 = off) and ``class_competition_iou`` rescore the
     detections after NMS so that overlapping boxes of different classes compete (`compete_classes`).
     """
     from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -534,6 +568,11 @@ def _build(
             f"class_competition={class_competition} must be >= 0 (0 = off) and class_competition_iou="
             f"{class_competition_iou} in [0, 1)"
         )
+    if mask_level is not None and (kind != "maskrcnn" or not 0 <= mask_level < min(levels)):
+        raise ConfigError(
+            f"mask_level={mask_level} is for Mask R-CNN ({kind!r} here) and must be a backbone level before "
+            f"levels={tuple(levels)} (a finer map, position >= 0)"
+        )
     cls = detector_class(kind)
     if kind != "retinanet":  # the task's field names, as torchvision's R-CNN builders spell them
         for field in ("score_thresh", "nms_thresh", "detections_per_img"):
@@ -541,7 +580,11 @@ def _build(
                 detector_args[f"box_{field}"] = detector_args.pop(field)
     extra = "p6p7" if kind == "retinanet" else "pool"
     weights = backbone_weights_arg(backbone_weights, encoder_weights)
-    fpn = fpn_backbone(backbone, levels, fpn_channels, in_chans, weights, extra, backbone_args)
+    fpn_levels = tuple(levels) if mask_level is None else (mask_level, *levels)
+    first_name = None if mask_level is None else MASK_MAP
+    fpn = fpn_backbone(
+        backbone, fpn_levels, fpn_channels, in_chans, weights, extra, backbone_args, first_name
+    )
     if image_mean is None:
         image_mean = IMAGENET_MEAN if in_chans == 3 else (sum(IMAGENET_MEAN) / 3,) * in_chans
     if image_std is None:
@@ -589,15 +632,19 @@ def _build(
             from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 
             args["box_predictor"] = FastRCNNPredictor(representation_size, num_classes)
-    if kind == "maskrcnn" and mask_roi_size != 14:
+    if kind == "maskrcnn" and (mask_roi_size != 14 or mask_level is not None):
         from torchvision.ops import MultiScaleRoIAlign
 
         names = [str(i) for i in range(len(levels))]  # the FPN's maps from the backbone (not its "pool")
+        if mask_level is not None:
+            names = [MASK_MAP]
         args["mask_roi_pool"] = MultiScaleRoIAlign(names, output_size=int(mask_roi_size), sampling_ratio=2)
     if mask_paste not in ("torchvision", "exact"):
         raise ConfigError(f"mask_paste={mask_paste!r}: 'torchvision' or 'exact'")
     num = None if "box_predictor" in args else num_classes
     model = cls(fpn, num, **args)
+    if mask_level is not None:  # adds no state: the same RPN, blind to the mask map
+        model.rpn.__class__ = _rpn_without_mask_map()
     if kind == "maskrcnn" and mask_paste == "exact":
         # The subclass adds no state, only its postprocess: re-classing keeps every setting torchvision gave
         # the transform (private ones included) without reading them.
@@ -647,8 +694,9 @@ def _small(kwargs: dict[str, Any], kind: str) -> dict[str, Any]:
             box_batch_size_per_image=128,
         )
     if kind == "maskrcnn":
-        # Strokes 2-3 px wide: torchvision's paste misplaces masks by half a pixel (`paste_masks_exact`).
-        defaults.update(mask_layers=(64, 64), mask_dim=64, mask_paste="exact")
+        # Strokes 2-3 px wide: torchvision's paste misplaces masks by half a pixel (`paste_masks_exact`), and
+        # crops of the /4 map see them half a cell wide: the mask head reads layer2's map at /2 instead.
+        defaults.update(mask_layers=(64, 64), mask_dim=64, mask_paste="exact", mask_level=2)
     for key, value in defaults.items():
         kwargs.setdefault(key, value)
     return kwargs
@@ -663,6 +711,12 @@ def _from_fasterrcnn(kwargs: dict[str, Any], kind: str, box_architecture: str) -
         raise ConfigError(
             "pass fasterrcnn_weights or backbone_weights / encoder_weights, not both: the Faster R-CNN "
             "weight holds a trained backbone"
+        )
+    if fasterrcnn_weights is not None and kwargs.get("mask_level") is not None:
+        raise ConfigError(
+            "fasterrcnn_weights cannot start a Mask R-CNN with mask_level: its FPN has one more level, so its "
+            "blocks are numbered unlike the Faster R-CNN's; pass mask_level=None (the mask head then reads the "
+            "box head's maps) or start from backbone_weights instead"
         )
     model = _build(kind, **kwargs)
     if fasterrcnn_weights is not None:
@@ -706,7 +760,8 @@ def retinanet_resnet8_small(**kwargs: Any) -> nn.Module:
 
 @register_model(task="instance-segmentation", weights=("scenes",))
 def maskrcnn_resnet8_small(**kwargs: Any) -> nn.Module:
-    """Mask R-CNN + FPN over ``resnet8_small`` for the 128 px digit scenes (64-wide mask head);
+    """Mask R-CNN + FPN over ``resnet8_small`` for the 128 px digit scenes (64-wide mask head reading a
+    stride-2 FPN map, ``mask_level=2``); with ``mask_level=None``,
     ``fasterrcnn_weights="fasterrcnn_resnet8_small.scenes"`` starts all but the mask branch from that
     detector."""
     return _from_fasterrcnn(_small(kwargs, "maskrcnn"), "maskrcnn", "fasterrcnn_resnet8_small")
