@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recipes.classification import MNIST_CONFIG, ClassificationConfig, ClassificationObjective
-from recipes.engine import Context, Data, OptimizerConfig, register_preset
+from recipes.engine import Context, Data, OptimizerConfig, ScheduleConfig, register_preset
 from zoo.errors import ConfigError
 
 __all__ = ["RobustClassificationConfig", "RobustClassificationObjective", "StyleAugment"]
@@ -201,4 +201,57 @@ register_preset(
     ),
     "ResNet-8 (small input) with pen, blur, resolution, ink, noise and warp augmentation: robust MNIST 5k "
     "classifier with a temperature fitted on a held-out validation split",
+)
+
+# The first MNIST weights other than ResNet-8 and the plain CNN (which other recipes start from or measure
+# with): trained the robust way, as issue 16 asks of every published classifier. The suite's shifts
+# (up to 7 px) and zooms (+-40%) need the wider affine map; 500 train images are held out for the
+# temperature.
+_ROBUST_AFFINE = {"degrees": 20.0, "translate": 0.2, "scale": (0.6, 1.4), "val_per_class": 50}
+
+register_preset(
+    "cnn_dws.mnist",
+    RobustClassificationObjective,
+    _from_mnist_config(
+        model="cnn_dws",
+        epochs=60,
+        channels_last=True,
+        logit_scale=0.125,
+        precision="fp32",  # depthwise convolutions gain nothing from bf16 on CPU (measured: slower)
+        optim=OptimizerConfig(name="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=2e-3),
+        **_ROBUST_AFFINE,
+    ),
+    "depthwise-separable CNN (MobileNet-style) on MNIST 5k, with pen, blur, resolution, ink, noise and "
+    "warp augmentation and a held-out temperature",
+)
+register_preset(
+    "mlp.mnist",
+    RobustClassificationObjective,
+    _from_mnist_config(
+        model="mlp",
+        # With the ResNet's map and style_p 0.25 (100 epochs) the MLP fell to 96.1% clean (worst corruption
+        # 89.9%): a milder map, fewer style changes and more epochs keep it at 97.9% (worst 92.5%).
+        epochs=150,
+        **{**_ROBUST_AFFINE, "degrees": 15.0, "translate": 0.16, "scale": (0.8, 1.2)},
+        style_p=0.15,
+        optim=OptimizerConfig(name="adamw", lr=2e-3, weight_decay=0.05),
+        schedule=ScheduleConfig(name="onecycle", warmup=0.15),
+    ),
+    "2x512 MLP with dropout on MNIST 5k, AdamW and one-cycle, with pen, blur, resolution, ink, noise and "
+    "warp augmentation and a held-out temperature",
+)
+register_preset(
+    "lstm.mnist",
+    RobustClassificationObjective,
+    _from_mnist_config(
+        model="lstm",
+        epochs=60,
+        grad_clip=1.0,
+        precision="fp32",
+        optim=OptimizerConfig(name="adamw", lr=3e-3, weight_decay=0.01),
+        schedule=ScheduleConfig(name="onecycle", warmup=0.15),
+        **_ROBUST_AFFINE,
+    ),
+    "2-layer LSTM reading the 28 rows of a digit as a sequence, AdamW, one-cycle, gradient clipping, with "
+    "pen, blur, resolution, ink, noise and warp augmentation and a held-out temperature",
 )

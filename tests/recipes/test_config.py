@@ -100,7 +100,7 @@ def test_cli_lists_and_shows_presets(capsys):
     assert "resnet8_small.mnist" in out and "autoencoder.mnist" in out
     assert main(["train", "mlp.mnist", "--show", "--set", "optim.lr=0.01"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["config"]["optim"]["lr"] == 0.01 and shown["objective"] == "classification"
+    assert shown["config"]["optim"]["lr"] == 0.01 and shown["objective"] == "robust_classification"
 
 
 def test_resume_refuses_overrides(tmp_path):
