@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from recipes.engine import Trainer, resolve_config
+from recipes.engine import Trainer, get_preset, resolve_config
 from recipes.semi_supervised import (
+    FIXMATCH_MNIST,
+    FixMatchObjective,
     SemiSupervisedConfig,
-    SemiSupervisedObjective,
     cutout,
     labelled_rows,
     method_label,
@@ -65,9 +66,23 @@ def test_config_errors_say_what_is_expected(changes, match):
         replace(SemiSupervisedConfig(), **changes).validate()
 
 
+def test_fixmatch_strong_views_carry_noise_of_the_configured_spread():
+    grey = torch.full((512, 1, 28, 28), 0.5)
+    out = FixMatchObjective(FIXMATCH_MNIST).distort_strong(grey.clone(), torch.Generator().manual_seed(0))
+    spread = (out - 0.5).flatten(1).std(1)  # one std per image, drawn in [0, 0.4] (clipping trims the top)
+    assert 0.3 < spread.max() <= 0.4 and spread.min() < 0.02 and out.min() >= 0.0 and out.max() <= 1.0
+    off = FixMatchObjective(replace(FIXMATCH_MNIST, strong_noise=0.0))
+    assert torch.equal(off.distort_strong(grey, torch.Generator()), grey)
+    with pytest.raises(ConfigError, match="method 'fixmatch'"):
+        replace(FIXMATCH_MNIST, method="supervised").validate()
+    with pytest.raises(ConfigError, match="strong_noise >= 0"):
+        replace(FIXMATCH_MNIST, strong_noise=-0.1).validate()
+    assert get_preset("cnn.mnist100_fixmatch_draw1").objective is FixMatchObjective
+
+
 def _train(preset: str, tmp_path, labels_of_unlabelled=None):
     _, config = resolve_config(preset, SMOKE)
-    objective = SemiSupervisedObjective(config)
+    objective = get_preset(preset).objective(config)
     if labels_of_unlabelled is not None:
         original = objective.data
 
