@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from zoo.errors import ConfigError
 
-__all__ = ["apply_overrides", "config_from_dict", "config_to_dict", "parse_override"]
+__all__ = ["apply_overrides", "config_from_dict", "config_to_dict", "extend_config", "parse_override"]
 
 C = TypeVar("C")
 
@@ -28,6 +28,13 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     for f in dataclasses.fields(config):
         out[f.name] = _to_plain(getattr(config, f.name))
     return out
+
+
+def extend_config(cls: type[C], base: Any, **changes: Any) -> C:
+    """``base``'s values (a config whose class ``cls`` extends) as a ``cls``, with ``changes``: a recipe with
+    keys of its own starts from a shared preset, whose published weights keep their class and keys."""
+    values = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
+    return cls(**{**values, **changes})
 
 
 def _to_plain(value: Any) -> Any:

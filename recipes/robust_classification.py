@@ -16,7 +16,7 @@ the run's validation split (``val_per_class``, never trained on) and records bot
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recipes.classification import MNIST_CONFIG, ClassificationConfig, ClassificationObjective
+from recipes.config import extend_config
 from recipes.engine import Context, Data, OptimizerConfig, ScheduleConfig, register_preset
 from zoo.errors import ConfigError
 
@@ -181,8 +182,7 @@ class _Meta:
 # ------------------------------------------------------------------------------------------------ presets
 def _from_mnist_config(**changes: Any) -> RobustClassificationConfig:
     """The classification recipe's shared MNIST settings, as this recipe's config, with `changes`."""
-    shared = {f.name: getattr(MNIST_CONFIG, f.name) for f in fields(MNIST_CONFIG)}
-    return RobustClassificationConfig(**{**shared, **changes})
+    return extend_config(RobustClassificationConfig, MNIST_CONFIG, **changes)
 
 
 register_preset(

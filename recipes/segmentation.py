@@ -45,7 +45,7 @@ mIoU's foreground/identity split (``fg_iou``, ``fg_precision``, ``fg_recall``, `
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,6 +56,7 @@ from torch import nn
 
 from recipes.augment import SceneAugment, normalise
 from recipes.classification import family_papers, optimizer_papers
+from recipes.config import extend_config
 from recipes.engine import (
     Context,
     Data,
@@ -730,7 +731,7 @@ register_preset(
     "unet_resnet8_small.scenes_scribbles",
     ScribbleSegmentationObjective,
     replace(
-        ScribbleSegmentationConfig(**{f.name: getattr(_SCENES, f.name) for f in fields(_SCENES)}),
+        extend_config(ScribbleSegmentationConfig, _SCENES),
         model="unet_resnet8_small",
         model_args={"encoder_weights": "mnist"},
         # Scribbles instead of masks, on the same architecture, optimiser, augmentation and budget (2,500

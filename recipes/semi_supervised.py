@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -38,6 +38,7 @@ from torch import nn
 
 from recipes.augment import BatchAugment, normalise
 from recipes.classification import ClassificationConfig, ClassificationObjective
+from recipes.config import extend_config
 from recipes.engine import Context, Data, OptimizerConfig, ScheduleConfig, register_preset
 from zoo.errors import ConfigError
 from zoo.losses import cross_entropy
@@ -335,13 +336,8 @@ register_preset(
     "the baseline: the plain cnn on 10 labels per digit only (same views, steps and optimiser as the others)",
 )
 # FixMatch's own config adds strong_noise to SEMI_MNIST's keys (so the other weights' configs keep theirs).
-FIXMATCH_MNIST = FixMatchConfig(
-    **{
-        **{f.name: getattr(SEMI_MNIST, f.name) for f in fields(SEMI_MNIST)},
-        "method": "fixmatch",
-        "threshold": 0.95,
-        "unsup_weight": 1.0,
-    }
+FIXMATCH_MNIST = extend_config(
+    FixMatchConfig, SEMI_MNIST, method="fixmatch", threshold=0.95, unsup_weight=1.0
 )
 register_preset(
     "cnn.mnist100_fixmatch",

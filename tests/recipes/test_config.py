@@ -133,3 +133,12 @@ def test_objective_configs_share_the_base_fields_in_their_old_places():
         weights = json.loads(path.read_text())["weights"]
         config = config_from_dict(get_preset(weights["recipe"]).objective.Config, weights["recipe_config"])
         assert json.dumps(config_to_dict(config)) == json.dumps(weights["recipe_config"]), path.parent.name
+
+
+def test_extend_config_carries_the_base_values_into_the_subclass():
+    from recipes.config import extend_config
+    from recipes.semi_supervised import SEMI_MNIST, FixMatchConfig
+
+    config = extend_config(FixMatchConfig, SEMI_MNIST, threshold=0.9)
+    assert type(config) is FixMatchConfig and config.threshold == 0.9 and config.strong_noise == 0.4
+    assert config.optim == SEMI_MNIST.optim and config.epochs == SEMI_MNIST.epochs

@@ -635,9 +635,8 @@ def _build(
     if kind == "maskrcnn" and (mask_roi_size != 14 or mask_level is not None):
         from torchvision.ops import MultiScaleRoIAlign
 
-        names = [str(i) for i in range(len(levels))]  # the FPN's maps from the backbone (not its "pool")
-        if mask_level is not None:
-            names = [MASK_MAP]
+        # The mask level's map alone, else the FPN's maps from the backbone (not its "pool").
+        names = [MASK_MAP] if mask_level is not None else [str(i) for i in range(len(levels))]
         args["mask_roi_pool"] = MultiScaleRoIAlign(names, output_size=int(mask_roi_size), sampling_ratio=2)
     if mask_paste not in ("torchvision", "exact"):
         raise ConfigError(f"mask_paste={mask_paste!r}: 'torchvision' or 'exact'")
